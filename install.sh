@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Install countersign as the pre-receive hook of a bare repository.
+#
+#   install.sh <bare-repo> [--policy FILE] [--binary PATH] [--chain]
+#
+#   --policy FILE   use FILE as the policy: recorded as the repository's git
+#                   config `countersign.policy` (absolute path). It is checked
+#                   first; an invalid policy stops the install.
+#                   Without it, a starter policy is written to
+#                   <bare-repo>/countersign.toml unless one is already there.
+#   --binary PATH   install this countersign binary instead of building one
+#                   with `cargo build --release` from this source tree.
+#   --chain         keep an existing, foreign pre-receive hook: it is renamed
+#                   to pre-receive.chained and runs after countersign accepts.
+#                   Without it, the install refuses to replace such a hook.
+set -euo pipefail
+
+die() { printf 'install.sh: error: %s\n' "$1" >&2; [ $# -gt 1 ] && printf '  help: %s\n' "$2" >&2; exit 1; }
+
+src_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo="" policy="" binary="" chain=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --policy) [ $# -ge 2 ] || die "--policy needs a file"; policy=$2; shift 2 ;;
+        --binary) [ $# -ge 2 ] || die "--binary needs a path"; binary=$2; shift 2 ;;
+        --chain) chain=1; shift ;;
+        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) die "unknown option \`$1\`" "see install.sh --help" ;;
+        *) [ -z "$repo" ] || die "more than one repository given: \`$repo\` and \`$1\`"; repo=$1; shift ;;
+    esac
+done
+[ -n "$repo" ] || die "no repository given" "usage: install.sh <bare-repo> [--policy FILE] [--binary PATH] [--chain]"
+[ -d "$repo" ] || die "\`$repo\` is not a directory"
+repo=$(cd "$repo" && pwd)
+[ "$(git --git-dir="$repo" rev-parse --is-bare-repository 2>/dev/null)" = true ] \
+    || die "\`$repo\` is not a bare git repository" "create one with: git init --bare $repo"
+
+if [ -z "$binary" ]; then
+    echo "install.sh: building countersign (cargo build --release --locked)" >&2
+    (cd "$src_dir" && cargo build --release --locked --quiet)
+    binary="$src_dir/target/release/countersign"
+fi
+[ -x "$binary" ] || die "\`$binary\` is not an executable file"
+
+hooks="$repo/hooks"
+mkdir -p "$hooks"
+target="$hooks/pre-receive"
+marker="countersign pre-receive shim"
+if [ -e "$target" ] && ! grep -q "$marker" "$target" 2>/dev/null; then
+    if [ "$chain" = 1 ]; then
+        [ -e "$hooks/pre-receive.chained" ] && die "\`$hooks/pre-receive.chained\` already exists" "remove or merge it by hand, then run install.sh again"
+        mv "$target" "$hooks/pre-receive.chained"
+        echo "install.sh: kept the existing hook as $hooks/pre-receive.chained (runs after countersign accepts)" >&2
+    else
+        die "\`$target\` already exists and is not countersign's" \
+            "re-run with --chain to keep it running after countersign, or move it away yourself"
+    fi
+fi
+
+if [ -n "$policy" ]; then
+    [ -f "$policy" ] || die "policy \`$policy\` does not exist"
+    policy=$(cd "$(dirname "$policy")" && pwd)/$(basename "$policy")
+    "$binary" policy check --policy "$policy" >&2 || die "the policy \`$policy\` is not valid" "fix the problems listed above and run install.sh again"
+    git --git-dir="$repo" config countersign.policy "$policy"
+elif [ -z "$(git --git-dir="$repo" config --get countersign.policy || true)" ] && [ ! -e "$repo/countersign.toml" ]; then
+    "$binary" policy init --id "$(basename "$repo" .git)" > "$repo/countersign.toml"
+    echo "install.sh: wrote a starter policy to $repo/countersign.toml: protected refs reject every push until you add people (see config.example.toml)" >&2
+fi
+
+install -m 0755 "$binary" "$hooks/countersign.new"
+mv -f "$hooks/countersign.new" "$hooks/countersign"
+tmp="$target.new.$$"
+sed "s|@COUNTERSIGN_BIN@|$hooks/countersign|" "$src_dir/hooks/pre-receive" > "$tmp"
+chmod 0755 "$tmp"
+mv -f "$tmp" "$target"
+echo "install.sh: installed countersign as the pre-receive hook of $repo" >&2

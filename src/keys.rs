@@ -1,0 +1,196 @@
+//! The keyring: every public key in the policy, mapped to exactly one person.
+//!
+//! SSH keys are matched by their SHA-256 fingerprint; OpenPGP certificates
+//! by the fingerprint of every (sub)key they hold. A key held by two people
+//! is refused when the policy loads, so a signature always names at most
+//! one person. Secret key material is never needed and never read.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use openpgp::parse::Parse;
+use openpgp::Cert;
+use sequoia_openpgp as openpgp;
+
+use crate::time::Timestamp;
+
+/// Dates set on a single key entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyDates {
+    /// Not accepted from this instant on.
+    pub expires: Option<Timestamp>,
+    /// Withdrawn at this instant.
+    pub revoked: Option<Timestamp>,
+}
+
+/// Where a key came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Inline in the policy.
+    Inline,
+    /// From a certificate file (path as written in the policy).
+    File(String),
+}
+
+/// The public material of a policy key.
+#[derive(Debug, Clone)]
+pub enum Material {
+    /// An SSH public key.
+    Ssh(ssh_key::PublicKey),
+    /// An OpenPGP certificate (public).
+    OpenPgp(Box<Cert>),
+}
+
+/// One key of one person.
+#[derive(Debug, Clone)]
+pub struct PolicyKey {
+    /// Person id.
+    pub person: String,
+    /// `SHA256:...` for SSH, the certificate fingerprint for OpenPGP.
+    pub fingerprint: String,
+    /// The key itself.
+    pub material: Material,
+    /// Per-key dates.
+    pub dates: KeyDates,
+    /// Where it was declared.
+    pub source: KeySource,
+}
+
+impl PolicyKey {
+    /// `ssh SHA256:...` or `openpgp 0123...`, for messages.
+    pub fn describe(&self) -> String {
+        match self.material {
+            Material::Ssh(_) => format!("ssh key {}", self.fingerprint),
+            Material::OpenPgp(_) => format!("openpgp cert {}", self.fingerprint),
+        }
+    }
+}
+
+/// All keys of a policy, with lookup indexes.
+#[derive(Debug, Default)]
+pub struct Keyring {
+    keys: Vec<PolicyKey>,
+    ssh: HashMap<String, usize>,
+    /// Every primary and subkey fingerprint (hex, upper case) and key id.
+    openpgp: HashMap<String, usize>,
+}
+
+impl Keyring {
+    /// All keys.
+    pub fn keys(&self) -> &[PolicyKey] {
+        &self.keys
+    }
+
+    /// Add an SSH key for `person`. Fails with the other holder's id if the
+    /// key already belongs to someone.
+    pub fn add_ssh(
+        &mut self,
+        person: &str,
+        key: ssh_key::PublicKey,
+        dates: KeyDates,
+    ) -> Result<(), String> {
+        let fpr = ssh_fingerprint(key.key_data());
+        if let Some(&i) = self.ssh.get(&fpr) {
+            return Err(self.keys[i].person.clone());
+        }
+        self.ssh.insert(fpr.clone(), self.keys.len());
+        self.keys.push(PolicyKey {
+            person: person.to_string(),
+            fingerprint: fpr,
+            material: Material::Ssh(key),
+            dates,
+            source: KeySource::Inline,
+        });
+        Ok(())
+    }
+
+    /// Add an OpenPGP certificate for `person`. Fails with the other
+    /// holder's id if any of its keys already belongs to someone else.
+    pub fn add_openpgp(
+        &mut self,
+        person: &str,
+        cert: Cert,
+        dates: KeyDates,
+        source: KeySource,
+    ) -> Result<(), String> {
+        let handles: Vec<String> = cert
+            .keys()
+            .flat_map(|ka| [ka.key().fingerprint().to_hex(), ka.key().keyid().to_hex()])
+            .collect();
+        for h in &handles {
+            if let Some(&i) = self.openpgp.get(h) {
+                return Err(self.keys[i].person.clone());
+            }
+        }
+        let idx = self.keys.len();
+        for h in handles {
+            self.openpgp.insert(h, idx);
+        }
+        self.keys.push(PolicyKey {
+            person: person.to_string(),
+            fingerprint: cert.fingerprint().to_hex(),
+            material: Material::OpenPgp(Box::new(cert)),
+            dates,
+            source,
+        });
+        Ok(())
+    }
+
+    /// The policy key with this SSH public key, if any.
+    pub fn find_ssh(&self, key: &ssh_key::public::KeyData) -> Option<(usize, &PolicyKey)> {
+        let i = *self.ssh.get(&ssh_fingerprint(key))?;
+        Some((i, &self.keys[i]))
+    }
+
+    /// The policy key holding a (sub)key with this handle, if any.
+    pub fn find_openpgp(&self, handle: &openpgp::KeyHandle) -> Option<(usize, &PolicyKey)> {
+        let hex = match handle {
+            openpgp::KeyHandle::Fingerprint(f) => f.to_hex(),
+            openpgp::KeyHandle::KeyID(k) => k.to_hex(),
+        };
+        let i = *self.openpgp.get(&hex)?;
+        Some((i, &self.keys[i]))
+    }
+
+    /// Key by index.
+    pub fn get(&self, i: usize) -> Option<&PolicyKey> {
+        self.keys.get(i)
+    }
+}
+
+/// `SHA256:<base64>` as `ssh-keygen -l` shows it.
+pub fn ssh_fingerprint(key: &ssh_key::public::KeyData) -> String {
+    key.fingerprint(ssh_key::HashAlg::Sha256).to_string()
+}
+
+/// Parse one OpenSSH public key line (`type base64 [comment]`).
+pub fn parse_ssh(line: &str) -> Result<ssh_key::PublicKey, String> {
+    let line = line.trim();
+    if line.contains('\n') {
+        return Err("one key per entry: the text contains a line break".into());
+    }
+    // An allowed-signers or authorized_keys line may start with options;
+    // the policy wants the bare key so nothing is silently ignored.
+    ssh_key::PublicKey::from_openssh(line)
+        .map_err(|e| format!("{e} (expected `ssh-ed25519 AAAA... comment`)"))
+}
+
+/// Read every certificate in an armored or binary file. Secret key
+/// material is refused: the policy must only hold public certificates.
+pub fn read_certs(path: &Path) -> Result<Vec<Cert>, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let parser = openpgp::cert::CertParser::from_bytes(&bytes)
+        .map_err(|e| format!("not an OpenPGP certificate: {e}"))?;
+    let mut certs = Vec::new();
+    for c in parser {
+        let cert = c.map_err(|e| format!("not an OpenPGP certificate: {e}"))?;
+        if cert.is_tsk() {
+            return Err("the file holds secret key material; export the public certificate with `gpg --armor --export`".into());
+        }
+        certs.push(cert);
+    }
+    if certs.is_empty() {
+        return Err("the file holds no certificate".into());
+    }
+    Ok(certs)
+}

@@ -1,0 +1,942 @@
+//! The policy: who holds which keys and roles, and how protected refs move.
+//!
+//! Loading has two phases. The TOML is parsed keeping positions; then every
+//! field is checked and *every* problem is collected with `file:line:col`
+//! and the offending text underlined, so an admin fixes the file in one
+//! round. Unknown fields are errors: a typo must never weaken a rule. The
+//! policy never trusts names or e-mails; only keys identify people.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml_edit::{ImDocument, Item, TableLike, Value};
+
+use crate::glob::RefPattern;
+use crate::keys::{self, KeyDates, KeySource, Keyring};
+use crate::time::{self, Timestamp};
+
+/// Where `expires`/`revoked` dates apply: a person or a single key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dates {
+    /// Not accepted from this instant on.
+    pub expires: Option<Timestamp>,
+    /// Withdrawn at this instant: rejected from then on.
+    pub revoked: Option<Timestamp>,
+}
+
+/// A person: the unit that separation-of-duties rules count.
+#[derive(Debug, Clone)]
+pub struct Person {
+    /// The table key, e.g. `alice`.
+    pub id: String,
+    /// Display name (a claim for humans).
+    pub name: String,
+    /// Roles held.
+    pub roles: BTreeSet<String>,
+    /// Dates for the whole person.
+    pub dates: Dates,
+}
+
+/// One `[[rule]]`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// 1-based position in the file.
+    pub number: usize,
+    /// Optional name.
+    pub name: Option<String>,
+    /// Ref patterns this rule protects.
+    pub refs: Vec<RefPattern>,
+    /// Roles allowed to sign commits newly reachable from the ref.
+    pub commit_signers: Option<Vec<String>>,
+    /// Roles allowed to sign annotated tags created at the ref.
+    pub tag_signers: Option<Vec<String>>,
+    /// Non-fast-forward updates allowed.
+    pub force_push: bool,
+    /// Deletion allowed.
+    pub delete: bool,
+    /// History reachable from this commit is not checked.
+    pub baseline: Option<String>,
+}
+
+impl Rule {
+    /// Does this rule protect `refname`?
+    pub fn matches(&self, refname: &str) -> bool {
+        self.refs.iter().any(|p| p.matches(refname))
+    }
+
+    /// How the rule is named in messages: `rule #1 "protected branches"`.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("rule #{} \"{}\"", self.number, n),
+            None => {
+                let pats: Vec<&str> = self.refs.iter().map(|p| p.as_str()).collect();
+                format!("rule #{} ({})", self.number, pats.join(", "))
+            }
+        }
+    }
+}
+
+/// A loaded and validated policy.
+#[derive(Debug)]
+pub struct Policy {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `repository.id`.
+    pub repository_id: String,
+    /// Declared roles and their descriptions.
+    pub roles: BTreeMap<String, String>,
+    /// People by id.
+    pub people: BTreeMap<String, Person>,
+    /// Rules in file order.
+    pub rules: Vec<Rule>,
+    /// Every key, mapped to its person.
+    pub keyring: Keyring,
+}
+
+impl Policy {
+    /// The rules protecting `refname` (empty: unprotected).
+    pub fn rules_for<'a>(&'a self, refname: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.rules.iter().filter(move |r| r.matches(refname))
+    }
+}
+
+/// One problem found in a policy file, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line, 0 if unknown.
+    pub line: usize,
+    /// 1-based column (in characters), 0 if unknown.
+    pub col: usize,
+    /// What is wrong.
+    pub message: String,
+    /// The source line, and the underline under the offending text.
+    pub excerpt: Option<(String, String)>,
+}
+
+/// Why a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The file does not exist.
+    #[error("no policy file at `{}`", .0.display())]
+    Missing(PathBuf),
+    /// The file exists but cannot be read.
+    #[error("cannot read the policy file `{}`: {}", .0.display(), .1)]
+    Unreadable(PathBuf, std::io::Error),
+    /// The file was read but has problems.
+    #[error("the policy file `{}` has {} problem(s)", .path.display(), .problems.len())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+impl PolicyError {
+    /// Every problem, rendered one per block as `file:line:col: message`
+    /// with the offending text underlined.
+    pub fn details(&self) -> String {
+        match self {
+            PolicyError::Invalid { path, problems } => {
+                let mut out = String::new();
+                for p in problems {
+                    out.push_str(&p.render(path));
+                }
+                out
+            }
+            other => format!("{other}\n"),
+        }
+    }
+}
+
+impl Problem {
+    /// `file:line:col: message`, then the excerpt.
+    pub fn render(&self, path: &Path) -> String {
+        let mut out = format!(
+            "{}:{}:{}: {}\n",
+            path.display(),
+            self.line,
+            self.col,
+            self.message
+        );
+        if let Some((src, marks)) = &self.excerpt {
+            out.push_str(&format!("    | {src}\n    | {marks}\n"));
+        }
+        out
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.col, self.message)
+    }
+}
+
+/// Load the policy at `path`. Key files named by the policy are read
+/// relative to the policy's directory.
+pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(PolicyError::Missing(path.to_path_buf()))
+        }
+        Err(e) => return Err(PolicyError::Unreadable(path.to_path_buf(), e)),
+    };
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let offset = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let ctx = Ctx::new(&text);
+            let p = ctx.problem(
+                Some(offset..offset + 1),
+                "the policy is not valid UTF-8".into(),
+            );
+            return Err(PolicyError::Invalid {
+                path: path.to_path_buf(),
+                problems: vec![p],
+            });
+        }
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, &base)
+        .map(|mut p| {
+            p.path = path.to_path_buf();
+            p
+        })
+        .map_err(|problems| PolicyError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+}
+
+/// Parse and validate policy text; `base` resolves relative key paths.
+pub fn parse(text: &str, base: &Path) -> Result<Policy, Vec<Problem>> {
+    let mut ctx = Ctx::new(text);
+    let doc = match ImDocument::parse(text) {
+        Ok(d) => d,
+        Err(e) => {
+            let msg = e.message().trim().to_string();
+            return Err(vec![ctx.problem(e.span(), format!("not valid TOML: {msg}"))]);
+        }
+    };
+    let root = doc.as_table();
+    ctx.unknown_keys(
+        root,
+        &["repository", "roles", "people", "rule"],
+        "top level",
+    );
+
+    // [repository]
+    let mut repository_id = String::new();
+    match root.get("repository").and_then(Item::as_table_like) {
+        Some(repo) => {
+            ctx.unknown_keys(repo, &["id"], "[repository]");
+            match ctx.string(repo, "id", "[repository]") {
+                Some((id, span)) if id.trim().is_empty() => {
+                    ctx.push(span, "`repository.id` must not be empty".into())
+                }
+                Some((id, _)) => repository_id = id,
+                None if repo.get("id").is_none() => ctx.push(
+                    root.key("repository").and_then(|k| k.span()),
+                    "`[repository]` needs `id = \"...\"`, a name that approvals are bound to"
+                        .into(),
+                ),
+                None => {}
+            }
+        }
+        None => {
+            let span = root.key("repository").and_then(|k| k.span());
+            ctx.push(
+                span,
+                "missing `[repository]` table with `id = \"...\"`".into(),
+            );
+        }
+    }
+
+    // [roles]
+    let mut roles = BTreeMap::new();
+    match root.get("roles") {
+        Some(item) => match item.as_table_like() {
+            Some(t) => {
+                for (name, value) in t.iter() {
+                    let span = t.key(name).and_then(|k| k.span());
+                    if !valid_name(name) {
+                        ctx.push(
+                            span.clone(),
+                            format!("role name `{name}` must use only a-z, 0-9, `-` and `_`"),
+                        );
+                    }
+                    match value.as_str() {
+                        Some(desc) => {
+                            roles.insert(name.to_string(), desc.to_string());
+                        }
+                        None => ctx.push(
+                            value.span().or(span),
+                            format!("role `{name}` must be a string describing it, e.g. {name} = \"writes code\""),
+                        ),
+                    }
+                }
+            }
+            None => ctx.push(
+                item.span(),
+                "`roles` must be a table of role = \"description\"".into(),
+            ),
+        },
+        None => ctx.push(
+            None,
+            "missing `[roles]` table declaring the roles people and rules use".into(),
+        ),
+    }
+
+    // [people.*]
+    let mut people = BTreeMap::new();
+    let mut keyring = Keyring::default();
+    if let Some(item) = root.get("people") {
+        match item.as_table_like() {
+            Some(t) => {
+                for (id, value) in t.iter() {
+                    let key_span = t.key(id).and_then(|k| k.span());
+                    if !valid_name(id) {
+                        ctx.push(
+                            key_span.clone(),
+                            format!("person id `{id}` must use only a-z, A-Z, 0-9, `-` and `_`"),
+                        );
+                    }
+                    if let Some(p) =
+                        parse_person(&mut ctx, id, value, key_span, &roles, base, &mut keyring)
+                    {
+                        people.insert(id.to_string(), p);
+                    }
+                }
+            }
+            None => ctx.push(
+                item.span(),
+                "`people` must be a table: [people.alice]".into(),
+            ),
+        }
+    }
+
+    // [[rule]]
+    let mut rules = Vec::new();
+    match root.get("rule") {
+        Some(Item::ArrayOfTables(arr)) => {
+            for (i, t) in arr.iter().enumerate() {
+                if let Some(r) = parse_rule(&mut ctx, i + 1, t, &roles) {
+                    rules.push(r);
+                }
+            }
+        }
+        Some(Item::Value(Value::Array(arr))) => {
+            for (i, v) in arr.iter().enumerate() {
+                match v.as_inline_table() {
+                    Some(t) => {
+                        if let Some(r) = parse_rule(&mut ctx, i + 1, t, &roles) {
+                            rules.push(r);
+                        }
+                    }
+                    None => ctx.push(v.span(), "each rule must be a table".into()),
+                }
+            }
+        }
+        Some(other) => ctx.push(
+            other.span(),
+            "`rule` must be written as [[rule]] tables".into(),
+        ),
+        None => {}
+    }
+
+    if ctx.problems.is_empty() {
+        Ok(Policy {
+            path: PathBuf::new(),
+            repository_id,
+            roles,
+            people,
+            rules,
+            keyring,
+        })
+    } else {
+        Err(ctx.problems)
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn parse_person(
+    ctx: &mut Ctx,
+    id: &str,
+    item: &Item,
+    key_span: Option<Range<usize>>,
+    roles: &BTreeMap<String, String>,
+    base: &Path,
+    keyring: &mut Keyring,
+) -> Option<Person> {
+    let where_ = format!("[people.{id}]");
+    let Some(t) = item.as_table_like() else {
+        ctx.push(
+            item.span().or(key_span),
+            format!("`{where_}` must be a table"),
+        );
+        return None;
+    };
+    ctx.unknown_keys(
+        t,
+        &["name", "roles", "ssh", "openpgp", "expires", "revoked"],
+        &where_,
+    );
+    let name = ctx
+        .string(t, "name", &where_)
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+    let mut person_roles = BTreeSet::new();
+    for (role, span) in ctx.string_list(t, "roles", &where_) {
+        if !roles.contains_key(&role) {
+            ctx.push(
+                span,
+                format!("role `{role}` of person `{id}` is not declared in [roles]"),
+            );
+        } else if !person_roles.insert(role.clone()) {
+            ctx.push(
+                span,
+                format!("role `{role}` is listed twice for person `{id}`"),
+            );
+        }
+    }
+    let dates = ctx.dates(t, &where_);
+    let mut key_count = 0;
+    if let Some(item) = t.get("ssh") {
+        for (entry, span) in ctx.key_entries(item, "key", &where_, "ssh") {
+            key_count += 1;
+            match keys::parse_ssh(&entry.text) {
+                Ok(key) => {
+                    if let Err(other) = keyring.add_ssh(id, key, entry.dates) {
+                        ctx.push(span, format!("this SSH key is already held by person `{other}`: one key belongs to one person"));
+                    }
+                }
+                Err(e) => ctx.push(span, format!("not a valid SSH public key: {e}")),
+            }
+        }
+    }
+    if let Some(item) = t.get("openpgp") {
+        for (entry, span) in ctx.key_entries(item, "cert", &where_, "openpgp") {
+            key_count += 1;
+            let path = base.join(&entry.text);
+            match keys::read_certs(&path) {
+                Ok(certs) => {
+                    for cert in certs {
+                        let source = KeySource::File(entry.text.clone());
+                        if let Err(other) = keyring.add_openpgp(id, cert, entry.dates, source) {
+                            ctx.push(span.clone(), format!("a key in this certificate is already held by person `{other}`: one key belongs to one person"));
+                        }
+                    }
+                }
+                Err(e) => ctx.push(
+                    span,
+                    format!("cannot use OpenPGP certificate `{}`: {e}", path.display()),
+                ),
+            }
+        }
+    }
+    if key_count == 0 && t.get("ssh").is_none() && t.get("openpgp").is_none() {
+        // A person without keys can never sign; allowed (e.g. pending
+        // onboarding) but pointless, so say nothing.
+    }
+    Some(Person {
+        id: id.to_string(),
+        name,
+        roles: person_roles,
+        dates,
+    })
+}
+
+fn parse_rule(
+    ctx: &mut Ctx,
+    number: usize,
+    t: &dyn TableLike,
+    roles: &BTreeMap<String, String>,
+) -> Option<Rule> {
+    let where_ = format!("rule #{number}");
+    ctx.unknown_keys(
+        t,
+        &[
+            "name",
+            "refs",
+            "commit-signers",
+            "tag-signers",
+            "force-push",
+            "delete",
+            "baseline",
+        ],
+        &where_,
+    );
+    let name = ctx.string(t, "name", &where_).map(|(s, _)| s);
+    let mut refs = Vec::new();
+    for (pat, span) in ctx.string_list(t, "refs", &where_) {
+        match RefPattern::new(&pat) {
+            Ok(p) => refs.push(p),
+            Err(e) => ctx.push(span, format!("bad ref pattern `{pat}`: {e}")),
+        }
+    }
+    if refs.is_empty() && t.get("refs").is_some() {
+        if ctx
+            .problems
+            .iter()
+            .all(|p| !p.message.starts_with("bad ref pattern"))
+        {
+            ctx.push(
+                t.get("refs").and_then(Item::span),
+                format!("{where_} has an empty `refs` list: it would protect nothing"),
+            );
+        }
+    } else if t.get("refs").is_none() {
+        ctx.push(
+            None,
+            format!("{where_} needs `refs = [\"refs/heads/main\"]`"),
+        );
+    }
+    let role_list = |ctx: &mut Ctx, key: &str| -> Option<Vec<String>> {
+        t.get(key)?;
+        let mut out = Vec::new();
+        let entries = ctx.string_list(t, key, &where_);
+        if entries.is_empty() {
+            ctx.push(t.get(key).and_then(Item::span), format!("`{key}` in {where_} is empty: no one could ever sign; remove the rule or name a role"));
+        }
+        for (role, span) in entries {
+            if roles.contains_key(&role) {
+                out.push(role);
+            } else {
+                ctx.push(
+                    span,
+                    format!("role `{role}` in {where_} is not declared in [roles]"),
+                );
+            }
+        }
+        Some(out)
+    };
+    let commit_signers = role_list(ctx, "commit-signers");
+    let tag_signers = role_list(ctx, "tag-signers");
+    let force_push = ctx.boolean(t, "force-push", &where_).unwrap_or(false);
+    let delete = ctx.boolean(t, "delete", &where_).unwrap_or(false);
+    let baseline = match ctx.string(t, "baseline", &where_) {
+        Some((b, span)) => {
+            if b.len() == 40 && b.bytes().all(|c| c.is_ascii_hexdigit()) {
+                Some(b.to_ascii_lowercase())
+            } else {
+                ctx.push(
+                    span,
+                    "`baseline` must be a full 40-hex-digit commit id".into(),
+                );
+                None
+            }
+        }
+        None => None,
+    };
+    Some(Rule {
+        number,
+        name,
+        refs,
+        commit_signers,
+        tag_signers,
+        force_push,
+        delete,
+        baseline,
+    })
+}
+
+/// A key entry: the key text (or cert path) and its dates.
+struct KeyEntry {
+    text: String,
+    dates: KeyDates,
+}
+
+/// Validation context: the source text and the problems found so far.
+struct Ctx {
+    line_starts: Vec<usize>,
+    text: String,
+    problems: Vec<Problem>,
+}
+
+impl Ctx {
+    fn new(text: &str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Ctx {
+            line_starts,
+            text: text.to_string(),
+            problems: Vec::new(),
+        }
+    }
+
+    fn problem(&self, span: Option<Range<usize>>, message: String) -> Problem {
+        let Some(span) = span else {
+            return Problem {
+                line: 0,
+                col: 0,
+                message,
+                excerpt: None,
+            };
+        };
+        let start = span.start.min(self.text.len());
+        let line_idx = match self.line_starts.binary_search(&start) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let line_start = self.line_starts[line_idx];
+        let line_end = self.text[line_start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| line_start + i);
+        let line_text = self.text.get(line_start..line_end).unwrap_or("");
+        let before = self.text.get(line_start..start).unwrap_or("");
+        let col = before.chars().count() + 1;
+        let end = span.end.clamp(start, line_end);
+        let width = self
+            .text
+            .get(start..end)
+            .map_or(1, |s| s.chars().count())
+            .max(1);
+        let src = crate::sanitize::escape(line_text);
+        let pad: String = crate::sanitize::escape(before)
+            .chars()
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        Problem {
+            line: line_idx + 1,
+            col,
+            message,
+            excerpt: Some((src, format!("{pad}{}", "^".repeat(width)))),
+        }
+    }
+
+    fn push(&mut self, span: Option<Range<usize>>, message: String) {
+        let p = self.problem(span, message);
+        self.problems.push(p);
+    }
+
+    fn unknown_keys(&mut self, t: &dyn TableLike, allowed: &[&str], where_: &str) {
+        for (k, _) in t.iter() {
+            if !allowed.contains(&k) {
+                let span = t.key(k).and_then(|k| k.span());
+                self.push(
+                    span,
+                    format!(
+                        "unknown field `{k}` in {where_}; expected one of: {}",
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn string(
+        &mut self,
+        t: &dyn TableLike,
+        key: &str,
+        where_: &str,
+    ) -> Option<(String, Option<Range<usize>>)> {
+        let item = t.get(key)?;
+        match item.as_str() {
+            Some(s) => Some((s.to_string(), item.span())),
+            None => {
+                self.push(item.span(), format!("`{key}` in {where_} must be a string"));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, t: &dyn TableLike, key: &str, where_: &str) -> Option<bool> {
+        let item = t.get(key)?;
+        match item.as_bool() {
+            Some(b) => Some(b),
+            None => {
+                self.push(
+                    item.span(),
+                    format!("`{key}` in {where_} must be true or false"),
+                );
+                None
+            }
+        }
+    }
+
+    fn string_list(
+        &mut self,
+        t: &dyn TableLike,
+        key: &str,
+        where_: &str,
+    ) -> Vec<(String, Option<Range<usize>>)> {
+        let Some(item) = t.get(key) else {
+            return Vec::new();
+        };
+        let Some(arr) = item.as_array() else {
+            self.push(
+                item.span(),
+                format!("`{key}` in {where_} must be a list of strings, e.g. {key} = [\"...\"]"),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for v in arr.iter() {
+            match v.as_str() {
+                Some(s) => out.push((s.to_string(), v.span())),
+                None => self.push(
+                    v.span(),
+                    format!("entries of `{key}` in {where_} must be strings"),
+                ),
+            }
+        }
+        out
+    }
+
+    fn date(&mut self, item: &Item, key: &str, where_: &str) -> Option<Timestamp> {
+        let parsed = item.as_datetime().map(time::from_toml);
+        match parsed {
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                self.push(item.span(), format!("`{key}` in {where_}: {e}"));
+                None
+            }
+            None => {
+                self.push(
+                    item.span(),
+                    format!("`{key}` in {where_} must be a date such as 2027-06-30 (no quotes)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn dates(&mut self, t: &dyn TableLike, where_: &str) -> Dates {
+        Dates {
+            expires: t
+                .get("expires")
+                .and_then(|i| self.date(i, "expires", where_)),
+            revoked: t
+                .get("revoked")
+                .and_then(|i| self.date(i, "revoked", where_)),
+        }
+    }
+
+    /// Entries of `ssh`/`openpgp`: strings, or inline tables with the text
+    /// under `field` plus optional dates.
+    fn key_entries(
+        &mut self,
+        item: &Item,
+        field: &str,
+        where_: &str,
+        list: &str,
+    ) -> Vec<(KeyEntry, Option<Range<usize>>)> {
+        let Some(arr) = item.as_array() else {
+            self.push(item.span(), format!("`{list}` in {where_} must be a list"));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for v in arr.iter() {
+            match v {
+                Value::String(s) => out.push((
+                    KeyEntry {
+                        text: s.value().clone(),
+                        dates: KeyDates::default(),
+                    },
+                    v.span(),
+                )),
+                Value::InlineTable(t) => {
+                    let w = format!("an entry of `{list}` in {where_}");
+                    self.unknown_keys(t, &[field, "expires", "revoked"], &w);
+                    let d = self.dates(t, &w);
+                    match self.string(t, field, &w) {
+                        Some((text, span)) => out.push((
+                            KeyEntry {
+                                text,
+                                dates: KeyDates {
+                                    expires: d.expires,
+                                    revoked: d.revoked,
+                                },
+                            },
+                            span,
+                        )),
+                        None if t.get(field).is_none() => {
+                            self.push(v.span(), format!("{w} needs `{field} = \"...\"`"))
+                        }
+                        None => {}
+                    }
+                }
+                _ => self.push(v.span(), format!("entries of `{list}` in {where_} must be strings or {{ {field} = \"...\", expires = ... }} tables")),
+            }
+        }
+        out
+    }
+}
+
+/// The policy `install.sh` writes when given none: roles declared, no
+/// people, `main` protected. Every push to `main` is rejected until people
+/// and keys are added, which is the safe starting point.
+pub fn starter(repository_id: &str) -> String {
+    let id = repository_id.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        r#"# countersign starter policy: see config.example.toml for every field.
+# Until you add people with keys, every push to a protected ref is rejected.
+
+[repository]
+id = "{id}"
+
+[roles]
+developer = "writes code: may sign commits on protected branches"
+maintainer = "merges and ships"
+release-manager = "signs release tags"
+
+# [people.alice]
+# name = "Alice Example"
+# roles = ["developer"]
+# ssh = ["ssh-ed25519 AAAA... alice@laptop"]
+
+[[rule]]
+name = "main branch"
+refs = ["refs/heads/main"]
+commit-signers = ["developer", "maintainer"]
+force-push = false
+delete = false
+
+[[rule]]
+name = "release tags"
+refs = ["refs/tags/v*"]
+tag-signers = ["release-manager"]
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINrxVK0xWzdtCu46sps/W0dmjonAc/wVysocqd8NgVjI alice@laptop";
+
+    fn policy(body: &str) -> Result<Policy, Vec<Problem>> {
+        parse(body, Path::new("."))
+    }
+
+    fn ok_text() -> String {
+        format!(
+            r#"
+[repository]
+id = "acme/x"
+[roles]
+developer = "d"
+[people.alice]
+name = "A"
+roles = ["developer"]
+ssh = ["{KEY}"]
+[[rule]]
+refs = ["refs/heads/main"]
+commit-signers = ["developer"]
+"#
+        )
+    }
+
+    #[test]
+    fn valid_policy_loads() {
+        let p = policy(&ok_text()).unwrap();
+        assert_eq!(p.repository_id, "acme/x");
+        assert_eq!(p.rules.len(), 1);
+        assert!(!p.rules[0].force_push);
+        assert_eq!(p.rules_for("refs/heads/main").count(), 1);
+        assert_eq!(p.rules_for("refs/heads/x").count(), 0);
+    }
+
+    #[test]
+    fn starter_is_valid() {
+        policy(&starter("a/b\"c")).unwrap();
+    }
+
+    #[test]
+    fn collects_every_problem_with_positions() {
+        let text = ok_text()
+            .replace("name = \"A\"", "name = \"A\"\nemail = \"a@x\"")
+            .replace(
+                "commit-signers = [\"developer\"]",
+                "commit-signers = [\"devloper\"]\nforce-push = \"yes\"",
+            )
+            .replace("refs/heads/main", "heads/main");
+        let problems = policy(&text).unwrap_err();
+        let msgs: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 4, "{msgs:#?}");
+        assert!(
+            msgs[0].starts_with("8:1: unknown field `email`"),
+            "{msgs:#?}"
+        );
+        assert!(msgs
+            .iter()
+            .any(|m| m.contains("bad ref pattern `heads/main`")));
+        assert!(msgs.iter().any(|m| m.contains("role `devloper`")));
+        assert!(msgs
+            .iter()
+            .any(|m| m.contains("`force-push` in rule #1 must be true or false")));
+        let (src, marks) = problems[0].excerpt.clone().unwrap();
+        assert_eq!(src, "email = \"a@x\"");
+        assert_eq!(marks, "^^^^^");
+    }
+
+    #[test]
+    fn duplicate_person_and_shared_key_refused() {
+        let dup = format!("{}\n[people.alice]\nname = \"again\"\n", ok_text());
+        let problems = policy(&dup).unwrap_err();
+        assert!(
+            problems[0].message.contains("not valid TOML"),
+            "{problems:?}"
+        );
+        let shared = format!(
+            "{}\n[people.bob]\nroles = []\nssh = [\"{KEY}\"]\n",
+            ok_text()
+        );
+        let problems = policy(&shared).unwrap_err();
+        assert!(
+            problems[0]
+                .message
+                .contains("already held by person `alice`"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn bad_keys_and_dates_refused() {
+        let text = ok_text()
+            .replace(KEY, "ssh-ed25519 AAAAnotbase64 x")
+            .replace("name = \"A\"", "name = \"A\"\nexpires = \"2027\"");
+        let problems = policy(&text).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let text = ok_text().replace(
+            &format!("ssh = [\"{KEY}\"]"),
+            &format!("ssh = [{{ key = \"{KEY}\", expires = \"soon\" }}]"),
+        );
+        let problems = policy(&text).unwrap_err();
+        assert!(
+            problems[0].message.contains("must be a date"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn missing_sections_reported() {
+        let problems = policy("").unwrap_err();
+        assert_eq!(problems.len(), 2);
+        let problems =
+            policy("[repository]\nid = \"\"\n[roles]\n[[rule]]\nrefs = []\n").unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn missing_cert_file_reported() {
+        let text = ok_text().replace(&format!("ssh = [\"{KEY}\"]"), "openpgp = [\"nope.asc\"]");
+        let problems = policy(&text).unwrap_err();
+        assert!(
+            problems[0]
+                .message
+                .contains("cannot use OpenPGP certificate"),
+            "{problems:?}"
+        );
+    }
+}

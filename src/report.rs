@@ -1,0 +1,155 @@
+//! Render a decision for people (text) and for programs (JSON).
+//!
+//! Every string that came from the pusher (subjects, ref names, messages
+//! quoting them) is escaped here, in one place, before it reaches a
+//! terminal. The `countersign:` prefix is added here and nowhere else.
+
+use serde::Serialize;
+
+use crate::finding::Finding;
+use crate::sanitize::escape;
+use crate::verify::Decision;
+
+/// Program prefix for every line a person reads.
+pub const PREFIX: &str = "countersign";
+
+/// Render for a terminal. At most `limit` findings are shown in full; the
+/// rest are counted.
+pub fn text(decision: &Decision, limit: usize) -> String {
+    let mut out = String::new();
+    let protected = decision
+        .updates
+        .iter()
+        .filter(|u| !u.rules.is_empty())
+        .count();
+    let unprotected = decision.updates.len() - protected;
+    if decision.accepted() {
+        let checked: usize = decision.updates.iter().map(|u| u.commits_checked).sum();
+        out.push_str(&format!(
+            "{PREFIX}: accepted: {} ref update(s), {protected} protected, {unprotected} unprotected; {checked} commit(s) verified\n",
+            decision.updates.len()
+        ));
+        for u in decision.updates.iter().filter(|u| u.rules.is_empty()) {
+            out.push_str(&format!(
+                "{PREFIX}: note: {} is unprotected (no rule matches it): accepted without checks\n",
+                escape(&u.refname)
+            ));
+        }
+        return out;
+    }
+    let refs_with_problems = {
+        let mut r: Vec<&str> = decision
+            .findings
+            .iter()
+            .filter_map(|f| f.refname.as_deref())
+            .collect();
+        r.sort_unstable();
+        r.dedup();
+        r.len()
+    };
+    out.push_str(&format!(
+        "{PREFIX}: push rejected: {} problem(s) in {} of {} ref update(s); nothing was updated\n",
+        decision.findings.len(),
+        refs_with_problems.max(usize::from(decision.updates.is_empty())),
+        decision.updates.len()
+    ));
+    for f in decision.findings.iter().take(limit) {
+        out.push('\n');
+        out.push_str(&finding_block(f));
+    }
+    if decision.findings.len() > limit {
+        out.push_str(&format!(
+            "\n{PREFIX}: ... and {} more problem(s); run `countersign verify` on the range to see them all\n",
+            decision.findings.len() - limit
+        ));
+    }
+    out
+}
+
+/// One finding as a readable block.
+pub fn finding_block(f: &Finding) -> String {
+    let mut out = String::new();
+    let mut lines = f.message.lines();
+    out.push_str(&format!(
+        "error[{}]: {}\n",
+        f.code,
+        escape(lines.next().unwrap_or(""))
+    ));
+    for l in lines {
+        out.push_str(&format!("    {}\n", escape(l)));
+    }
+    if let Some(r) = &f.refname {
+        out.push_str(&format!("  ref:    {}\n", escape(r)));
+    }
+    if let Some(c) = &f.commit {
+        let short = &c[..c.len().min(12)];
+        match f.subject.as_deref() {
+            Some(s) if !s.is_empty() => {
+                out.push_str(&format!("  object: {short} \"{}\"\n", escape(s)))
+            }
+            _ => out.push_str(&format!("  object: {short}\n")),
+        }
+    }
+    if let Some(r) = &f.rule {
+        out.push_str(&format!("  rule:   {}\n", escape(r)));
+    }
+    out.push_str(&format!("  help:   {}\n", escape(&f.help)));
+    out
+}
+
+#[derive(Serialize)]
+struct JsonDecision<'a> {
+    verdict: &'static str,
+    #[serde(flatten)]
+    decision: &'a Decision,
+}
+
+/// Render as one JSON document: `{"verdict": ..., "updates": [...], "findings": [...]}`.
+pub fn json(decision: &Decision) -> String {
+    let doc = JsonDecision {
+        verdict: if decision.accepted() {
+            "accepted"
+        } else {
+            "rejected"
+        },
+        decision,
+    };
+    serde_json::to_string_pretty(&doc)
+        .unwrap_or_else(|e| format!("{{\"verdict\":\"rejected\",\"error\":\"{e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::Code;
+
+    #[test]
+    fn block_escapes_attacker_text() {
+        let f = Finding::new(Code::UnsignedCommit, "the commit is not signed", "sign it")
+            .at_ref("refs/heads/ma\u{1b}[2Jin")
+            .at_object(
+                "0123456789abcdef0123456789abcdef01234567",
+                Some("evil\u{202e}txt".into()),
+            )
+            .under_rule("rule #1");
+        let b = finding_block(&f);
+        assert!(b.starts_with("error[unsigned-commit]: the commit is not signed\n"));
+        assert!(b.contains("ref:    refs/heads/ma\\u{1b}[2Jin"));
+        assert!(b.contains("object: 0123456789ab \"evil\\u{202e}txt\""));
+        assert!(!b.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn rejection_counts_and_limit() {
+        let f = Finding::new(Code::ForcePush, "m", "h").at_ref("refs/heads/main");
+        let d = Decision {
+            updates: Vec::new(),
+            findings: vec![f.clone(), f.clone(), f],
+        };
+        let t = text(&d, 2);
+        assert!(t.starts_with("countersign: push rejected: 3 problem(s)"));
+        assert_eq!(t.matches("error[force-push]").count(), 2);
+        assert!(t.contains("and 1 more problem(s)"));
+        assert!(json(&d).contains("\"verdict\": \"rejected\""));
+    }
+}

@@ -1,0 +1,331 @@
+//! Verify one detached signature over one payload against the keyring.
+//!
+//! Two formats: SSH signatures (`-----BEGIN SSH SIGNATURE-----`, checked
+//! with `ssh-key`, and only in the namespace the caller asks for) and
+//! OpenPGP (checked with sequoia under its StandardPolicy: the certificate
+//! and signing (sub)key must be valid and unrevoked at signature time, and
+//! at the time of the check). The answer is the policy key that made the
+//! signature, or a precise reason it does not count. Person dates and roles
+//! are the caller's business.
+
+use openpgp::cert::prelude::*;
+use openpgp::parse::stream::{
+    DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError, VerificationHelper,
+};
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::types::{RevocationStatus, SignatureType};
+use sequoia_openpgp as openpgp;
+
+use crate::keys::{ssh_fingerprint, Keyring, Material};
+use crate::time::{self, Timestamp};
+
+/// The signature format, from its armor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// SSH signature (SshSig).
+    Ssh,
+    /// OpenPGP detached signature.
+    OpenPgp,
+}
+
+/// A signature that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Index into the keyring.
+    pub key: usize,
+    /// Format used.
+    pub format: Format,
+    /// Signature creation time, where the format records one (OpenPGP).
+    pub created: Option<Timestamp>,
+}
+
+/// Why a signature does not count.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigError {
+    /// Could not be parsed, or has a shape we do not accept.
+    #[error("{0}")]
+    Malformed(String),
+    /// SSH signature for another namespace.
+    #[error("the SSH signature is for namespace `{found}`, not `{expected}`")]
+    Namespace {
+        /// Namespace in the signature.
+        found: String,
+        /// Namespace required.
+        expected: String,
+    },
+    /// Made by a key no one in the policy holds.
+    #[error("signed by {0}, which no person in the policy holds")]
+    UnknownSigner(String),
+    /// The key is known but the signature does not verify.
+    #[error("the signature by {key} does not verify over this object: {reason}")]
+    Bad {
+        /// Key description.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// The OpenPGP certificate or key is expired (now or when it signed).
+    #[error("{0}")]
+    Expired(String),
+    /// The OpenPGP certificate or key is revoked.
+    #[error("{0}")]
+    Revoked(String),
+}
+
+/// Which format an armored signature claims to be.
+pub fn format_of(sig: &[u8]) -> Option<Format> {
+    let trimmed = sig.trim_ascii_start();
+    if trimmed.starts_with(b"-----BEGIN SSH SIGNATURE-----") {
+        Some(Format::Ssh)
+    } else if trimmed.starts_with(b"-----BEGIN PGP SIGNATURE-----") {
+        Some(Format::OpenPgp)
+    } else {
+        None
+    }
+}
+
+/// Verify `sig` over `payload`. SSH signatures must carry `namespace`.
+/// `now` is the time of the check (push time).
+pub fn verify(
+    keyring: &Keyring,
+    sig: &[u8],
+    payload: &[u8],
+    namespace: &str,
+    now: Timestamp,
+) -> Result<Verified, SigError> {
+    match format_of(sig) {
+        Some(Format::Ssh) => verify_ssh(keyring, sig, payload, namespace),
+        Some(Format::OpenPgp) => verify_openpgp(keyring, sig, payload, now),
+        None => Err(SigError::Malformed(
+            "unsupported signature format (only SSH and OpenPGP signatures are accepted; X.509/gpgsm is not)".into(),
+        )),
+    }
+}
+
+fn verify_ssh(
+    keyring: &Keyring,
+    sig: &[u8],
+    payload: &[u8],
+    namespace: &str,
+) -> Result<Verified, SigError> {
+    let text = std::str::from_utf8(sig)
+        .map_err(|_| SigError::Malformed("the SSH signature is not ASCII armor".into()))?;
+    let sshsig = ssh_key::SshSig::from_pem(text.trim())
+        .map_err(|e| SigError::Malformed(format!("cannot parse the SSH signature: {e}")))?;
+    if sshsig.namespace() != namespace {
+        return Err(SigError::Namespace {
+            found: sshsig.namespace().to_string(),
+            expected: namespace.to_string(),
+        });
+    }
+    let Some((idx, key)) = keyring.find_ssh(sshsig.public_key()) else {
+        return Err(SigError::UnknownSigner(format!(
+            "ssh key {}",
+            ssh_fingerprint(sshsig.public_key())
+        )));
+    };
+    let Material::Ssh(public) = &key.material else {
+        return Err(SigError::Malformed("internal: key index mismatch".into()));
+    };
+    public
+        .verify(namespace, payload, &sshsig)
+        .map_err(|e| SigError::Bad {
+            key: key.describe(),
+            reason: e.to_string(),
+        })?;
+    Ok(Verified {
+        key: idx,
+        format: Format::Ssh,
+        created: None,
+    })
+}
+
+/// Collects the outcome of sequoia's verification of one detached signature.
+struct Helper<'a> {
+    keyring: &'a Keyring,
+    outcome: Option<Result<Verified, SigError>>,
+    sig_count: usize,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, ids: &[openpgp::KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        let mut out: Vec<Cert> = Vec::new();
+        for id in ids {
+            if let Some((_, k)) = self.keyring.find_openpgp(id) {
+                if let Material::OpenPgp(c) = &k.material {
+                    if !out.iter().any(|o| o.fingerprint() == c.fingerprint()) {
+                        out.push((**c).clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        for layer in structure.into_iter() {
+            let MessageLayer::SignatureGroup { results } = layer else {
+                self.outcome = Some(Err(SigError::Malformed(
+                    "unexpected OpenPGP message structure".into(),
+                )));
+                return Ok(());
+            };
+            for result in results {
+                self.sig_count += 1;
+                self.outcome = Some(self.judge(result));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Helper<'_> {
+    fn judge(
+        &self,
+        result: Result<openpgp::parse::stream::GoodChecksum, VerificationError>,
+    ) -> Result<Verified, SigError> {
+        match result {
+            Ok(good) => {
+                if good.sig.typ() != SignatureType::Binary {
+                    return Err(SigError::Malformed(format!(
+                        "OpenPGP signature of type {} (only binary document signatures are accepted)",
+                        good.sig.typ()
+                    )));
+                }
+                let fpr = good.ka.cert().fingerprint();
+                let Some((idx, _)) = self
+                    .keyring
+                    .find_openpgp(&openpgp::KeyHandle::from(fpr.clone()))
+                else {
+                    return Err(SigError::UnknownSigner(format!("openpgp cert {fpr}")));
+                };
+                Ok(Verified {
+                    key: idx,
+                    format: Format::OpenPgp,
+                    created: good
+                        .sig
+                        .signature_creation_time()
+                        .map(time::from_system_time),
+                })
+            }
+            Err(VerificationError::MissingKey { sig }) => {
+                let issuers: Vec<String> = sig.get_issuers().iter().map(|h| h.to_hex()).collect();
+                if issuers.is_empty() {
+                    Err(SigError::Malformed(
+                        "the OpenPGP signature names no issuer".into(),
+                    ))
+                } else {
+                    Err(SigError::UnknownSigner(format!(
+                        "openpgp key {}",
+                        issuers.join(" / ")
+                    )))
+                }
+            }
+            Err(VerificationError::UnboundKey { cert, error, .. }) => Err(SigError::Bad {
+                key: format!("openpgp cert {}", cert.fingerprint()),
+                reason: format!("the signing key is not valid at the signature's time: {error}"),
+            }),
+            Err(VerificationError::BadKey { ka, error, .. }) => {
+                let what = format!("openpgp cert {}", ka.cert().fingerprint());
+                if matches!(
+                    ka.valid_cert().revocation_status(),
+                    RevocationStatus::Revoked(_)
+                ) || matches!(ka.revocation_status(), RevocationStatus::Revoked(_))
+                {
+                    Err(SigError::Revoked(format!("{what} is revoked")))
+                } else if ka.valid_cert().alive().is_err() || ka.alive().is_err() {
+                    Err(SigError::Expired(format!(
+                        "{what} had expired when it signed"
+                    )))
+                } else {
+                    Err(SigError::Bad {
+                        key: what,
+                        reason: error.to_string(),
+                    })
+                }
+            }
+            Err(VerificationError::BadSignature { ka, error, .. }) => Err(SigError::Bad {
+                key: format!("openpgp cert {}", ka.cert().fingerprint()),
+                reason: error.to_string(),
+            }),
+            Err(VerificationError::MalformedSignature { error, .. }) => Err(SigError::Malformed(
+                format!("malformed OpenPGP signature: {error}"),
+            )),
+            Err(VerificationError::UnknownSignature { .. }) => Err(SigError::Malformed(
+                "unsupported OpenPGP signature (unknown version or algorithm)".into(),
+            )),
+            Err(e) => Err(SigError::Malformed(format!(
+                "OpenPGP signature not verified: {e}"
+            ))),
+        }
+    }
+}
+
+fn verify_openpgp(
+    keyring: &Keyring,
+    sig: &[u8],
+    payload: &[u8],
+    now: Timestamp,
+) -> Result<Verified, SigError> {
+    let policy = StandardPolicy::new();
+    let helper = Helper {
+        keyring,
+        outcome: None,
+        sig_count: 0,
+    };
+    let builder = DetachedVerifierBuilder::from_bytes(sig)
+        .map_err(|e| SigError::Malformed(format!("cannot parse the OpenPGP signature: {e}")))?;
+    let mut verifier = builder
+        .with_policy(&policy, Some(time::to_system_time(now)), helper)
+        .map_err(|e| SigError::Malformed(format!("cannot parse the OpenPGP signature: {e}")))?;
+    verifier
+        .verify_bytes(payload)
+        .map_err(|e| SigError::Malformed(format!("OpenPGP verification failed: {e}")))?;
+    let helper = verifier.into_helper();
+    if helper.sig_count != 1 {
+        return Err(SigError::Malformed(format!(
+            "expected exactly one OpenPGP signature, found {}",
+            helper.sig_count
+        )));
+    }
+    let verified = helper
+        .outcome
+        .unwrap_or_else(|| Err(SigError::Malformed("no OpenPGP signature found".into())))?;
+    check_openpgp_now(keyring, &verified, &policy, now)?;
+    Ok(verified)
+}
+
+/// The certificate must also be valid, alive and unrevoked at `now`: a key
+/// that expired or was revoked cannot push, whatever its signature's date.
+fn check_openpgp_now(
+    keyring: &Keyring,
+    v: &Verified,
+    policy: &StandardPolicy,
+    now: Timestamp,
+) -> Result<(), SigError> {
+    let Some(Material::OpenPgp(cert)) = keyring.get(v.key).map(|k| &k.material) else {
+        return Err(SigError::Malformed("internal: key index mismatch".into()));
+    };
+    let what = format!("openpgp cert {}", cert.fingerprint());
+    let t = time::to_system_time(now);
+    if matches!(
+        cert.revocation_status(policy, t),
+        RevocationStatus::Revoked(_)
+    ) {
+        return Err(SigError::Revoked(format!("{what} is revoked")));
+    }
+    let valid = cert
+        .with_policy(policy, t)
+        .map_err(|e| SigError::Expired(format!("{what} is not valid now: {e}")))?;
+    valid
+        .alive()
+        .map_err(|_| SigError::Expired(format!("{what} has expired")))?;
+    let signing_keys = valid.keys().for_signing().alive().revoked(false).count();
+    if signing_keys == 0 {
+        return Err(SigError::Expired(format!(
+            "{what} has no signing key that is alive and unrevoked now"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,583 @@
+//! The engine: given ref updates, a policy and a repository, decide.
+//!
+//! For every update of a protected ref it checks deletion, force-push, tag
+//! rules and the signature of every commit *newly reachable from that ref*
+//! (`new` minus `old` minus the rule's baseline), whatever else the
+//! repository already holds: commits pushed earlier to unprotected branches
+//! get no free pass. It collects every finding and never stops at the first,
+//! never prints, never exits. A check that cannot run is a finding, so the
+//! verdict can only be "accepted" when every check ran and passed.
+
+use std::collections::HashMap;
+
+use git2::{ObjectType, Oid, Repository};
+use serde::Serialize;
+
+use crate::finding::{Code, Finding};
+use crate::object::{self, ObjectError, Signed};
+use crate::policy::{Policy, Rule};
+use crate::signature::{self, SigError};
+use crate::time::{self, Timestamp};
+
+/// SSH signature namespace git uses for commits and tags.
+pub const GIT_NAMESPACE: &str = "git";
+
+/// One line of pre-receive input: `<old> <new> <ref>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefUpdate {
+    /// Previous value; zero when the ref is created.
+    pub old: Oid,
+    /// New value; zero when the ref is deleted.
+    pub new: Oid,
+    /// Full ref name.
+    pub refname: String,
+}
+
+/// Who signed one object, and which role let them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Signer {
+    /// Commit or tag id.
+    pub object: String,
+    /// Person id.
+    pub person: String,
+    /// Key description.
+    pub key: String,
+    /// The roles of the person that the rule accepts.
+    pub roles: Vec<String>,
+}
+
+/// What happened to one ref update.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateOutcome {
+    /// Ref name.
+    #[serde(rename = "ref")]
+    pub refname: String,
+    /// Old id (hex).
+    pub old: String,
+    /// New id (hex).
+    pub new: String,
+    /// Labels of the rules that apply; empty means unprotected.
+    pub rules: Vec<String>,
+    /// Commits whose signatures were checked for this ref.
+    pub commits_checked: usize,
+    /// Every accepted signer.
+    pub signers: Vec<Signer>,
+}
+
+/// The verdict and its reasons.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// Each ref update.
+    pub updates: Vec<UpdateOutcome>,
+    /// Every reason for rejection; empty means accepted.
+    pub findings: Vec<Finding>,
+}
+
+impl Decision {
+    /// Accepted only if nothing was found.
+    pub fn accepted(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// A decision that rejects everything for one reason (e.g. no policy).
+    pub fn reject_all(updates: &[RefUpdate], finding: Finding) -> Self {
+        Decision {
+            updates: updates.iter().map(|u| outcome_for(u, Vec::new())).collect(),
+            findings: vec![finding],
+        }
+    }
+}
+
+fn outcome_for(u: &RefUpdate, rules: Vec<String>) -> UpdateOutcome {
+    UpdateOutcome {
+        refname: u.refname.clone(),
+        old: u.old.to_string(),
+        new: u.new.to_string(),
+        rules,
+        commits_checked: 0,
+        signers: Vec::new(),
+    }
+}
+
+/// A signature check result that does not depend on the rule.
+#[derive(Clone)]
+struct Checked {
+    subject: String,
+    result: Result<usize, (Code, String, String)>,
+}
+
+/// Runs the checks; caches per-object signature results across updates.
+pub struct Verifier<'a> {
+    repo: &'a Repository,
+    policy: &'a Policy,
+    now: Timestamp,
+    cache: HashMap<Oid, Checked>,
+}
+
+impl<'a> Verifier<'a> {
+    /// A verifier at time `now` (push time).
+    pub fn new(repo: &'a Repository, policy: &'a Policy, now: Timestamp) -> Self {
+        Verifier {
+            repo,
+            policy,
+            now,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Check every update; the decision holds every finding.
+    pub fn decide(&mut self, updates: &[RefUpdate]) -> Decision {
+        let mut decision = Decision {
+            updates: Vec::new(),
+            findings: Vec::new(),
+        };
+        for u in updates {
+            let rules: Vec<&Rule> = self.policy.rules_for(&u.refname).collect();
+            let mut outcome = outcome_for(u, rules.iter().map(|r| r.label()).collect());
+            for rule in rules {
+                let mut found = Vec::new();
+                self.check_rule(u, rule, &mut outcome, &mut found);
+                for f in found {
+                    let f = f.at_ref(&u.refname).under_rule(rule.label());
+                    if !decision.findings.contains(&f) {
+                        decision.findings.push(f);
+                    }
+                }
+            }
+            decision.updates.push(outcome);
+        }
+        decision
+    }
+
+    fn check_rule(
+        &mut self,
+        u: &RefUpdate,
+        rule: &Rule,
+        outcome: &mut UpdateOutcome,
+        found: &mut Vec<Finding>,
+    ) {
+        if u.new.is_zero() {
+            if !rule.delete {
+                found.push(Finding::new(
+                    Code::RefDeletion,
+                    format!("deleting this ref is not allowed (it was at {})", short(u.old)),
+                    "protected refs are never deleted; an admin may set `delete = true` on the rule",
+                ));
+            }
+            return;
+        }
+        let baseline = match &rule.baseline {
+            None => None,
+            Some(hex) => match Oid::from_str(hex)
+                .ok()
+                .filter(|o| self.repo.find_commit(*o).is_ok())
+            {
+                Some(o) => Some(o),
+                None => {
+                    found.push(Finding::new(
+                        Code::BaselineMissing,
+                        format!("the rule's baseline {hex} is not a commit in this repository"),
+                        "fix `baseline` in the policy: it must name a commit this repository holds",
+                    ));
+                    return;
+                }
+            },
+        };
+        if rule.tag_signers.is_some() && !u.old.is_zero() {
+            found.push(Finding::new(
+                Code::TagMoved,
+                format!(
+                    "this tag already exists (at {}); protected tags never move",
+                    short(u.old)
+                ),
+                "create a new tag name instead of moving this one",
+            ));
+        }
+        if !u.old.is_zero() && !rule.force_push && rule.tag_signers.is_none() {
+            self.check_fast_forward(u, found);
+        }
+        if let Some(roles) = &rule.tag_signers {
+            self.check_tag(u, roles, outcome, found);
+        }
+        if let Some(roles) = &rule.commit_signers {
+            self.check_commits(u, roles, baseline, outcome, found);
+        }
+    }
+
+    fn peel_commit(&self, id: Oid) -> Result<Oid, Finding> {
+        let obj = self
+            .repo
+            .find_object(id, None)
+            .map_err(|e| missing(id, &e))?;
+        match obj.peel_to_commit() {
+            Ok(c) => Ok(c.id()),
+            Err(_) => Err(Finding::new(
+                Code::NotACommit,
+                format!(
+                    "{} is a {}, not a commit",
+                    short(id),
+                    kind_name(obj.kind().unwrap_or(ObjectType::Any))
+                ),
+                "point the ref at a commit",
+            )
+            .at_object(id, None)),
+        }
+    }
+
+    fn check_fast_forward(&self, u: &RefUpdate, found: &mut Vec<Finding>) {
+        let (old, new) = match (self.peel_commit(u.old), self.peel_commit(u.new)) {
+            (Ok(o), Ok(n)) => (o, n),
+            (Err(f), _) | (_, Err(f)) => {
+                found.push(f);
+                return;
+            }
+        };
+        match self.repo.graph_descendant_of(new, old) {
+            Ok(true) => {}
+            Ok(false) => found.push(
+                Finding::new(
+                    Code::ForcePush,
+                    format!("{} does not descend from {}: this rewrites the history of a protected ref", short(new), short(old)),
+                    "fetch, merge or rebase onto the current ref, and push a fast-forward; the rule does not allow force-push",
+                )
+                .at_object(new, self.subject_of(new)),
+            ),
+            Err(e) => found.push(missing(old, &e)),
+        }
+    }
+
+    fn subject_of(&self, id: Oid) -> Option<String> {
+        let odb = self.repo.odb().ok()?;
+        let obj = odb.read(id).ok()?;
+        let signed = match obj.kind() {
+            ObjectType::Commit => object::split_commit(obj.data()),
+            ObjectType::Tag => object::split_tag(obj.data()),
+            _ => return None,
+        };
+        signed.ok().map(|s| s.subject)
+    }
+
+    fn check_tag(
+        &mut self,
+        u: &RefUpdate,
+        roles: &[String],
+        outcome: &mut UpdateOutcome,
+        found: &mut Vec<Finding>,
+    ) {
+        let kind = match self.repo.odb().and_then(|odb| odb.read_header(u.new)) {
+            Ok((_, kind)) => kind,
+            Err(e) => {
+                found.push(missing(u.new, &e));
+                return;
+            }
+        };
+        if kind != ObjectType::Tag {
+            found.push(
+                Finding::new(
+                    Code::TagNotAnnotated,
+                    format!("the tag points directly at a {} (a lightweight tag)", kind_name(kind)),
+                    format!("create an annotated, signed tag: `git tag -s <name> -m <message>` with a key of one of: {}", roles.join(", ")),
+                )
+                .at_object(u.new, self.subject_of(u.new)),
+            );
+            return;
+        }
+        let checked = self.check_object(u.new, ObjectType::Tag);
+        self.authorize(u.new, &checked, roles, "tag", outcome, found);
+    }
+
+    fn check_commits(
+        &mut self,
+        u: &RefUpdate,
+        roles: &[String],
+        baseline: Option<Oid>,
+        outcome: &mut UpdateOutcome,
+        found: &mut Vec<Finding>,
+    ) {
+        let new = match self.peel_commit(u.new) {
+            Ok(n) => n,
+            Err(f) => {
+                found.push(f);
+                return;
+            }
+        };
+        let mut walk = match self.repo.revwalk() {
+            Ok(w) => w,
+            Err(e) => {
+                found.push(internal(&e));
+                return;
+            }
+        };
+        if let Err(e) = walk.push(new) {
+            found.push(missing(new, &e));
+            return;
+        }
+        let mut hide = Vec::new();
+        if !u.old.is_zero() {
+            match self.peel_commit(u.old) {
+                Ok(o) => hide.push(o),
+                Err(f) => {
+                    found.push(f);
+                    return;
+                }
+            }
+        }
+        hide.extend(baseline);
+        for h in hide {
+            if let Err(e) = walk.hide(h) {
+                found.push(missing(h, &e));
+                return;
+            }
+        }
+        for id in walk {
+            let id = match id {
+                Ok(id) => id,
+                Err(e) => {
+                    found.push(missing(new, &e));
+                    return;
+                }
+            };
+            outcome.commits_checked += 1;
+            let checked = self.check_object(id, ObjectType::Commit);
+            self.authorize(id, &checked, roles, "commit", outcome, found);
+        }
+    }
+
+    /// Verify the signature of one object (cached).
+    fn check_object(&mut self, id: Oid, kind: ObjectType) -> Checked {
+        if let Some(c) = self.cache.get(&id) {
+            return c.clone();
+        }
+        let checked = self.check_object_uncached(id, kind);
+        self.cache.insert(id, checked.clone());
+        checked
+    }
+
+    fn check_object_uncached(&self, id: Oid, kind: ObjectType) -> Checked {
+        let what = kind_name(kind);
+        let fail = |subject: String, code: Code, msg: String, help: &str| Checked {
+            subject,
+            result: Err((code, msg, help.to_string())),
+        };
+        let odb = match self.repo.odb() {
+            Ok(odb) => odb,
+            Err(e) => {
+                return fail(
+                    String::new(),
+                    Code::InternalError,
+                    format!("cannot open the object database: {}", e.message()),
+                    "tell the repository admin",
+                )
+            }
+        };
+        let raw = match odb.read(id) {
+            Ok(o) if o.kind() == kind => o.data().to_vec(),
+            Ok(o) => {
+                return fail(
+                    String::new(),
+                    Code::MalformedObject,
+                    format!("expected a {what}, found a {}", kind_name(o.kind())),
+                    "push well-formed objects",
+                )
+            }
+            Err(e) => {
+                return fail(
+                    String::new(),
+                    Code::ObjectMissing,
+                    format!("cannot read {what} {}: {}", short(id), e.message()),
+                    "push the complete history (a shallow or partial clone cannot push to protected refs)",
+                )
+            }
+        };
+        let split: Result<Signed, ObjectError> = match kind {
+            ObjectType::Tag => object::split_tag(&raw),
+            _ => object::split_commit(&raw),
+        };
+        let signed = match split {
+            Ok(s) => s,
+            Err(e @ ObjectError::Sha256Signature) => {
+                return fail(
+                    String::new(),
+                    Code::UnsupportedObjectFormat,
+                    e.to_string(),
+                    "sign with a SHA-1 repository's `gpgsig` header (plain `git commit -S`)",
+                )
+            }
+            Err(e) => {
+                return fail(
+                    String::new(),
+                    Code::MalformedObject,
+                    e.to_string(),
+                    "re-create the object with git",
+                )
+            }
+        };
+        let subject = signed.subject.clone();
+        let Some(sig) = &signed.signature else {
+            let (code, help) = if kind == ObjectType::Tag {
+                (
+                    Code::UnsignedTag,
+                    "create the tag signed: `git tag -s <name> -m <message>`",
+                )
+            } else {
+                (Code::UnsignedCommit, "sign it: `git commit --amend -S --no-edit` (several commits: `git rebase --exec 'git commit --amend -S --no-edit' <base>`), then push again")
+            };
+            return fail(subject, code, format!("the {what} is not signed"), help);
+        };
+        let result = signature::verify(&self.policy.keyring, sig, &signed.payload, GIT_NAMESPACE, self.now).map(|v| v.key).map_err(|e| {
+            let policy = self.policy.path.display();
+            match e {
+                SigError::Malformed(m) => (Code::MalformedSignature, m, format!("re-sign the {what} with an SSH or OpenPGP key listed in the policy")),
+                SigError::Namespace { .. } => (
+                    Code::SshNamespace,
+                    e.to_string(),
+                    format!("sign with git itself (`git commit -S` with gpg.format=ssh), which uses the `{GIT_NAMESPACE}` namespace; signatures made for other purposes never count"),
+                ),
+                SigError::UnknownSigner(_) => (
+                    Code::UnknownSigner,
+                    e.to_string(),
+                    format!("sign with a key listed in the policy, or ask an admin to add this key to your entry in `{policy}`"),
+                ),
+                SigError::Bad { .. } => (
+                    Code::BadSignature,
+                    e.to_string(),
+                    format!("the signature was not made over this exact {what} (copied from another object, or the {what} was altered); re-sign it: `git commit --amend -S --no-edit`"),
+                ),
+                SigError::Expired(m) => (Code::KeyExpired, m, "sign with a key that is valid now; ask an admin or the key's owner to extend it".to_string()),
+                SigError::Revoked(m) => (Code::KeyRevoked, m, "this key may no longer sign; re-sign with a current key".to_string()),
+            }
+        });
+        Checked { subject, result }
+    }
+
+    /// Check dates and roles of the key that signed `id`.
+    fn authorize(
+        &self,
+        id: Oid,
+        checked: &Checked,
+        roles: &[String],
+        what: &str,
+        outcome: &mut UpdateOutcome,
+        found: &mut Vec<Finding>,
+    ) {
+        let subject = Some(checked.subject.clone());
+        let key_idx = match &checked.result {
+            Ok(k) => *k,
+            Err((code, msg, help)) => {
+                found.push(Finding::new(*code, msg.clone(), help.clone()).at_object(id, subject));
+                return;
+            }
+        };
+        let Some(key) = self.policy.keyring.get(key_idx) else {
+            found.push(internal(&"key index out of range").at_object(id, subject));
+            return;
+        };
+        let Some(person) = self.policy.people.get(&key.person) else {
+            found.push(internal(&"key without person").at_object(id, subject));
+            return;
+        };
+        let who = format!("{} ({}) with {}", person.id, person.name, key.describe());
+        let date_checks = [
+            (
+                key.dates.revoked,
+                Code::KeyRevoked,
+                "was revoked on",
+                "this key may no longer sign; re-sign with a current key",
+            ),
+            (
+                person.dates.revoked,
+                Code::KeyRevoked,
+                "was revoked (person) on",
+                "this person may no longer sign; have a current person sign",
+            ),
+            (
+                key.dates.expires,
+                Code::KeyExpired,
+                "expired on",
+                "sign with a current key; an admin may extend `expires` in the policy",
+            ),
+            (
+                person.dates.expires,
+                Code::KeyExpired,
+                "expired (person) on",
+                "an admin may extend the person's `expires` in the policy",
+            ),
+        ];
+        for (date, code, verb, help) in date_checks {
+            if let Some(t) = date {
+                if t <= self.now {
+                    found.push(
+                        Finding::new(
+                            code,
+                            format!("signed by {who}, which {verb} {}", time::format(t)),
+                            help,
+                        )
+                        .at_object(id, subject),
+                    );
+                    return;
+                }
+            }
+        }
+        let matching: Vec<String> = roles
+            .iter()
+            .filter(|r| person.roles.contains(*r))
+            .cloned()
+            .collect();
+        if matching.is_empty() {
+            let held: Vec<&str> = person.roles.iter().map(String::as_str).collect();
+            found.push(
+                Finding::new(
+                    Code::SignerLacksRole,
+                    format!(
+                        "{what} signed by {who}, who holds [{}] but this rule needs one of [{}]",
+                        held.join(", "),
+                        roles.join(", ")
+                    ),
+                    format!("have it signed by a person holding one of [{}], or ask an admin to grant the role", roles.join(", ")),
+                )
+                .at_object(id, subject),
+            );
+            return;
+        }
+        outcome.signers.push(Signer {
+            object: id.to_string(),
+            person: person.id.clone(),
+            key: key.describe(),
+            roles: matching,
+        });
+    }
+}
+
+fn kind_name(kind: ObjectType) -> &'static str {
+    match kind {
+        ObjectType::Commit => "commit",
+        ObjectType::Tag => "tag",
+        ObjectType::Tree => "tree",
+        ObjectType::Blob => "blob",
+        ObjectType::Any => "object",
+    }
+}
+
+/// Short id for messages.
+pub fn short(id: Oid) -> String {
+    let s = id.to_string();
+    s[..s.len().min(12)].to_string()
+}
+
+fn missing(id: Oid, e: &git2::Error) -> Finding {
+    Finding::new(
+        Code::ObjectMissing,
+        format!("cannot read object {}: {}", short(id), e.message()),
+        "push the complete history (a shallow or partial clone cannot push to protected refs)",
+    )
+    .at_object(id, None)
+}
+
+/// An internal failure, as a finding that rejects.
+pub fn internal(e: &dyn std::fmt::Display) -> Finding {
+    Finding::new(
+        Code::InternalError,
+        format!("internal error: {e}"),
+        "the push was rejected because a check could not run; tell the repository admin",
+    )
+}
