@@ -166,7 +166,7 @@ fn pre_receive() -> Exit {
         ),
     };
     let mut err = std::io::stderr().lock();
-    let _ = err.write_all(report::text(&decision, 100).as_bytes());
+    let _ = err.write_all(report::text(&decision, report::Mode::Push, 100).as_bytes());
     if decision.accepted() {
         Exit::Ok
     } else {
@@ -292,9 +292,15 @@ fn render(decision: &Decision, format: Format) -> Exit {
         Format::Json => println!("{}", report::json(decision)),
         Format::Text => {
             if decision.accepted() {
-                print!("{}", report::text(decision, usize::MAX));
+                print!(
+                    "{}",
+                    report::text(decision, report::Mode::Verify, usize::MAX)
+                );
             } else {
-                eprint!("{}", report::text(decision, usize::MAX));
+                eprint!(
+                    "{}",
+                    report::text(decision, report::Mode::Verify, usize::MAX)
+                );
             }
         }
     }

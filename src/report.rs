@@ -13,9 +13,18 @@ use crate::verify::Decision;
 /// Program prefix for every line a person reads.
 pub const PREFIX: &str = "countersign";
 
+/// What the decision was about, for the headline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A push seen by the hook: a rejection means nothing was updated.
+    Push,
+    /// Offline verification of existing history.
+    Verify,
+}
+
 /// Render for a terminal. At most `limit` findings are shown in full; the
 /// rest are counted.
-pub fn text(decision: &Decision, limit: usize) -> String {
+pub fn text(decision: &Decision, mode: Mode, limit: usize) -> String {
     let mut out = String::new();
     let protected = decision
         .updates
@@ -47,12 +56,15 @@ pub fn text(decision: &Decision, limit: usize) -> String {
         r.dedup();
         r.len()
     };
-    out.push_str(&format!(
-        "{PREFIX}: push rejected: {} problem(s) in {} of {} ref update(s); nothing was updated\n",
-        decision.findings.len(),
-        refs_with_problems.max(usize::from(decision.updates.is_empty())),
-        decision.updates.len()
-    ));
+    let n = decision.findings.len();
+    let affected = refs_with_problems.max(usize::from(decision.updates.is_empty()));
+    let total = decision.updates.len();
+    out.push_str(&match mode {
+        Mode::Push => format!(
+            "{PREFIX}: push rejected: {n} problem(s) in {affected} of {total} ref update(s); nothing was updated\n"
+        ),
+        Mode::Verify => format!("{PREFIX}: verification failed: {n} problem(s)\n"),
+    });
     for f in decision.findings.iter().take(limit) {
         out.push('\n');
         out.push_str(&finding_block(f));
@@ -146,7 +158,7 @@ mod tests {
             updates: Vec::new(),
             findings: vec![f.clone(), f.clone(), f],
         };
-        let t = text(&d, 2);
+        let t = text(&d, Mode::Push, 2);
         assert!(t.starts_with("countersign: push rejected: 3 problem(s)"));
         assert_eq!(t.matches("error[force-push]").count(), 2);
         assert!(t.contains("and 1 more problem(s)"));
