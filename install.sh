@@ -43,6 +43,9 @@ fi
 [ -x "$binary" ] || die "\`$binary\` is not an executable file"
 
 hooks="$repo/hooks"
+case "$hooks" in
+    *"'"*|*'|'*|*'&'*|*'\'*|*$'\n'*) die "the repository path \`$repo\` contains a quote, |, &, \\ or newline" "move the repository to a plainer path" ;;
+esac
 mkdir -p "$hooks"
 target="$hooks/pre-receive"
 marker="countersign pre-receive shim"

@@ -62,6 +62,20 @@ impl RefPattern {
         let name: Vec<&str> = refname.split('/').collect();
         match_components(&pat, &name)
     }
+
+    /// Does `refname` match, ignoring ASCII case when the repository's
+    /// file system does (`core.ignorecase`), where `refs/heads/MAIN` and
+    /// `refs/heads/main` name the same file?
+    pub fn matches_with(&self, refname: &str, ignore_case: bool) -> bool {
+        if ignore_case {
+            RefPattern {
+                text: self.text.to_ascii_lowercase(),
+            }
+            .matches(&refname.to_ascii_lowercase())
+        } else {
+            self.matches(refname)
+        }
+    }
 }
 
 fn match_components(pat: &[&str], name: &[&str]) -> bool {
@@ -112,6 +126,9 @@ mod tests {
         assert!(!m("refs/heads/**", "refs/heads"));
         assert!(m("refs/**/main", "refs/heads/main"));
         assert!(m("refs/heads/*-stable", "refs/heads/2.0-stable"));
+        let p = RefPattern::new("refs/heads/Main").unwrap();
+        assert!(!p.matches_with("refs/heads/MAIN", false));
+        assert!(p.matches_with("refs/heads/MAIN", true));
     }
 
     #[test]

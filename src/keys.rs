@@ -171,8 +171,37 @@ pub fn parse_ssh(line: &str) -> Result<ssh_key::PublicKey, String> {
     }
     // An allowed-signers or authorized_keys line may start with options;
     // the policy wants the bare key so nothing is silently ignored.
-    ssh_key::PublicKey::from_openssh(line)
-        .map_err(|e| format!("{e} (expected `ssh-ed25519 AAAA... comment`)"))
+    let key = ssh_key::PublicKey::from_openssh(line)
+        .map_err(|e| format!("{e} (expected `ssh-ed25519 AAAA... comment`)"))?;
+    check_ssh_strength(key.key_data())?;
+    Ok(key)
+}
+
+/// Minimum RSA modulus size accepted.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Refuse key types that cannot be verified or are too weak to trust.
+fn check_ssh_strength(key: &ssh_key::public::KeyData) -> Result<(), String> {
+    use ssh_key::public::KeyData;
+    match key {
+        KeyData::Ed25519(_)
+        | KeyData::Ecdsa(_)
+        | KeyData::SkEd25519(_)
+        | KeyData::SkEcdsaSha2NistP256(_) => Ok(()),
+        KeyData::Rsa(rsa) => {
+            let bits = rsa.n.as_positive_bytes().map_or(0, |b| {
+                let lead = b.first().map_or(0, |x| x.leading_zeros() as usize);
+                b.len() * 8 - lead
+            });
+            if bits < MIN_RSA_BITS {
+                Err(format!("RSA key of {bits} bits is too weak; use at least {MIN_RSA_BITS} bits, or ed25519"))
+            } else {
+                Ok(())
+            }
+        }
+        KeyData::Dsa(_) => Err("DSA (ssh-dss) keys are not accepted; use ed25519".into()),
+        other => Err(format!("unsupported SSH key type `{}`", other.algorithm())),
+    }
 }
 
 /// Read every certificate in an armored or binary file. Secret key

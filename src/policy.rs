@@ -66,6 +66,13 @@ impl Rule {
         self.refs.iter().any(|p| p.matches(refname))
     }
 
+    /// As [`Rule::matches`], optionally ignoring ASCII case.
+    pub fn matches_with(&self, refname: &str, ignore_case: bool) -> bool {
+        self.refs
+            .iter()
+            .any(|p| p.matches_with(refname, ignore_case))
+    }
+
     /// How the rule is named in messages: `rule #1 "protected branches"`.
     pub fn label(&self) -> String {
         match &self.name {

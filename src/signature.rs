@@ -329,3 +329,44 @@ fn check_openpgp_now(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(sig: &[u8]) -> Result<Verified, SigError> {
+        verify(&Keyring::default(), sig, b"payload", "git", 0)
+    }
+
+    #[test]
+    fn garbage_is_malformed_never_accepted() {
+        for sig in [
+            &b"-----BEGIN SSH SIGNATURE-----\nnot base64 !!\n-----END SSH SIGNATURE-----\n"[..],
+            b"-----BEGIN SSH SIGNATURE-----\n",
+            b"-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n",
+            b"-----BEGIN PGP SIGNATURE-----",
+            b"-----BEGIN SIGNED MESSAGE-----\nx\n",
+            b"",
+            b"\xff\xfe",
+        ] {
+            assert!(
+                matches!(check(sig), Err(SigError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(sig)
+            );
+        }
+    }
+
+    #[test]
+    fn format_detection() {
+        assert_eq!(
+            format_of(b"  -----BEGIN SSH SIGNATURE-----"),
+            Some(Format::Ssh)
+        );
+        assert_eq!(
+            format_of(b"-----BEGIN PGP SIGNATURE-----"),
+            Some(Format::OpenPgp)
+        );
+        assert_eq!(format_of(b"-----BEGIN PGP MESSAGE-----"), None);
+    }
+}

@@ -111,18 +111,73 @@ pub struct Verifier<'a> {
     repo: &'a Repository,
     policy: &'a Policy,
     now: Timestamp,
+    ignore_case: bool,
     cache: HashMap<Oid, Checked>,
 }
 
 impl<'a> Verifier<'a> {
     /// A verifier at time `now` (push time).
     pub fn new(repo: &'a Repository, policy: &'a Policy, now: Timestamp) -> Self {
+        // Where the file system ignores case, `refs/heads/MAIN` is the
+        // same loose ref file as `refs/heads/main`; match rules likewise.
+        // An unreadable setting counts as "ignore case": the stricter way.
+        let ignore_case = repo
+            .config()
+            .and_then(|c| c.get_bool("core.ignorecase"))
+            .or_else(|e| {
+                if e.code() == git2::ErrorCode::NotFound {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            })
+            .unwrap_or(true);
         Verifier {
             repo,
             policy,
             now,
+            ignore_case,
             cache: HashMap::new(),
         }
+    }
+
+    /// The names an update of `refname` really moves: the ref itself and,
+    /// if it is a symbolic ref on the server, every ref it points through
+    /// (git updates the target of a symref). Rules matching any of them
+    /// apply, so an alias cannot be used to move a protected ref.
+    fn names_for(&self, refname: &str) -> Vec<String> {
+        let mut names = vec![refname.to_string()];
+        let mut current = refname.to_string();
+        for _ in 0..10 {
+            let Ok(r) = self.repo.find_reference(&current) else {
+                break;
+            };
+            if r.kind() != Some(git2::ReferenceType::Symbolic) {
+                break;
+            }
+            match r.symbolic_target_bytes() {
+                Some(t) => {
+                    let t = String::from_utf8_lossy(t).into_owned();
+                    if names.contains(&t) {
+                        break;
+                    }
+                    names.push(t.clone());
+                    current = t;
+                }
+                None => break,
+            }
+        }
+        names
+    }
+
+    /// The rules that apply to an update of `refname`.
+    pub fn rules_for(&self, refname: &str) -> Vec<&'a Rule> {
+        let names = self.names_for(refname);
+        self.policy
+            .rules
+            .iter()
+            .filter(|r| names.iter().any(|n| r.matches_with(n, self.ignore_case)))
+            .collect()
     }
 
     /// Check every update; the decision holds every finding.
@@ -132,7 +187,7 @@ impl<'a> Verifier<'a> {
             findings: Vec::new(),
         };
         for u in updates {
-            let rules: Vec<&Rule> = self.policy.rules_for(&u.refname).collect();
+            let rules = self.rules_for(&u.refname);
             let mut outcome = outcome_for(u, rules.iter().map(|r| r.label()).collect());
             for rule in rules {
                 let mut found = Vec::new();
@@ -294,6 +349,31 @@ impl<'a> Verifier<'a> {
         outcome: &mut UpdateOutcome,
         found: &mut Vec<Finding>,
     ) {
+        if u.refname.starts_with("refs/heads/") {
+            // A branch must point at a commit, not at a tag that peels to one.
+            match self.repo.odb().and_then(|odb| odb.read_header(u.new)) {
+                Ok((_, ObjectType::Commit)) => {}
+                Ok((_, kind)) => {
+                    found.push(
+                        Finding::new(
+                            Code::NotACommit,
+                            format!(
+                                "a branch must point at a commit; {} is a {}",
+                                short(u.new),
+                                kind_name(kind)
+                            ),
+                            "push a commit to the branch",
+                        )
+                        .at_object(u.new, self.subject_of(u.new)),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    found.push(missing(u.new, &e));
+                    return;
+                }
+            }
+        }
         let new = match self.peel_commit(u.new) {
             Ok(n) => n,
             Err(f) => {
