@@ -637,3 +637,572 @@ fn starter_policy_is_valid_and_rejects_pushes_to_main() {
     assert_rejected_with(&out, "unknown-signer");
     sb.assert_server_ref(MAIN, None);
 }
+
+// ---------------------------------------------------------------------------
+// 20: symbolic refs on the server
+// ---------------------------------------------------------------------------
+
+/// The standard sandbox with `refs/heads/alias` a symref to main on the
+/// server (git moves main when alias is updated).
+fn with_alias() -> (Sandbox, Key, String) {
+    let (sb, dev, base) = with_dev(|_| vec![]);
+    sb.server_git_ok(["symbolic-ref", "refs/heads/alias", MAIN]);
+    assert_eq!(
+        sb.server_git_ok(["symbolic-ref", "refs/heads/alias"]),
+        MAIN,
+        "the alias was not made"
+    );
+    (sb, dev, base)
+}
+
+#[test]
+fn unsigned_push_through_symref_alias_is_rejected() {
+    let (mut sb, _dev, base) = with_alias();
+    sb.commit_as(None, "unsigned, via the alias");
+    let out = sb.push(&["main:refs/heads/alias"]);
+    assert_rejected_with(&out, "unsigned-commit");
+    sb.assert_server_ref(MAIN, Some(&base));
+    sb.assert_server_ref("refs/heads/alias", Some(&base));
+    assert_eq!(
+        sb.server_git_ok(["symbolic-ref", "refs/heads/alias"]),
+        MAIN,
+        "the alias is no longer a symref to main"
+    );
+}
+
+#[test]
+fn signed_push_through_symref_alias_is_accepted() {
+    let (mut sb, dev, _base) = with_alias();
+    sb.commit_as(Some(&dev), "signed, via the alias");
+    let out = sb.push(&["main:refs/heads/alias"]);
+    assert_accepted(&out);
+}
+
+// ---------------------------------------------------------------------------
+// 21: core.ignorecase
+// ---------------------------------------------------------------------------
+
+#[test]
+fn unsigned_push_to_other_case_is_rejected_when_server_ignores_case() {
+    let (mut sb, _dev, base) = with_dev(|_| vec![]);
+    sb.server_git_ok(["config", "core.ignorecase", "true"]);
+    sb.commit_as(None, "unsigned, to MAIN");
+    let out = sb.push(&["main:refs/heads/MAIN"]);
+    assert_rejected_with(&out, "unsigned-commit");
+    sb.assert_server_ref(MAIN, Some(&base));
+    sb.assert_server_ref("refs/heads/MAIN", None);
+}
+
+#[test]
+fn unsigned_push_to_other_case_is_accepted_when_case_matters() {
+    // Control for the test above: on a case-sensitive server, MAIN is a
+    // distinct ref that no rule matches.
+    let (mut sb, _dev, base) = with_dev(|_| vec![]);
+    let ic = sb
+        .git_in(&sb.server, ["config", "--get", "core.ignorecase"])
+        .output()
+        .unwrap();
+    assert!(
+        !ic.status.success() || String::from_utf8_lossy(&ic.stdout).trim() == "false",
+        "the server repository has core.ignorecase set: {}",
+        String::from_utf8_lossy(&ic.stdout)
+    );
+    let u = sb.commit_as(None, "unsigned, to MAIN");
+    let out = sb.push(&["main:refs/heads/MAIN"]);
+    assert_accepted(&out);
+    sb.assert_server_ref("refs/heads/MAIN", Some(&u));
+    sb.assert_server_ref(MAIN, Some(&base));
+}
+
+// ---------------------------------------------------------------------------
+// 22: SHA-256 repositories
+// ---------------------------------------------------------------------------
+
+#[test]
+fn sha256_repository_is_refused() {
+    let mut sb = Sandbox::new_with_init(&["--object-format=sha256"]);
+    assert_eq!(
+        sb.server_git_ok(["rev-parse", "--show-object-format"]),
+        "sha256"
+    );
+    assert_eq!(
+        sb.git_ok(["rev-parse", "--show-object-format"]),
+        "sha256",
+        "the work clone did not take the server's object format"
+    );
+    let dev = sb.ssh_key("dev");
+    sb.install(&standard_policy(&[simple_person(
+        "dev",
+        &["developer"],
+        &dev,
+    )]));
+    let id = sb.commit_as(Some(&dev), "signed, in a SHA-256 repository");
+    assert_eq!(id.len(), 64, "not a SHA-256 id: {id}");
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "unsupported-object-format");
+    sb.assert_server_ref(MAIN, None);
+}
+
+// ---------------------------------------------------------------------------
+// 23: non-UTF-8 and hostile text
+// ---------------------------------------------------------------------------
+
+#[test]
+fn signed_commit_with_latin1_message_is_accepted() {
+    let (mut sb, dev, _base) = with_dev(|_| vec![]);
+    let id = sb.commit_message_bytes(
+        Some(&dev),
+        b"caf\xe9 cr\xe8me\n\nd\xe9j\xe0 vu \xa9\n",
+        &["i18n.commitEncoding=latin1"],
+    );
+    let raw = sb.git_ok(["cat-file", "-p", &id]);
+    assert!(
+        raw.contains("\nencoding latin1\n"),
+        "no encoding header:\n{raw}"
+    );
+    let out = sb.push(&["main"]);
+    assert_accepted(&out);
+    sb.assert_server_ref(MAIN, Some(&id));
+}
+
+#[test]
+fn hostile_subject_is_escaped_in_rejection() {
+    let (mut sb, _dev, base) = with_dev(|_| vec![]);
+    sb.commit_as(None, "innocent \x1b[31mred\x1b[0m \u{202E}txt.exe");
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "unsigned-commit");
+    sb.assert_server_ref(MAIN, Some(&base));
+    assert!(
+        out.stderr.contains("\\u{1b}"),
+        "ESC is not shown escaped as \\u{{1b}}\n{out}"
+    );
+    assert!(
+        out.stderr.to_lowercase().contains("\\u{202e}"),
+        "U+202E is not shown escaped as \\u{{202e}}\n{out}"
+    );
+    assert!(
+        !out.stderr.contains('\x1b'),
+        "a raw ESC byte reached the pusher's terminal\n{out:?}"
+    );
+    assert!(
+        !out.stderr.contains('\u{202E}'),
+        "a raw U+202E reached the pusher's terminal\n{out:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 24: other SSH key types
+// ---------------------------------------------------------------------------
+
+/// A developer with a key of `type_args` signs; the push is accepted.
+fn key_type_is_accepted(type_args: &[&str]) {
+    let mut k = None;
+    let (mut sb, _dev, _base) = with_dev(|sb| {
+        let key = sb.ssh_key_typed("other", type_args);
+        let p = simple_person("other", &["developer"], &key);
+        k = Some(key);
+        vec![p]
+    });
+    let k = k.unwrap();
+    let c = sb.commit_as(Some(&k), "signed with another key type");
+    let out = sb.push(&["main"]);
+    assert_accepted(&out);
+    sb.assert_server_ref(MAIN, Some(&c));
+}
+
+#[test]
+fn ecdsa_p256_signed_push_is_accepted() {
+    key_type_is_accepted(&["-t", "ecdsa", "-b", "256"]);
+}
+
+#[test]
+fn rsa_3072_signed_push_is_accepted() {
+    key_type_is_accepted(&["-t", "rsa", "-b", "3072"]);
+}
+
+#[test]
+fn rsa_1024_key_in_policy_is_invalid() {
+    let (mut sb, dev, base) = with_dev(|_| vec![]);
+    let weak = sb.ssh_key_typed("weak", &["-t", "rsa", "-b", "1024"]);
+    let text = standard_policy(&[
+        simple_person("dev", &["developer"], &dev),
+        simple_person("weak", &["developer"], &weak),
+    ]);
+    sb.write_policy(&text);
+    let check = sb.policy_check(&sb.policy);
+    assert_eq!(
+        check.code,
+        Some(1),
+        "policy check should refuse a 1024-bit RSA key\n{check}"
+    );
+    assert!(
+        has_location(&check.all(), "countersign.toml", line_of(&text, "ssh-rsa")),
+        "policy check should point at the weak key's line\n{check}"
+    );
+    // Any push is refused while the policy is invalid, even a good one.
+    sb.commit_as(Some(&dev), "signed by dev, but the policy holds a weak key");
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "policy-invalid");
+    sb.assert_server_ref(MAIN, Some(&base));
+}
+
+// ---------------------------------------------------------------------------
+// 25: install.sh and a foreign pre-receive hook
+// ---------------------------------------------------------------------------
+
+/// Where the foreign hook leaves its traces.
+struct Foreign {
+    hook_text: String,
+    ran: std::path::PathBuf,
+    stdin: std::path::PathBuf,
+}
+
+/// Write a foreign pre-receive hook into the server that records that it
+/// ran and what it read, then exits `code`.
+fn foreign_hook(sb: &Sandbox, code: i32) -> Foreign {
+    use std::os::unix::fs::PermissionsExt;
+    let ran = sb.root().join("foreign-ran");
+    let stdin = sb.root().join("foreign-stdin");
+    let hook_text = format!(
+        "#!/bin/sh\n# a foreign hook\ncat > '{}'\necho ran > '{}'\nexit {code}\n",
+        stdin.display(),
+        ran.display()
+    );
+    let hooks = sb.server.join("hooks");
+    fs::create_dir_all(&hooks).unwrap();
+    let path = hooks.join("pre-receive");
+    fs::write(&path, &hook_text).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    Foreign {
+        hook_text,
+        ran,
+        stdin,
+    }
+}
+
+#[test]
+fn install_refuses_to_replace_a_foreign_hook() {
+    let mut sb = Sandbox::new();
+    let dev = sb.ssh_key("dev");
+    let foreign = foreign_hook(&sb, 0);
+    sb.write_policy(&standard_policy(&[simple_person(
+        "dev",
+        &["developer"],
+        &dev,
+    )]));
+    let out = sb.run_install_with(true, &[]);
+    assert!(!out.success, "install.sh replaced a foreign hook?\n{out}");
+    assert!(
+        out.stderr.contains("--chain"),
+        "the refusal should mention --chain\n{out}"
+    );
+    let hooks = sb.server.join("hooks");
+    assert_eq!(
+        fs::read_to_string(hooks.join("pre-receive")).unwrap(),
+        foreign.hook_text,
+        "the foreign hook was changed"
+    );
+    assert!(
+        !hooks.join("pre-receive.chained").exists(),
+        "pre-receive.chained was made without --chain"
+    );
+}
+
+/// Sandbox with a foreign hook exiting `code`, installed with --chain.
+fn chained(code: i32) -> (Sandbox, Key, Foreign) {
+    let mut sb = Sandbox::new();
+    let dev = sb.ssh_key("dev");
+    let foreign = foreign_hook(&sb, code);
+    sb.write_policy(&standard_policy(&[simple_person(
+        "dev",
+        &["developer"],
+        &dev,
+    )]));
+    let out = sb.run_install_with(true, &["--chain"]);
+    assert!(out.success, "install.sh --chain failed\n{out}");
+    let hooks = sb.server.join("hooks");
+    assert_eq!(
+        fs::read_to_string(hooks.join("pre-receive.chained")).unwrap(),
+        foreign.hook_text,
+        "the foreign hook was not kept as pre-receive.chained"
+    );
+    assert!(
+        fs::read_to_string(hooks.join("pre-receive"))
+            .unwrap()
+            .contains("countersign pre-receive shim"),
+        "pre-receive is not countersign's shim"
+    );
+    (sb, dev, foreign)
+}
+
+#[test]
+fn chained_hook_runs_after_accepted_push_only() {
+    let (mut sb, dev, foreign) = chained(0);
+    let c = sb.commit_as(Some(&dev), "signed");
+    let out = sb.push(&["main"]);
+    assert_accepted(&out);
+    sb.assert_server_ref(MAIN, Some(&c));
+    assert!(
+        foreign.ran.exists(),
+        "the chained hook did not run on an accepted push"
+    );
+    let input = fs::read_to_string(&foreign.stdin).unwrap();
+    let expected = format!("{} {c} {MAIN}", "0".repeat(40));
+    assert!(
+        input.lines().any(|l| l == expected),
+        "the chained hook did not get `{expected}` on stdin; it got:\n{input}"
+    );
+
+    fs::remove_file(&foreign.ran).unwrap();
+    fs::remove_file(&foreign.stdin).unwrap();
+    sb.commit_as(None, "unsigned");
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "unsigned-commit");
+    sb.assert_server_ref(MAIN, Some(&c));
+    assert!(
+        !foreign.ran.exists() && !foreign.stdin.exists(),
+        "the chained hook ran on a rejected push"
+    );
+}
+
+#[test]
+fn failing_chained_hook_rejects_accepted_push() {
+    let (mut sb, dev, foreign) = chained(1);
+    sb.commit_as(Some(&dev), "signed, but the chained hook says no");
+    let out = sb.push(&["main"]);
+    assert!(
+        !out.success,
+        "the push succeeded although the chained hook exited 1\n{out}"
+    );
+    assert!(
+        out.stderr.contains("countersign: accepted"),
+        "countersign should have accepted before the chained hook ran\n{out}"
+    );
+    assert!(foreign.ran.exists(), "the chained hook did not run");
+    sb.assert_server_ref(MAIN, None);
+}
+
+#[test]
+fn reinstall_over_countersign_is_idempotent() {
+    let mut sb = Sandbox::new();
+    let dev = sb.ssh_key("dev");
+    sb.install(&standard_policy(&[simple_person(
+        "dev",
+        &["developer"],
+        &dev,
+    )]));
+    let hooks = sb.server.join("hooks");
+    let shim = fs::read_to_string(hooks.join("pre-receive")).unwrap();
+    for extra in [&[][..], &["--chain"][..]] {
+        let out = sb.run_install_with(true, extra);
+        assert!(out.success, "re-running install.sh {extra:?} failed\n{out}");
+        assert_eq!(
+            fs::read_to_string(hooks.join("pre-receive")).unwrap(),
+            shim,
+            "re-running install.sh {extra:?} changed the shim"
+        );
+        assert!(
+            !hooks.join("pre-receive.chained").exists(),
+            "re-running install.sh {extra:?} chained countersign's own shim"
+        );
+    }
+    create_main(&mut sb, &dev);
+    sb.commit_as(None, "unsigned");
+    assert_rejected_with(&sb.push(&["main"]), "unsigned-commit");
+}
+
+#[test]
+fn reinstall_with_chain_keeps_the_chained_hook() {
+    let (mut sb, dev, foreign) = chained(0);
+    let out = sb.run_install_with(true, &["--chain"]);
+    assert!(out.success, "re-running install.sh --chain failed\n{out}");
+    assert_eq!(
+        fs::read_to_string(sb.server.join("hooks/pre-receive.chained")).unwrap(),
+        foreign.hook_text,
+        "re-running install.sh changed the chained hook"
+    );
+    create_main(&mut sb, &dev);
+    assert!(foreign.ran.exists(), "the chained hook no longer runs");
+}
+
+// ---------------------------------------------------------------------------
+// 26: an annotated tag object pushed to a branch
+// ---------------------------------------------------------------------------
+
+#[test]
+fn tag_object_pushed_to_branch_is_rejected() {
+    let (mut sb, dev, base) = with_dev(|_| vec![]);
+    // The commit under the tag is signed and a fast-forward: the only thing
+    // wrong is that the branch would hold a tag object.
+    sb.commit_as(Some(&dev), "signed, under a tag");
+    let t = sb.tag_as(None, "t1", "x", false);
+    assert_eq!(sb.git_ok(["cat-file", "-t", &t]), "tag");
+    let out = sb.push(&[&format!("{t}:{MAIN}")]);
+    assert!(
+        out.stderr.contains("countersign"),
+        "git refused the push client-side, the hook never ran\n{out}"
+    );
+    assert_rejected_with(&out, "not-a-commit");
+    sb.assert_server_ref(MAIN, Some(&base));
+    assert_eq!(
+        sb.server_git_ok(["cat-file", "-t", MAIN]),
+        "commit",
+        "main holds something other than a commit"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 27: baseline
+// ---------------------------------------------------------------------------
+
+/// Three unsigned commits, then the policy (with `baseline` in the branch
+/// rule when given; `None` means the id of the third unsigned commit),
+/// then a signed commit on top, pushed to create main.
+fn push_over_unsigned_history(baseline: Option<Option<&str>>) -> (Sandbox, Out, String) {
+    let mut sb = Sandbox::new();
+    let dev = sb.ssh_key("dev");
+    sb.commit_as(None, "old 1");
+    sb.commit_as(None, "old 2");
+    let u3 = sb.commit_as(None, "old 3");
+    let mut text = standard_policy(&[simple_person("dev", &["developer"], &dev)]);
+    if let Some(b) = baseline {
+        let b = b.unwrap_or(&u3);
+        text = text.replacen(
+            "delete = false\n",
+            &format!("delete = false\nbaseline = \"{b}\"\n"),
+            1,
+        );
+        assert!(text.contains("baseline ="), "{text}");
+    }
+    sb.install(&text);
+    let tip = sb.commit_as(Some(&dev), "first signed commit");
+    let out = sb.push(&["main"]);
+    (sb, out, tip)
+}
+
+#[test]
+fn baseline_grandfathers_unsigned_history() {
+    let (sb, out, tip) = push_over_unsigned_history(Some(None));
+    assert_accepted(&out);
+    sb.assert_server_ref(MAIN, Some(&tip));
+}
+
+#[test]
+fn without_baseline_unsigned_history_is_rejected() {
+    let (sb, out, _tip) = push_over_unsigned_history(None);
+    assert_rejected_with(&out, "unsigned-commit");
+    sb.assert_server_ref(MAIN, None);
+}
+
+#[test]
+fn baseline_not_in_repository_is_rejected() {
+    let (sb, out, _tip) =
+        push_over_unsigned_history(Some(Some("0123456789abcdef0123456789abcdef01234567")));
+    assert_rejected_with(&out, "baseline-missing");
+    sb.assert_server_ref(MAIN, None);
+}
+
+// ---------------------------------------------------------------------------
+// 28: a ref several rules match
+// ---------------------------------------------------------------------------
+
+#[test]
+fn ref_matching_two_rules_must_satisfy_both() {
+    let mut sb = Sandbox::new();
+    let dev = sb.ssh_key("dev");
+    let both = sb.ssh_key("both");
+    sb.install(&format!(
+        r#"[repository]
+id = "test/e2e"
+
+[roles]
+developer = "writes code"
+maintainer = "merges and ships"
+
+{}
+{}
+[[rule]]
+name = "all branches"
+refs = ["refs/heads/**"]
+commit-signers = ["maintainer"]
+
+[[rule]]
+name = "main"
+refs = ["refs/heads/main"]
+commit-signers = ["developer"]
+"#,
+        simple_person("dev", &["developer"], &dev),
+        simple_person("both", &["developer", "maintainer"], &both),
+    ));
+    let c = sb.commit_as(Some(&both), "signed by a developer and maintainer");
+    let out = sb.push(&["main"]);
+    assert_accepted(&out);
+    sb.assert_server_ref(MAIN, Some(&c));
+
+    sb.commit_as(Some(&dev), "signed by a developer only");
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "signer-lacks-role");
+    assert!(
+        out.stderr.contains("all branches"),
+        "the finding should name the rule that failed\n{out}"
+    );
+    sb.assert_server_ref(MAIN, Some(&c));
+}
+
+// ---------------------------------------------------------------------------
+// 29: two gpgsig headers
+// ---------------------------------------------------------------------------
+
+#[test]
+fn commit_with_two_gpgsig_headers_is_rejected() {
+    let (mut sb, dev, base) = with_dev(|_| vec![]);
+    let a = sb.commit_as(Some(&dev), "signed, then its signature doubled");
+    let doubled = duplicate_gpgsig(&sb.cat_commit(&a));
+    assert_eq!(doubled.matches("\ngpgsig ").count(), 2, "{doubled}");
+    let b = sb.write_commit(&doubled);
+    assert_ne!(a, b);
+    sb.reset_hard(&b);
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "malformed-object");
+    sb.assert_server_ref(MAIN, Some(&base));
+}
+
+// ---------------------------------------------------------------------------
+// 30: offline verify of a range that does not resolve
+// ---------------------------------------------------------------------------
+
+#[test]
+fn offline_verify_of_unresolvable_range_is_object_missing() {
+    let mut sb = Sandbox::new();
+    let dev = sb.ssh_key("dev");
+    sb.write_policy(&standard_policy(&[simple_person(
+        "dev",
+        &["developer"],
+        &dev,
+    )]));
+    sb.commit_as(Some(&dev), "one");
+    let policy = sb.policy.to_str().unwrap().to_string();
+    let work = sb.work.clone();
+    for range in ["no-such-rev..main", "main..no-such-rev", "no-such-rev"] {
+        let out = sb.countersign(
+            &work,
+            [
+                "verify",
+                range,
+                "--ref",
+                MAIN,
+                "--policy",
+                policy.as_str(),
+                "--format",
+                "json",
+            ],
+        );
+        assert_eq!(out.code, Some(1), "verify {range} should exit 1\n{out}");
+        let json = squash(&out.stdout);
+        assert!(json.contains(r#""verdict":"rejected""#), "{range}\n{out}");
+        assert!(
+            json.contains(r#""code":"object-missing""#),
+            "{range}\n{out}"
+        );
+    }
+}

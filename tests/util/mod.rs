@@ -306,6 +306,12 @@ impl Sandbox {
     /// the work clone. countersign is not installed yet: call `install` or
     /// `install_starter` once the keys are made.
     pub fn new() -> Sandbox {
+        Sandbox::new_with_init(&[])
+    }
+
+    /// As `new`, with extra `git init` arguments for the server (e.g.
+    /// `--object-format=sha256`). The work clone takes the server's format.
+    pub fn new_with_init(init_args: &[&str]) -> Sandbox {
         let tmp = TempDir::new();
         let root = tmp.path().to_path_buf();
         let server = root.join("server.git");
@@ -321,10 +327,10 @@ impl Sandbox {
             seq: 0,
             tmp,
         };
-        run_ok(
-            sb.git_in(&root, ["init", "--bare", "-q", "-b", "main", "server.git"]),
-            None,
-        );
+        let mut init: Vec<&str> = vec!["init", "--bare", "-q", "-b", "main"];
+        init.extend_from_slice(init_args);
+        init.push("server.git");
+        run_ok(sb.git_in(&root, init), None);
         // Without countersign, git would let main be deleted: the deletion
         // test then depends on countersign alone.
         run_ok(
@@ -429,11 +435,19 @@ impl Sandbox {
 
     /// A fresh ed25519 SSH key (`ssh-keygen -t ed25519 -N '' -C name`).
     pub fn ssh_key(&mut self, name: &str) -> Key {
+        self.ssh_key_typed(name, &["-t", "ed25519"])
+    }
+
+    /// A fresh SSH key of the type `type_args` asks ssh-keygen for, e.g.
+    /// `["-t", "ecdsa", "-b", "256"]` or `["-t", "rsa", "-b", "3072"]`.
+    pub fn ssh_key_typed(&mut self, name: &str, type_args: &[&str]) -> Key {
         let dir = self.root().join("ssh");
         fs::create_dir_all(&dir).unwrap();
         let private = dir.join(name);
         let mut c = self.cmd("ssh-keygen");
-        c.args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        c.arg("-q")
+            .args(type_args)
+            .args(["-N", "", "-C", name, "-f"])
             .arg(&private);
         run_ok(c, None);
         let public = fs::read_to_string(private.with_extension("pub"))
@@ -572,12 +586,20 @@ impl Sandbox {
     }
 
     fn run_install(&self, with_policy: bool) -> Out {
+        self.run_install_with(with_policy, &[])
+    }
+
+    /// Run install.sh on the server (with `--binary`, and `--policy` if
+    /// `with_policy`) plus `extra` arguments (e.g. `--chain`); the caller
+    /// judges the outcome.
+    pub fn run_install_with(&self, with_policy: bool, extra: &[&str]) -> Out {
         let mut c = self.cmd("bash");
         c.arg(source_dir().join("install.sh")).arg(&self.server);
         if with_policy {
             c.arg("--policy").arg(&self.policy);
         }
         c.arg("--binary").arg(BIN);
+        c.args(extra);
         run(c, None)
     }
 
@@ -605,6 +627,37 @@ impl Sandbox {
     /// or unsigned. Returns the new commit id.
     #[track_caller]
     pub fn commit_as(&mut self, signer: Option<&Key>, msg: &str) -> String {
+        self.commit_impl(signer, &[], &["-m".to_string(), msg.to_string()], msg)
+    }
+
+    /// Like `commit_as`, but the message is raw bytes (any encoding), given
+    /// to git with `-F <file>`; `config` are extra `git -c` settings, e.g.
+    /// `["i18n.commitEncoding=latin1"]`.
+    #[track_caller]
+    pub fn commit_message_bytes(
+        &mut self,
+        signer: Option<&Key>,
+        message: &[u8],
+        config: &[&str],
+    ) -> String {
+        let file = self.root().join(format!("msg-{}", self.seq + 1));
+        fs::write(&file, message).unwrap();
+        let config: Vec<String> = config
+            .iter()
+            .flat_map(|c| ["-c".to_string(), c.to_string()])
+            .collect();
+        let args = ["-F".to_string(), file.display().to_string()];
+        self.commit_impl(signer, &config, &args, "raw message")
+    }
+
+    #[track_caller]
+    fn commit_impl(
+        &mut self,
+        signer: Option<&Key>,
+        config: &[String],
+        msg_args: &[String],
+        msg: &str,
+    ) -> String {
         self.seq += 1;
         let file = self.work.join("file.txt");
         let mut f = fs::OpenOptions::new()
@@ -615,7 +668,7 @@ impl Sandbox {
         writeln!(f, "{} {msg}", self.seq).unwrap();
         drop(f);
         self.git_ok(["add", "file.txt"]);
-        let mut args: Vec<String> = Vec::new();
+        let mut args: Vec<String> = config.to_vec();
         match signer {
             Some(key) => {
                 args.extend(key.sign_config());
@@ -623,7 +676,7 @@ impl Sandbox {
             }
             None => args.extend(["commit".into(), "-q".into(), "--no-gpg-sign".into()]),
         }
-        args.extend(["-m".into(), msg.into()]);
+        args.extend(msg_args.iter().cloned());
         let mut c = self.git(&args);
         if let Some(Key::OpenPgp { home, .. }) = signer {
             c.env("GNUPGHOME", home);
@@ -632,8 +685,9 @@ impl Sandbox {
         let id = self.rev("HEAD");
         if signer.is_some() {
             let raw = self.cat_commit(&id);
+            // SHA-256 repositories sign into `gpgsig-sha256`.
             assert!(
-                raw.contains("\ngpgsig "),
+                raw.contains("\ngpgsig ") || raw.contains("\ngpgsig-sha256 "),
                 "git did not sign the commit:\n{raw}"
             );
         }
@@ -720,6 +774,19 @@ impl Sandbox {
         run(self.git(all), None)
     }
 
+    /// Run git in the server repository; panic on failure; stdout trimmed.
+    #[track_caller]
+    pub fn server_git_ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run_ok(self.git_in(&self.server, args), None)
+            .stdout
+            .trim()
+            .to_string()
+    }
+
     /// The server's value of `refname`, or None if it does not exist.
     pub fn server_ref(&self, refname: &str) -> Option<String> {
         let out = run(
@@ -786,6 +853,14 @@ pub fn insert_gpgsig(payload: &str, sig: &str) -> String {
         header.push_str(line);
     }
     format!("{headers}\n{header}\n\n{body}")
+}
+
+/// A signed commit with its `gpgsig` header written twice (both copies at
+/// the end of the headers, one after the other).
+pub fn duplicate_gpgsig(raw: &str) -> String {
+    let (payload, sig) = split_gpgsig(raw);
+    let sig = sig.expect("the commit is not signed");
+    insert_gpgsig(&insert_gpgsig(&payload, &sig), &sig)
 }
 
 // ---------------------------------------------------------------------------
