@@ -53,6 +53,32 @@ pub enum Code {
     BadInput,
     /// Something failed inside countersign; the push is rejected.
     InternalError,
+    /// A commit landed on a ref that only accepts approved merges.
+    MergeRequired,
+    /// A merge with more than two parents (not supported; rejected).
+    OctopusMerge,
+    /// A merge whose tree is not the clean merge of its parents, without approvals of that exact result.
+    EvilMerge,
+    /// An approval of an older tip of the merged topic.
+    StaleApproval,
+    /// An approval for another repository id.
+    ApprovalWrongRepository,
+    /// An approval for another target ref.
+    ApprovalWrongRef,
+    /// An approval of a commit or result that is not what this merge brings.
+    ApprovalWrongCommit,
+    /// An approval trailer that cannot be parsed.
+    MalformedApproval,
+    /// The approvals do not meet the rule's role counts with distinct people.
+    InsufficientApprovals,
+    /// An approver signed a commit in the merged range.
+    ApproverIsAuthor,
+    /// The merger also approved.
+    ApproverIsMerger,
+    /// The merger signed a commit in the merged range.
+    MergerIsAuthor,
+    /// A commit in the merged range has no verified signer, so distinct-people rules cannot be checked.
+    UnverifiableAuthor,
 }
 
 impl Code {
@@ -80,6 +106,19 @@ impl Code {
         Code::UnsupportedObjectFormat,
         Code::BadInput,
         Code::InternalError,
+        Code::MergeRequired,
+        Code::OctopusMerge,
+        Code::EvilMerge,
+        Code::StaleApproval,
+        Code::ApprovalWrongRepository,
+        Code::ApprovalWrongRef,
+        Code::ApprovalWrongCommit,
+        Code::MalformedApproval,
+        Code::InsufficientApprovals,
+        Code::ApproverIsAuthor,
+        Code::ApproverIsMerger,
+        Code::MergerIsAuthor,
+        Code::UnverifiableAuthor,
     ];
 
     /// The stable kebab-case name.
@@ -107,6 +146,19 @@ impl Code {
             Code::UnsupportedObjectFormat => "unsupported-object-format",
             Code::BadInput => "bad-input",
             Code::InternalError => "internal-error",
+            Code::MergeRequired => "merge-required",
+            Code::OctopusMerge => "octopus-merge",
+            Code::EvilMerge => "evil-merge",
+            Code::StaleApproval => "stale-approval",
+            Code::ApprovalWrongRepository => "approval-wrong-repository",
+            Code::ApprovalWrongRef => "approval-wrong-ref",
+            Code::ApprovalWrongCommit => "approval-wrong-commit",
+            Code::MalformedApproval => "malformed-approval",
+            Code::InsufficientApprovals => "insufficient-approvals",
+            Code::ApproverIsAuthor => "approver-is-author",
+            Code::ApproverIsMerger => "approver-is-merger",
+            Code::MergerIsAuthor => "merger-is-author",
+            Code::UnverifiableAuthor => "unverifiable-author",
         }
     }
 }

@@ -9,9 +9,11 @@
 #![forbid(unsafe_code)]
 
 pub mod finding;
+pub mod approval;
 pub mod glob;
 pub mod hook;
 pub mod keys;
+pub mod merge;
 pub mod object;
 pub mod policy;
 pub mod report;

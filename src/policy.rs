@@ -58,6 +58,34 @@ pub struct Rule {
     pub delete: bool,
     /// History reachable from this commit is not checked.
     pub baseline: Option<String>,
+    /// Separation-of-duties rules for changes landing on the ref.
+    pub merge: Option<MergeRule>,
+}
+
+/// `[rule.merge]`: how changes land on a protected ref.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeRule {
+    /// Every first-parent commit newly on the ref must be an approved merge.
+    pub required: bool,
+    /// Roles that may sign the merge commit.
+    pub signers: Vec<String>,
+    /// Every entry must be met, each by distinct people.
+    pub approvals: Vec<ApprovalRequirement>,
+    /// No approver signed any commit in the merged range.
+    pub approvers_distinct_from_authors: bool,
+    /// The merger did not approve.
+    pub merger_distinct_from_approvers: bool,
+    /// The merger signed no commit in the merged range.
+    pub merger_distinct_from_authors: bool,
+}
+
+/// `{ role = "reviewer", count = 2 }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRequirement {
+    /// Role the approvers must hold.
+    pub role: String,
+    /// How many distinct people.
+    pub count: usize,
 }
 
 impl Rule {
@@ -245,6 +273,10 @@ pub fn parse(text: &str, base: &Path) -> Result<Policy, Vec<Problem>> {
                 Some((id, span)) if id.trim().is_empty() => {
                     ctx.push(span, "`repository.id` must not be empty".into())
                 }
+                Some((id, span)) if id.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',') => ctx.push(
+                    span,
+                    "`repository.id` must not contain spaces, commas or control characters (it is written into approval trailers)".into(),
+                ),
                 Some((id, _)) => repository_id = id,
                 None if repo.get("id").is_none() => ctx.push(
                     root.key("repository").and_then(|k| k.span()),
@@ -479,6 +511,7 @@ fn parse_rule(
             "force-push",
             "delete",
             "baseline",
+            "merge",
         ],
         &where_,
     );
@@ -507,27 +540,9 @@ fn parse_rule(
             format!("{where_} needs `refs = [\"refs/heads/main\"]`"),
         );
     }
-    let role_list = |ctx: &mut Ctx, key: &str| -> Option<Vec<String>> {
-        t.get(key)?;
-        let mut out = Vec::new();
-        let entries = ctx.string_list(t, key, &where_);
-        if entries.is_empty() {
-            ctx.push(t.get(key).and_then(Item::span), format!("`{key}` in {where_} is empty: no one could ever sign; remove the rule or name a role"));
-        }
-        for (role, span) in entries {
-            if roles.contains_key(&role) {
-                out.push(role);
-            } else {
-                ctx.push(
-                    span,
-                    format!("role `{role}` in {where_} is not declared in [roles]"),
-                );
-            }
-        }
-        Some(out)
-    };
-    let commit_signers = role_list(ctx, "commit-signers");
-    let tag_signers = role_list(ctx, "tag-signers");
+    let commit_signers = role_list(ctx, t, "commit-signers", &where_, roles);
+    let tag_signers = role_list(ctx, t, "tag-signers", &where_, roles);
+    let merge = t.get("merge").and_then(|item| parse_merge(ctx, item, &where_, roles));
     let force_push = ctx.boolean(t, "force-push", &where_).unwrap_or(false);
     let delete = ctx.boolean(t, "delete", &where_).unwrap_or(false);
     let baseline = match ctx.string(t, "baseline", &where_) {
@@ -553,6 +568,106 @@ fn parse_rule(
         force_push,
         delete,
         baseline,
+        merge,
+    })
+}
+
+/// A list of declared roles under `key`; `None` when the key is absent.
+fn role_list(
+    ctx: &mut Ctx,
+    t: &dyn TableLike,
+    key: &str,
+    where_: &str,
+    roles: &BTreeMap<String, String>,
+) -> Option<Vec<String>> {
+    t.get(key)?;
+    let mut out = Vec::new();
+    let entries = ctx.string_list(t, key, where_);
+    if entries.is_empty() {
+        ctx.push(
+            t.get(key).and_then(Item::span),
+            format!("`{key}` in {where_} is empty: no one could ever sign; remove it or name a role"),
+        );
+    }
+    for (role, span) in entries {
+        if roles.contains_key(&role) {
+            out.push(role);
+        } else {
+            ctx.push(span, format!("role `{role}` in {where_} is not declared in [roles]"));
+        }
+    }
+    Some(out)
+}
+
+fn parse_merge(
+    ctx: &mut Ctx,
+    item: &Item,
+    rule_where: &str,
+    roles: &BTreeMap<String, String>,
+) -> Option<MergeRule> {
+    let where_ = format!("{rule_where} [rule.merge]");
+    let Some(t) = item.as_table_like() else {
+        ctx.push(item.span(), format!("`merge` in {rule_where} must be a table: [rule.merge]"));
+        return None;
+    };
+    ctx.unknown_keys(
+        t,
+        &[
+            "required",
+            "signers",
+            "approvals",
+            "approvers-distinct-from-authors",
+            "merger-distinct-from-approvers",
+            "merger-distinct-from-authors",
+        ],
+        &where_,
+    );
+    let required = ctx.boolean(t, "required", &where_).unwrap_or(true);
+    let signers = role_list(ctx, t, "signers", &where_, roles);
+    if signers.is_none() {
+        ctx.push(
+            item.span(),
+            format!("{where_} needs `signers = [\"maintainer\"]`: the roles that may sign the merge commit"),
+        );
+    }
+    let mut approvals = Vec::new();
+    if let Some(a) = t.get("approvals") {
+        match a.as_array() {
+            Some(arr) => {
+                for v in arr.iter() {
+                    let Some(entry) = v.as_inline_table() else {
+                        ctx.push(v.span(), format!("entries of `approvals` in {where_} must be {{ role = \"reviewer\", count = 2 }}"));
+                        continue;
+                    };
+                    ctx.unknown_keys(entry, &["role", "count"], &where_);
+                    let role = ctx.string(entry, "role", &where_);
+                    let count = entry.get("count").map(|c| (c.as_integer(), c.span()));
+                    match (role, count) {
+                        (Some((role, span)), Some((Some(n), cspan))) => {
+                            if !roles.contains_key(&role) {
+                                ctx.push(span, format!("role `{role}` in {where_} is not declared in [roles]"));
+                            } else if !(1..=100).contains(&n) {
+                                ctx.push(cspan, format!("`count` in {where_} must be between 1 and 100"));
+                            } else {
+                                approvals.push(ApprovalRequirement { role, count: n as usize });
+                            }
+                        }
+                        (_, Some((None, cspan))) => ctx.push(cspan, format!("`count` in {where_} must be a whole number")),
+                        _ => ctx.push(v.span(), format!("each entry of `approvals` in {where_} needs `role` and `count`")),
+                    }
+                }
+            }
+            None => ctx.push(a.span(), format!("`approvals` in {where_} must be a list")),
+        }
+    }
+    let flag = |ctx: &mut Ctx, key: &str, default: bool| ctx.boolean(t, key, &where_).unwrap_or(default);
+    Some(MergeRule {
+        required,
+        signers: signers.unwrap_or_default(),
+        approvals,
+        approvers_distinct_from_authors: flag(ctx, "approvers-distinct-from-authors", true),
+        merger_distinct_from_approvers: flag(ctx, "merger-distinct-from-approvers", true),
+        merger_distinct_from_authors: flag(ctx, "merger-distinct-from-authors", false),
     })
 }
 

@@ -15,7 +15,8 @@ use serde::Serialize;
 
 use crate::finding::{Code, Finding};
 use crate::object::{self, ObjectError, Signed};
-use crate::policy::{Policy, Rule};
+use crate::keys::PolicyKey;
+use crate::policy::{Person, Policy, Rule};
 use crate::signature::{self, SigError};
 use crate::time::{self, Timestamp};
 
@@ -62,6 +63,8 @@ pub struct UpdateOutcome {
     pub commits_checked: usize,
     /// Every accepted signer.
     pub signers: Vec<Signer>,
+    /// Every change that landed through a merge rule.
+    pub merges: Vec<crate::merge::MergeRecord>,
 }
 
 /// The verdict and its reasons.
@@ -96,21 +99,24 @@ fn outcome_for(u: &RefUpdate, rules: Vec<String>) -> UpdateOutcome {
         rules,
         commits_checked: 0,
         signers: Vec::new(),
+        merges: Vec::new(),
     }
 }
 
 /// A signature check result that does not depend on the rule.
 #[derive(Clone)]
-struct Checked {
-    subject: String,
-    result: Result<usize, (Code, String, String)>,
+pub(crate) struct Checked {
+    /// First line of the message.
+    pub(crate) subject: String,
+    /// The keyring index of the signer, or (code, message, help).
+    pub(crate) result: Result<usize, (Code, String, String)>,
 }
 
 /// Runs the checks; caches per-object signature results across updates.
 pub struct Verifier<'a> {
-    repo: &'a Repository,
-    policy: &'a Policy,
-    now: Timestamp,
+    pub(crate) repo: &'a Repository,
+    pub(crate) policy: &'a Policy,
+    pub(crate) now: Timestamp,
     ignore_case: bool,
     cache: HashMap<Oid, Checked>,
 }
@@ -145,7 +151,7 @@ impl<'a> Verifier<'a> {
     /// if it is a symbolic ref on the server, every ref it points through
     /// (git updates the target of a symref). Rules matching any of them
     /// apply, so an alias cannot be used to move a protected ref.
-    fn names_for(&self, refname: &str) -> Vec<String> {
+    pub(crate) fn names_for(&self, refname: &str) -> Vec<String> {
         let mut names = vec![refname.to_string()];
         let mut current = refname.to_string();
         for _ in 0..10 {
@@ -257,9 +263,12 @@ impl<'a> Verifier<'a> {
         if let Some(roles) = &rule.commit_signers {
             self.check_commits(u, roles, baseline, outcome, found);
         }
+        if let Some(merge) = &rule.merge {
+            self.check_merges(u, merge, baseline, outcome, found);
+        }
     }
 
-    fn peel_commit(&self, id: Oid) -> Result<Oid, Finding> {
+    pub(crate) fn peel_commit(&self, id: Oid) -> Result<Oid, Finding> {
         let obj = self
             .repo
             .find_object(id, None)
@@ -301,7 +310,7 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    fn subject_of(&self, id: Oid) -> Option<String> {
+    pub(crate) fn subject_of(&self, id: Oid) -> Option<String> {
         let odb = self.repo.odb().ok()?;
         let obj = odb.read(id).ok()?;
         let signed = match obj.kind() {
@@ -424,7 +433,7 @@ impl<'a> Verifier<'a> {
     }
 
     /// Verify the signature of one object (cached).
-    fn check_object(&mut self, id: Oid, kind: ObjectType) -> Checked {
+    pub(crate) fn check_object(&mut self, id: Oid, kind: ObjectType) -> Checked {
         if let Some(c) = self.cache.get(&id) {
             return c.clone();
         }
@@ -531,7 +540,39 @@ impl<'a> Verifier<'a> {
     }
 
     /// Check dates and roles of the key that signed `id`.
-    fn authorize(
+    /// The key and person behind a keyring index.
+    pub(crate) fn signer_of(&self, key_idx: usize) -> Result<(&'a PolicyKey, &'a Person), Finding> {
+        let key = self
+            .policy
+            .keyring
+            .get(key_idx)
+            .ok_or_else(|| internal(&"key index out of range"))?;
+        let person = self
+            .policy
+            .people
+            .get(&key.person)
+            .ok_or_else(|| internal(&"key without person"))?;
+        Ok((key, person))
+    }
+
+    /// An expiry or revocation of the key or its person at push time.
+    pub(crate) fn date_problem(&self, key: &PolicyKey, person: &Person, what: &str) -> Option<Finding> {
+        let who = format!("{} ({}) with {}", person.id, person.name, key.describe());
+        let date_checks = [
+            (key.dates.revoked, Code::KeyRevoked, "was revoked on", "this key may no longer sign; re-sign with a current key"),
+            (person.dates.revoked, Code::KeyRevoked, "was revoked (person) on", "this person may no longer sign; have a current person sign"),
+            (key.dates.expires, Code::KeyExpired, "expired on", "sign with a current key; an admin may extend `expires` in the policy"),
+            (person.dates.expires, Code::KeyExpired, "expired (person) on", "an admin may extend the person's `expires` in the policy"),
+        ];
+        date_checks.into_iter().find_map(|(date, code, verb, help)| {
+            let t = date.filter(|t| *t <= self.now)?;
+            Some(Finding::new(code, format!("{what} signed by {who}, which {verb} {}", time::format(t)), help))
+        })
+    }
+
+    /// Check dates and roles of the key that signed `id`; on success the
+    /// signer is recorded in `outcome` and returned.
+    pub(crate) fn authorize(
         &self,
         id: Oid,
         checked: &Checked,
@@ -539,77 +580,37 @@ impl<'a> Verifier<'a> {
         what: &str,
         outcome: &mut UpdateOutcome,
         found: &mut Vec<Finding>,
-    ) {
+    ) -> Option<Signer> {
         let subject = Some(checked.subject.clone());
         let key_idx = match &checked.result {
             Ok(k) => *k,
             Err((code, msg, help)) => {
                 found.push(Finding::new(*code, msg.clone(), help.clone()).at_object(id, subject));
-                return;
+                return None;
             }
         };
-        let Some(key) = self.policy.keyring.get(key_idx) else {
-            found.push(internal(&"key index out of range").at_object(id, subject));
-            return;
-        };
-        let Some(person) = self.policy.people.get(&key.person) else {
-            found.push(internal(&"key without person").at_object(id, subject));
-            return;
-        };
-        let who = format!("{} ({}) with {}", person.id, person.name, key.describe());
-        let date_checks = [
-            (
-                key.dates.revoked,
-                Code::KeyRevoked,
-                "was revoked on",
-                "this key may no longer sign; re-sign with a current key",
-            ),
-            (
-                person.dates.revoked,
-                Code::KeyRevoked,
-                "was revoked (person) on",
-                "this person may no longer sign; have a current person sign",
-            ),
-            (
-                key.dates.expires,
-                Code::KeyExpired,
-                "expired on",
-                "sign with a current key; an admin may extend `expires` in the policy",
-            ),
-            (
-                person.dates.expires,
-                Code::KeyExpired,
-                "expired (person) on",
-                "an admin may extend the person's `expires` in the policy",
-            ),
-        ];
-        for (date, code, verb, help) in date_checks {
-            if let Some(t) = date {
-                if t <= self.now {
-                    found.push(
-                        Finding::new(
-                            code,
-                            format!("signed by {who}, which {verb} {}", time::format(t)),
-                            help,
-                        )
-                        .at_object(id, subject),
-                    );
-                    return;
-                }
+        let (key, person) = match self.signer_of(key_idx) {
+            Ok(x) => x,
+            Err(f) => {
+                found.push(f.at_object(id, subject));
+                return None;
             }
+        };
+        if let Some(f) = self.date_problem(key, person, what) {
+            found.push(f.at_object(id, subject));
+            return None;
         }
-        let matching: Vec<String> = roles
-            .iter()
-            .filter(|r| person.roles.contains(*r))
-            .cloned()
-            .collect();
+        let matching: Vec<String> = roles.iter().filter(|r| person.roles.contains(*r)).cloned().collect();
         if matching.is_empty() {
             let held: Vec<&str> = person.roles.iter().map(String::as_str).collect();
             found.push(
                 Finding::new(
                     Code::SignerLacksRole,
                     format!(
-                        "{what} signed by {who}, who holds [{}] but this rule needs one of [{}]",
+                        "{what} signed by {} ({}) with {}, who holds [{}] but this rule needs one of [{}]",
+                        person.id,
+                        person.name,
+                        key.describe(),
                         held.join(", "),
                         roles.join(", ")
                     ),
@@ -617,14 +618,18 @@ impl<'a> Verifier<'a> {
                 )
                 .at_object(id, subject),
             );
-            return;
+            return None;
         }
-        outcome.signers.push(Signer {
+        let signer = Signer {
             object: id.to_string(),
             person: person.id.clone(),
             key: key.describe(),
             roles: matching,
-        });
+        };
+        if !outcome.signers.contains(&signer) {
+            outcome.signers.push(signer.clone());
+        }
+        Some(signer)
     }
 }
 
@@ -644,7 +649,7 @@ pub fn short(id: Oid) -> String {
     s[..s.len().min(12)].to_string()
 }
 
-fn missing(id: Oid, e: &git2::Error) -> Finding {
+pub(crate) fn missing(id: Oid, e: &git2::Error) -> Finding {
     Finding::new(
         Code::ObjectMissing,
         format!("cannot read object {}: {}", short(id), e.message()),
