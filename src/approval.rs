@@ -70,14 +70,20 @@ pub struct Statement {
 impl Statement {
     /// The exact bytes that are signed.
     pub fn canonical(&self) -> Vec<u8> {
-        let mut s = format!("{HEADER}\nrepository {}\nref {}\n", self.repository, self.refname);
+        let mut s = format!(
+            "{HEADER}\nrepository {}\nref {}\n",
+            self.repository, self.refname
+        );
         match &self.binding {
             Binding::Topic { commit, tree } => {
                 s.push_str(&format!("kind topic\ncommit {commit}\ntree {tree}\n"));
             }
             Binding::Result { parents, tree } => {
                 let p: Vec<String> = parents.iter().map(Oid::to_string).collect();
-                s.push_str(&format!("kind result\nparents {}\ntree {tree}\n", p.join(" ")));
+                s.push_str(&format!(
+                    "kind result\nparents {}\ntree {tree}\n",
+                    p.join(" ")
+                ));
             }
         }
         s.push_str(&format!("issued-at {}\n", self.issued_at));
@@ -154,7 +160,8 @@ impl Approval {
                 return Err(format!("field `{k}` appears twice"));
             }
         }
-        let need = |f: Option<String>, name: &str| f.ok_or_else(|| format!("missing field `{name}`"));
+        let need =
+            |f: Option<String>, name: &str| f.ok_or_else(|| format!("missing field `{name}`"));
         let oid = |s: &str, name: &str| -> Result<Oid, String> {
             if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
                 Oid::from_str(s).map_err(|e| format!("`{name}`: {e}"))
@@ -178,7 +185,10 @@ impl Approval {
                     return Err("`commit` belongs to kind=topic".into());
                 }
                 let p = need(parents, "parents")?;
-                let parents = p.split(',').map(|x| oid(x, "parents")).collect::<Result<Vec<_>, _>>()?;
+                let parents = p
+                    .split(',')
+                    .map(|x| oid(x, "parents"))
+                    .collect::<Result<Vec<_>, _>>()?;
                 if parents.is_empty() || parents.len() > 2 {
                     return Err("`parents` must list one or two commits".into());
                 }
@@ -186,8 +196,11 @@ impl Approval {
             }
             other => return Err(format!("unknown kind `{other}`")),
         };
-        let issued_at: Timestamp = need(at, "at")?.parse().map_err(|_| "`at` must be Unix seconds".to_string())?;
-        let signature = Base64::decode_vec(&need(sig, "sig")?).map_err(|_| "`sig` is not valid base64".to_string())?;
+        let issued_at: Timestamp = need(at, "at")?
+            .parse()
+            .map_err(|_| "`at` must be Unix seconds".to_string())?;
+        let signature = Base64::decode_vec(&need(sig, "sig")?)
+            .map_err(|_| "`sig` is not valid base64".to_string())?;
         Ok(Approval {
             by: need(by, "by")?,
             statement: Statement {
@@ -225,7 +238,8 @@ pub fn trailers(message: &[u8]) -> Vec<String> {
         .iter()
         .filter_map(|l| {
             let (k, v) = l.split_once(':')?;
-            (k.trim_end().eq_ignore_ascii_case(TRAILER) && !k.starts_with(char::is_whitespace)).then(|| v.trim().to_string())
+            (k.trim_end().eq_ignore_ascii_case(TRAILER) && !k.starts_with(char::is_whitespace))
+                .then(|| v.trim().to_string())
         })
         .collect()
 }
@@ -233,12 +247,19 @@ pub fn trailers(message: &[u8]) -> Vec<String> {
 /// Turn an armored SSH or OpenPGP signature (what `ssh-keygen -Y sign` or
 /// `gpg -bsa` print) into the binary form carried in trailers.
 pub fn dearmor(armored: &[u8]) -> Result<Vec<u8>, String> {
-    let text = std::str::from_utf8(armored).map_err(|_| "signature is not ASCII armor".to_string())?;
+    let text =
+        std::str::from_utf8(armored).map_err(|_| "signature is not ASCII armor".to_string())?;
     let text = text.trim();
     let (begin, end) = if text.starts_with("-----BEGIN SSH SIGNATURE-----") {
-        ("-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----")
+        (
+            "-----BEGIN SSH SIGNATURE-----",
+            "-----END SSH SIGNATURE-----",
+        )
     } else if text.starts_with("-----BEGIN PGP SIGNATURE-----") {
-        ("-----BEGIN PGP SIGNATURE-----", "-----END PGP SIGNATURE-----")
+        (
+            "-----BEGIN PGP SIGNATURE-----",
+            "-----END PGP SIGNATURE-----",
+        )
     } else {
         return Err("not an SSH or OpenPGP signature".into());
     };
@@ -247,7 +268,11 @@ pub fn dearmor(armored: &[u8]) -> Result<Vec<u8>, String> {
         .and_then(|t| t.strip_suffix(end))
         .ok_or_else(|| "signature armor is not closed".to_string())?;
     let mut b64 = String::new();
-    let mut lines = body.lines().map(str::trim).filter(|l| !l.is_empty()).peekable();
+    let mut lines = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .peekable();
     // OpenPGP armor may carry `Key: value` headers, then a checksum line.
     while let Some(l) = lines.peek() {
         if l.contains(": ") {
@@ -268,9 +293,15 @@ pub fn dearmor(armored: &[u8]) -> Result<Vec<u8>, String> {
 /// Rebuild the armored form of a binary signature, as the verifiers read it.
 pub fn armor(binary: &[u8]) -> Vec<u8> {
     let (begin, end) = if binary.starts_with(b"SSHSIG") {
-        ("-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----")
+        (
+            "-----BEGIN SSH SIGNATURE-----",
+            "-----END SSH SIGNATURE-----",
+        )
     } else {
-        ("-----BEGIN PGP SIGNATURE-----", "-----END PGP SIGNATURE-----")
+        (
+            "-----BEGIN PGP SIGNATURE-----",
+            "-----END PGP SIGNATURE-----",
+        )
     };
     let b64 = Base64::encode_string(binary);
     let mut out = format!("{begin}\n");
@@ -311,19 +342,38 @@ mod tests {
     fn canonical_statement_matches_vector() {
         let vector = include_str!("../tests/vectors/approval-v1.txt");
         let (topic, result) = vector.split_once("\n%%\n").unwrap();
-        let topic: String = topic.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
-        let a = sample(Binding::Topic { commit: oid('a'), tree: oid('b') });
+        let topic: String = topic
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let a = sample(Binding::Topic {
+            commit: oid('a'),
+            tree: oid('b'),
+        });
         assert_eq!(String::from_utf8(a.statement.canonical()).unwrap(), topic);
-        let r = sample(Binding::Result { parents: vec![oid('c'), oid('d')], tree: oid('e') });
+        let r = sample(Binding::Result {
+            parents: vec![oid('c'), oid('d')],
+            tree: oid('e'),
+        });
         assert_eq!(String::from_utf8(r.statement.canonical()).unwrap(), result);
     }
 
     #[test]
     fn trailer_round_trip() {
         for b in [
-            Binding::Topic { commit: oid('a'), tree: oid('b') },
-            Binding::Result { parents: vec![oid('c'), oid('d')], tree: oid('e') },
-            Binding::Result { parents: vec![oid('c')], tree: oid('e') },
+            Binding::Topic {
+                commit: oid('a'),
+                tree: oid('b'),
+            },
+            Binding::Result {
+                parents: vec![oid('c'), oid('d')],
+                tree: oid('e'),
+            },
+            Binding::Result {
+                parents: vec![oid('c')],
+                tree: oid('e'),
+            },
         ] {
             let a = sample(b);
             let line = a.trailer();
@@ -335,15 +385,23 @@ mod tests {
 
     #[test]
     fn malformed_trailers_refused() {
-        let good = sample(Binding::Topic { commit: oid('a'), tree: oid('b') }).trailer();
-        let value = good.strip_prefix("Countersign-Approval: ").unwrap().to_string();
+        let good = sample(Binding::Topic {
+            commit: oid('a'),
+            tree: oid('b'),
+        })
+        .trailer();
+        let value = good
+            .strip_prefix("Countersign-Approval: ")
+            .unwrap()
+            .to_string();
         for bad in [
             value.replace("kind=topic", "kind=other"),
             value.replace("at=1764400000", "at=soon"),
             format!("{value} by=mallory"),
             value.replace("sig=", "sig=!!"),
             value.replace(&format!("commit={}", oid('a')), "commit=abc"),
-            value.replace("kind=topic", "kind=topic parents=".to_string().as_str()) + &oid('c').to_string(),
+            value.replace("kind=topic", "kind=topic parents=".to_string().as_str())
+                + &oid('c').to_string(),
             value.replace("repo=acme/payments ", ""),
             format!("{value} extra"),
         ] {

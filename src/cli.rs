@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use countersign::finding::{Code, Finding};
 use countersign::hook;
 use countersign::report;
+use countersign::sanitize;
 use countersign::time;
 use countersign::verify::{Decision, RefUpdate, Verifier};
 
@@ -73,6 +74,70 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Sign an approval of a topic tip (or, with --result, of an exact
+    /// merge result) for a target ref, with your git signing key.
+    ///
+    /// Prints the `Countersign-Approval:` trailer and stores it as a git
+    /// note on the commit under refs/notes/countersign (share it with
+    /// `--push origin`, or `git push origin refs/notes/countersign`).
+    Approve {
+        /// The commit to approve (default HEAD): the topic tip, or with
+        /// --result the merge commit whose exact result you approve.
+        #[arg(default_value = "HEAD")]
+        rev: String,
+        /// Target ref the change will land on, e.g. main or refs/heads/main.
+        #[arg(long = "ref", value_name = "REF")]
+        refname: String,
+        /// Approve the exact result (parents and tree) of REV: for conflict
+        /// resolutions and squash merges.
+        #[arg(long)]
+        result: bool,
+        /// Repository id to bind (default: git config countersign.repository,
+        /// else the policy's repository.id).
+        #[arg(long, value_name = "ID")]
+        repository: Option<String>,
+        /// Policy file, used for the repository id and to check your key.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Share the approval: fetch and merge the remote's approval notes,
+        /// add yours, push them.
+        #[arg(long, value_name = "REMOTE")]
+        push: Option<String>,
+        /// Do not store the approval as a git note.
+        #[arg(long)]
+        no_note: bool,
+    },
+    /// Merge a topic into the current branch with a signed merge commit
+    /// carrying every collected valid approval; refuses, with the hook's
+    /// reasons, when the approvals do not meet the policy.
+    Merge {
+        /// The topic to merge (branch or commit).
+        topic: String,
+        /// The branch to merge into; must be the current branch (default).
+        #[arg(long, value_name = "BRANCH")]
+        into: Option<String>,
+        /// Policy file (default: git config countersign.policy).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Extra approval trailers, besides those in the topic tip's notes.
+        #[arg(long = "approval", value_name = "TRAILER")]
+        approvals: Vec<String>,
+        /// Subject line of the merge commit.
+        #[arg(short = 'm', long = "message", value_name = "SUBJECT")]
+        message: Option<String>,
+    },
+    /// Show what the policy needs to merge a topic into a ref, and which
+    /// approvals are there: whose, which role each fills, stale or not.
+    Status {
+        /// The topic (branch or commit).
+        topic: String,
+        /// Target ref, e.g. main or refs/heads/main.
+        #[arg(long = "ref", value_name = "REF")]
+        refname: String,
+        /// Policy file (default: git config countersign.policy).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
     },
     /// Make a sandbox server repository and show accepted and rejected pushes.
     Demo,
@@ -138,6 +203,27 @@ pub fn run() -> Exit {
             policy,
             format,
         } => verify(&range, &refname, policy, format),
+        Command::Approve {
+            rev,
+            refname,
+            result,
+            repository,
+            policy,
+            push,
+            no_note,
+        } => approve(&rev, &refname, result, repository, policy, push, no_note),
+        Command::Merge {
+            topic,
+            into,
+            policy,
+            approvals,
+            message,
+        } => merge(&topic, into, policy, approvals, message),
+        Command::Status {
+            topic,
+            refname,
+            policy,
+        } => status(&topic, &refname, policy),
         Command::Demo => match crate::demo::run(&mut std::io::stdout()) {
             Ok(()) => Exit::Ok,
             Err(e) => {
@@ -308,5 +394,361 @@ fn render(decision: &Decision, format: Format) -> Exit {
         Exit::Ok
     } else {
         Exit::Rejected
+    }
+}
+
+/// Open the repository and load the policy for the developer commands.
+fn repo_and_policy(
+    policy: Option<PathBuf>,
+) -> Result<(git2::Repository, countersign::policy::Policy), Exit> {
+    let fail = |f: Finding| {
+        error(&format!("{}\n  help: {}", f.message, f.help));
+        Exit::Error
+    };
+    let repo = hook::open_repo().map_err(fail)?;
+    let path = match policy {
+        Some(p) => p,
+        None => match repo
+            .config()
+            .and_then(|c| c.get_path(hook::POLICY_CONFIG_KEY))
+        {
+            Ok(p) => p,
+            Err(_) => {
+                error("no policy given\n  help: pass `--policy FILE`, or set `git config countersign.policy <path>` in this clone");
+                return Err(Exit::Error);
+            }
+        },
+    };
+    let policy = hook::load_policy(&path).map_err(fail)?;
+    Ok((repo, policy))
+}
+
+fn approve(
+    rev: &str,
+    refname: &str,
+    result: bool,
+    repository: Option<String>,
+    policy: Option<PathBuf>,
+    push: Option<String>,
+    no_note: bool,
+) -> Exit {
+    use countersign::workflow;
+    let repo = match hook::open_repo() {
+        Ok(r) => r,
+        Err(f) => {
+            error(&f.message);
+            return Exit::Error;
+        }
+    };
+    let configured_policy = policy.or_else(|| {
+        repo.config()
+            .and_then(|c| c.get_path(hook::POLICY_CONFIG_KEY))
+            .ok()
+    });
+    let loaded = match configured_policy {
+        Some(p) => match hook::load_policy(&p) {
+            Ok(p) => Some(p),
+            Err(f) => {
+                error(&format!("{}\n  help: {}", f.message, f.help));
+                return Exit::Error;
+            }
+        },
+        None => None,
+    };
+    let id = repository
+        .or_else(|| {
+            repo.config()
+                .and_then(|c| c.get_string("countersign.repository"))
+                .ok()
+        })
+        .or_else(|| loaded.as_ref().map(|p| p.repository_id.clone()));
+    let Some(id) = id else {
+        error("unknown repository id\n  help: pass `--repository ID` (the policy's repository.id), `--policy FILE`, or set `git config countersign.repository ID`");
+        return Exit::Error;
+    };
+    let target = workflow::full_ref(refname);
+    let run = || -> Result<String, workflow::WorkflowError> {
+        let commit = workflow::resolve_commit(&repo, rev)?;
+        let statement = workflow::statement_for(&repo, &id, &target, commit, result, time::now())?;
+        let approval = workflow::sign(&repo, statement)?;
+        if let Some(p) = &loaded {
+            let st = approval.statement.canonical();
+            if let Err(e) = countersign::signature::verify_approval(
+                &p.keyring,
+                &approval.signature,
+                &st,
+                time::now(),
+            ) {
+                eprintln!(
+                    "{}: warning: this approval will not count under the policy: {e}",
+                    report::PREFIX
+                );
+            }
+        }
+        let trailer = approval.trailer();
+        if !no_note {
+            workflow::share(&repo, commit, &trailer, push.as_deref())?;
+        }
+        Ok(trailer)
+    };
+    match run() {
+        Ok(trailer) => {
+            println!("{trailer}");
+            if !no_note && push.is_none() {
+                eprintln!(
+                    "{}: stored as a note on {rev}; share it with `git push origin {}`",
+                    report::PREFIX,
+                    countersign::workflow::NOTES_REF
+                );
+            }
+            Exit::Ok
+        }
+        Err(e) => {
+            error(&e.to_string());
+            Exit::Error
+        }
+    }
+}
+
+fn trailer_line(t: &str) -> String {
+    let t = t.trim();
+    match t.split_once(':') {
+        Some((k, _))
+            if k.trim()
+                .eq_ignore_ascii_case(countersign::approval::TRAILER) =>
+        {
+            t.to_string()
+        }
+        _ => format!("{}: {t}", countersign::approval::TRAILER),
+    }
+}
+
+fn merge(
+    topic: &str,
+    into: Option<String>,
+    policy: Option<PathBuf>,
+    extra: Vec<String>,
+    message: Option<String>,
+) -> Exit {
+    use countersign::workflow;
+    let (repo, policy) = match repo_and_policy(policy) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let current = repo
+        .head()
+        .ok()
+        .and_then(|h| h.shorthand().map(str::to_string));
+    let into = match (into, current) {
+        (Some(i), Some(c)) if i != c => {
+            error(&format!(
+                "the current branch is `{c}`, not `{i}`\n  help: `git switch {i}` first"
+            ));
+            return Exit::Error;
+        }
+        (_, None) => {
+            error("not on a branch\n  help: `git switch <branch>` first");
+            return Exit::Error;
+        }
+        (_, Some(c)) => c,
+    };
+    let target = workflow::full_ref(&into);
+    let run = || -> Result<Exit, workflow::WorkflowError> {
+        let base = workflow::resolve_commit(&repo, "HEAD")?;
+        let topic_id = workflow::resolve_commit(&repo, topic)?;
+        let mut trailers = workflow::notes_for(&repo, topic_id)?;
+        trailers.extend(extra.iter().map(|t| trailer_line(t)));
+        trailers.dedup();
+        let now = time::now();
+        let (_, record) = workflow::trial(&repo, &policy, &target, base, topic_id, &trailers, now)?;
+        let mut keep = Vec::new();
+        if let Some(rec) = &record {
+            for a in &rec.approvals {
+                if a.eligible {
+                    keep.push(trailers[a.index - 1].clone());
+                } else {
+                    eprintln!(
+                        "{}: leaving out approval #{} (by={}): {}",
+                        report::PREFIX,
+                        a.index,
+                        sanitize::escape(&a.claimed_by),
+                        sanitize::escape(&a.status)
+                    );
+                }
+            }
+        }
+        let (decision, _) = workflow::trial(&repo, &policy, &target, base, topic_id, &keep, now)?;
+        if !decision.accepted() {
+            eprint!(
+                "{}",
+                report::text(&decision, report::Mode::Verify, usize::MAX)
+            );
+            eprintln!(
+                "{}: not merged: the hook would reject this merge",
+                report::PREFIX
+            );
+            return Ok(Exit::Rejected);
+        }
+        let subject = message
+            .clone()
+            .unwrap_or_else(|| format!("Merge {topic} into {into}"));
+        let msg = workflow::merge_message(&subject, &keep);
+        let msg_path = repo.path().join("COUNTERSIGN_MERGE_MSG");
+        std::fs::write(&msg_path, &msg).map_err(|e| {
+            workflow::WorkflowError::Git(format!("cannot write the merge message: {e}"))
+        })?;
+        let path = msg_path.display().to_string();
+        let out = workflow::git(
+            &repo,
+            &["merge", "--no-ff", "-S", "-F", &path, &topic_id.to_string()],
+        )?;
+        let _ = std::fs::remove_file(&msg_path);
+        if !out.status.success() {
+            let _ = workflow::git(&repo, &["merge", "--abort"]);
+            return Err(workflow::WorkflowError::Git(format!(
+                "`git merge` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let merged = workflow::resolve_commit(&repo, "HEAD")?;
+        let decision = Verifier::new(&repo, &policy, now).decide(&[RefUpdate {
+            old: base,
+            new: merged,
+            refname: target.clone(),
+        }]);
+        if !decision.accepted() {
+            eprint!(
+                "{}",
+                report::text(&decision, report::Mode::Verify, usize::MAX)
+            );
+            let _ = workflow::git(&repo, &["reset", "--keep", &base.to_string()]);
+            eprintln!("{}: merge undone: the hook would reject it", report::PREFIX);
+            return Ok(Exit::Rejected);
+        }
+        println!(
+            "{}: merged {} into {into} as {} with {} approval(s); push it with `git push origin {into}`",
+            report::PREFIX,
+            sanitize::escape(topic),
+            &merged.to_string()[..12],
+            keep.len()
+        );
+        Ok(Exit::Ok)
+    };
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            error(&e.to_string());
+            Exit::Error
+        }
+    }
+}
+
+fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
+    use countersign::workflow;
+    let (repo, policy) = match repo_and_policy(policy) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let target = workflow::full_ref(refname);
+    let short = target
+        .strip_prefix("refs/heads/")
+        .unwrap_or(&target)
+        .to_string();
+    let run = || -> Result<Exit, workflow::WorkflowError> {
+        let base = workflow::resolve_commit(&repo, &target).or_else(|_| {
+            workflow::resolve_commit(&repo, &format!("refs/remotes/origin/{short}"))
+        })?;
+        let topic_id = workflow::resolve_commit(&repo, topic)?;
+        let trailers = workflow::notes_for(&repo, topic_id)?;
+        let rules: Vec<_> = policy.rules.iter().filter(|r| r.matches(&target)).collect();
+        println!(
+            "{}: {} ({}) into {}",
+            report::PREFIX,
+            sanitize::escape(topic),
+            &topic_id.to_string()[..12],
+            target
+        );
+        if rules.iter().all(|r| r.merge.is_none()) {
+            println!("  no merge rule applies to {target}: approvals are not required");
+        }
+        for r in &rules {
+            if let Some(m) = &r.merge {
+                let needs: Vec<String> = m
+                    .approvals
+                    .iter()
+                    .map(|a| format!("{} x {}", a.count, a.role))
+                    .collect();
+                println!(
+                    "  {} needs: approvals [{}]; merge signed by [{}]",
+                    r.label(),
+                    needs.join(", "),
+                    m.signers.join(", ")
+                );
+                let mut distinct = Vec::new();
+                if m.approvers_distinct_from_authors {
+                    distinct.push("approvers are not authors");
+                }
+                if m.merger_distinct_from_approvers {
+                    distinct.push("the merger is not an approver");
+                }
+                if m.merger_distinct_from_authors {
+                    distinct.push("the merger is not an author");
+                }
+                if !distinct.is_empty() {
+                    println!("  distinct people: {}", distinct.join("; "));
+                }
+            }
+        }
+        let (decision, record) = workflow::trial(
+            &repo,
+            &policy,
+            &target,
+            base,
+            topic_id,
+            &trailers,
+            time::now(),
+        )?;
+        match &record {
+            Some(rec) => {
+                println!(
+                    "  authors (signed commits in the topic): {}",
+                    if rec.authors.is_empty() {
+                        "none verified".to_string()
+                    } else {
+                        rec.authors.join(", ")
+                    }
+                );
+                if rec.approvals.is_empty() {
+                    println!("  approvals: none in the notes of {} (refs/notes/countersign; fetch them with `git fetch origin refs/notes/countersign:refs/notes/countersign`)", &topic_id.to_string()[..12]);
+                }
+                for a in &rec.approvals {
+                    println!(
+                        "  approval #{} by={} key={}: {}",
+                        a.index,
+                        sanitize::escape(&a.claimed_by),
+                        a.person.as_deref().unwrap_or("unverified"),
+                        sanitize::escape(&a.status)
+                    );
+                }
+            }
+            None => println!("  (no merge rule evaluated)"),
+        }
+        if decision.accepted() {
+            println!("{}: ready: merging now would be accepted (with a merge signed by an allowed signer)", report::PREFIX);
+            Ok(Exit::Ok)
+        } else {
+            print!(
+                "{}",
+                report::text(&decision, report::Mode::Verify, usize::MAX)
+            );
+            Ok(Exit::Rejected)
+        }
+    };
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            error(&e.to_string());
+            Exit::Error
+        }
     }
 }

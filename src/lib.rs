@@ -21,3 +21,4 @@ pub mod sanitize;
 pub mod signature;
 pub mod time;
 pub mod verify;
+pub mod workflow;

@@ -49,6 +49,8 @@ pub struct ApprovalRecord {
     pub counted_as: Option<String>,
     /// Why it counts or does not.
     pub status: String,
+    /// It verified, binds this change, and its person may approve it.
+    pub eligible: bool,
 }
 
 impl<'a> Verifier<'a> {
@@ -119,15 +121,31 @@ impl<'a> Verifier<'a> {
     /// `None` when it conflicts.
     fn clean_merge_tree(&self, ours: Oid, theirs: Oid) -> Result<Option<Oid>, Finding> {
         let a = self.repo.find_commit(ours).map_err(|e| missing(ours, &e))?;
-        let b = self.repo.find_commit(theirs).map_err(|e| missing(theirs, &e))?;
-        let mut index = self.repo.merge_commits(&a, &b, None).map_err(|e| internal(&e))?;
+        let b = self
+            .repo
+            .find_commit(theirs)
+            .map_err(|e| missing(theirs, &e))?;
+        let mut index = self
+            .repo
+            .merge_commits(&a, &b, None)
+            .map_err(|e| internal(&e))?;
         if index.has_conflicts() {
             return Ok(None);
         }
-        index.write_tree_to(self.repo).map(Some).map_err(|e| internal(&e))
+        index
+            .write_tree_to(self.repo)
+            .map(Some)
+            .map_err(|e| internal(&e))
     }
 
-    fn check_landing(&mut self, u: &RefUpdate, id: Oid, rule: &MergeRule, outcome: &mut UpdateOutcome, found: &mut Vec<Finding>) {
+    fn check_landing(
+        &mut self,
+        u: &RefUpdate,
+        id: Oid,
+        rule: &MergeRule,
+        outcome: &mut UpdateOutcome,
+        found: &mut Vec<Finding>,
+    ) {
         let commit = match self.repo.find_commit(id) {
             Ok(c) => c,
             Err(e) => return found.push(missing(id, &e)),
@@ -141,7 +159,10 @@ impl<'a> Verifier<'a> {
         if parents.len() > 2 {
             return found.push(at(Finding::new(
                 Code::OctopusMerge,
-                format!("merge with {} parents: countersign accepts one topic per merge", parents.len()),
+                format!(
+                    "merge with {} parents: countersign accepts one topic per merge",
+                    parents.len()
+                ),
                 "merge each topic on its own, with its own approvals",
             )));
         }
@@ -179,7 +200,9 @@ impl<'a> Verifier<'a> {
             (None, merger.iter().cloned().collect(), Vec::new())
         };
         let clean = clean_tree == Some(tree);
-        if (rule.approvers_distinct_from_authors || rule.merger_distinct_from_authors) && !unverified.is_empty() {
+        if (rule.approvers_distinct_from_authors || rule.merger_distinct_from_authors)
+            && !unverified.is_empty()
+        {
             let list: Vec<String> = unverified.iter().map(|o| short(*o)).collect();
             found.push(at(Finding::new(
                 Code::UnverifiableAuthor,
@@ -200,6 +223,7 @@ impl<'a> Verifier<'a> {
                 person: None,
                 counted_as: None,
                 status: String::new(),
+                eligible: false,
             };
             let result = self.judge_approval(&value, &names, &parents, tree, clean, &mut rec);
             match result {
@@ -210,23 +234,31 @@ impl<'a> Verifier<'a> {
                 Ok(None) => {}
                 Ok(Some(person)) => {
                     if rule.approvers_distinct_from_authors && authors.contains(&person) {
-                        rec.status = format!("{person} signed commits in the merged range and may not approve it");
+                        rec.status = format!(
+                            "{person} signed commits in the merged range and may not approve it"
+                        );
                         found.push(at(Finding::new(
                             Code::ApproverIsAuthor,
                             format!("approval #{index}: {person} approved a change that includes their own commits"),
                             "have the change approved by people who did not write it",
                         )));
-                    } else if rule.merger_distinct_from_approvers && merger.as_deref() == Some(person.as_str()) {
-                        rec.status = format!("{person} signed the merge and may not also approve it");
+                    } else if rule.merger_distinct_from_approvers
+                        && merger.as_deref() == Some(person.as_str())
+                    {
+                        rec.status =
+                            format!("{person} signed the merge and may not also approve it");
                         found.push(at(Finding::new(
                             Code::ApproverIsMerger,
-                            format!("approval #{index}: {person} both approved and merged this change"),
+                            format!(
+                                "approval #{index}: {person} both approved and merged this change"
+                            ),
                             "have someone else merge it, or someone else approve it",
                         )));
                     } else if let Some(first) = eligible.get(&person) {
                         rec.status = format!("{person} already approved (approval #{}); a person counts once, however many keys they hold", first + 1);
                     } else {
                         rec.status = "verified".into();
+                        rec.eligible = true;
                         eligible.insert(person.clone(), records.len());
                     }
                     rec.person = Some(person);
@@ -256,7 +288,8 @@ impl<'a> Verifier<'a> {
         }
         for &ri in eligible.values() {
             if records[ri].counted_as.is_none() {
-                records[ri].status = "verified, but fills no required role that is still open".into();
+                records[ri].status =
+                    "verified, but fills no required role that is still open".into();
             }
         }
         let needed: usize = rule.approvals.iter().map(|r| r.count).sum();
@@ -322,8 +355,13 @@ impl<'a> Verifier<'a> {
         })?;
         rec.claimed_by = a.by.clone();
         let st = &a.statement;
-        let verified = signature::verify_approval(&self.policy.keyring, &a.signature, &st.canonical(), self.now)
-            .map_err(|e| approval_sig_finding(index, &a.by, e))?;
+        let verified = signature::verify_approval(
+            &self.policy.keyring,
+            &a.signature,
+            &st.canonical(),
+            self.now,
+        )
+        .map_err(|e| approval_sig_finding(index, &a.by, e))?;
         let (key, person) = self.signer_of(verified.key)?;
         rec.person = Some(person.id.clone());
         if let Some(f) = self.date_problem(key, person, &format!("approval #{index}")) {
@@ -332,19 +370,30 @@ impl<'a> Verifier<'a> {
         if st.repository != self.policy.repository_id {
             return Err(Finding::new(
                 Code::ApprovalWrongRepository,
-                format!("approval #{index} by {} is for repository `{}`, not `{}`", person.id, st.repository, self.policy.repository_id),
+                format!(
+                    "approval #{index} by {} is for repository `{}`, not `{}`",
+                    person.id, st.repository, self.policy.repository_id
+                ),
                 "approvals are bound to one repository; approve this change here",
             ));
         }
         if !names.contains(&st.refname) {
             return Err(Finding::new(
                 Code::ApprovalWrongRef,
-                format!("approval #{index} by {} is for `{}`, not `{}`", person.id, st.refname, names.join("` / `")),
+                format!(
+                    "approval #{index} by {} is for `{}`, not `{}`",
+                    person.id,
+                    st.refname,
+                    names.join("` / `")
+                ),
                 "approvals are bound to one target ref; approve the change for this ref",
             ));
         }
         match &st.binding {
-            Binding::Topic { commit, tree: approved_tree } => {
+            Binding::Topic {
+                commit,
+                tree: approved_tree,
+            } => {
                 if parents.len() != 2 {
                     return Err(Finding::new(
                         Code::ApprovalWrongCommit,
@@ -354,7 +403,10 @@ impl<'a> Verifier<'a> {
                 }
                 let topic = parents[1];
                 if *commit != topic {
-                    let stale = self.repo.graph_descendant_of(topic, *commit).unwrap_or(false);
+                    let stale = self
+                        .repo
+                        .graph_descendant_of(topic, *commit)
+                        .unwrap_or(false);
                     return Err(if stale {
                         Finding::new(
                             Code::StaleApproval,
@@ -369,11 +421,20 @@ impl<'a> Verifier<'a> {
                         )
                     });
                 }
-                let real_tree = self.repo.find_commit(topic).map(|c| c.tree_id()).map_err(|e| missing(topic, &e))?;
+                let real_tree = self
+                    .repo
+                    .find_commit(topic)
+                    .map(|c| c.tree_id())
+                    .map_err(|e| missing(topic, &e))?;
                 if *approved_tree != real_tree {
                     return Err(Finding::new(
                         Code::ApprovalWrongCommit,
-                        format!("approval #{index} by {} names tree {}, but the topic's tree is {}", person.id, short(*approved_tree), short(real_tree)),
+                        format!(
+                            "approval #{index} by {} names tree {}, but the topic's tree is {}",
+                            person.id,
+                            short(*approved_tree),
+                            short(real_tree)
+                        ),
                         "re-create the approval with `countersign approve`",
                     ));
                 }
@@ -382,7 +443,10 @@ impl<'a> Verifier<'a> {
                     return Ok(None);
                 }
             }
-            Binding::Result { parents: approved, tree: approved_tree } => {
+            Binding::Result {
+                parents: approved,
+                tree: approved_tree,
+            } => {
                 if approved.as_slice() != parents || *approved_tree != tree {
                     let p: Vec<String> = approved.iter().map(|o| short(*o)).collect();
                     return Err(Finding::new(
@@ -407,10 +471,23 @@ impl<'a> Verifier<'a> {
     /// filled, each person at most once (maximum bipartite matching by
     /// augmenting paths). Returns (person, role) pairs.
     fn assign(&self, people: &[String], reqs: &[ApprovalRequirement]) -> Vec<(String, String)> {
-        let slots: Vec<&str> = reqs.iter().flat_map(|r| std::iter::repeat_n(r.role.as_str(), r.count)).collect();
-        let holds = |p: usize, s: usize| self.policy.people.get(&people[p]).is_some_and(|person| person.roles.contains(slots[s]));
+        let slots: Vec<&str> = reqs
+            .iter()
+            .flat_map(|r| std::iter::repeat_n(r.role.as_str(), r.count))
+            .collect();
+        let holds = |p: usize, s: usize| {
+            self.policy
+                .people
+                .get(&people[p])
+                .is_some_and(|person| person.roles.contains(slots[s]))
+        };
         let mut slot_of: Vec<Option<usize>> = vec![None; slots.len()];
-        fn augment(p: usize, seen: &mut [bool], slot_of: &mut [Option<usize>], holds: &dyn Fn(usize, usize) -> bool) -> bool {
+        fn augment(
+            p: usize,
+            seen: &mut [bool],
+            slot_of: &mut [Option<usize>],
+            holds: &dyn Fn(usize, usize) -> bool,
+        ) -> bool {
             for s in 0..slot_of.len() {
                 if holds(p, s) && !seen[s] {
                     seen[s] = true;
@@ -444,23 +521,39 @@ fn approval_sig_finding(index: usize, by: &str, e: SigError) -> Finding {
         SigError::Expired(_) => (Code::KeyExpired, "approve with a key that is valid now"),
         SigError::Revoked(_) => (Code::KeyRevoked, "approve with a key that is not revoked"),
     };
-    Finding::new(code, format!("approval #{index} (claims to be by {by}): {e}"), help)
+    Finding::new(
+        code,
+        format!("approval #{index} (claims to be by {by}): {e}"),
+        help,
+    )
 }
 
-fn listing(reqs: &[ApprovalRequirement], assignment: &[(String, String)], records: &[ApprovalRecord]) -> String {
+fn listing(
+    reqs: &[ApprovalRequirement],
+    assignment: &[(String, String)],
+    records: &[ApprovalRecord],
+) -> String {
     let mut out = String::from("required:");
     if reqs.is_empty() {
         out.push_str(" no approvals");
     }
     for r in reqs {
-        let filled: Vec<&str> = assignment.iter().filter(|(_, role)| *role == r.role).map(|(p, _)| p.as_str()).collect();
+        let filled: Vec<&str> = assignment
+            .iter()
+            .filter(|(_, role)| *role == r.role)
+            .map(|(p, _)| p.as_str())
+            .collect();
         out.push_str(&format!(
             "\n  {} x {}: {} of {}{}",
             r.count,
             r.role,
             filled.len(),
             r.count,
-            if filled.is_empty() { String::new() } else { format!(" ({})", filled.join(", ")) }
+            if filled.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", filled.join(", "))
+            }
         ));
     }
     out.push_str("\napprovals found:");
@@ -472,7 +565,10 @@ fn listing(reqs: &[ApprovalRequirement], assignment: &[(String, String)], record
             Some(p) => format!("{p}'s key"),
             None => "unverified".to_string(),
         };
-        out.push_str(&format!("\n  #{} by={} ({who}): {}", r.index, r.claimed_by, r.status));
+        out.push_str(&format!(
+            "\n  #{} by={} ({who}): {}",
+            r.index, r.claimed_by, r.status
+        ));
     }
     out
 }

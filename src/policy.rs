@@ -542,7 +542,9 @@ fn parse_rule(
     }
     let commit_signers = role_list(ctx, t, "commit-signers", &where_, roles);
     let tag_signers = role_list(ctx, t, "tag-signers", &where_, roles);
-    let merge = t.get("merge").and_then(|item| parse_merge(ctx, item, &where_, roles));
+    let merge = t
+        .get("merge")
+        .and_then(|item| parse_merge(ctx, item, &where_, roles));
     let force_push = ctx.boolean(t, "force-push", &where_).unwrap_or(false);
     let delete = ctx.boolean(t, "delete", &where_).unwrap_or(false);
     let baseline = match ctx.string(t, "baseline", &where_) {
@@ -586,14 +588,19 @@ fn role_list(
     if entries.is_empty() {
         ctx.push(
             t.get(key).and_then(Item::span),
-            format!("`{key}` in {where_} is empty: no one could ever sign; remove it or name a role"),
+            format!(
+                "`{key}` in {where_} is empty: no one could ever sign; remove it or name a role"
+            ),
         );
     }
     for (role, span) in entries {
         if roles.contains_key(&role) {
             out.push(role);
         } else {
-            ctx.push(span, format!("role `{role}` in {where_} is not declared in [roles]"));
+            ctx.push(
+                span,
+                format!("role `{role}` in {where_} is not declared in [roles]"),
+            );
         }
     }
     Some(out)
@@ -607,7 +614,10 @@ fn parse_merge(
 ) -> Option<MergeRule> {
     let where_ = format!("{rule_where} [rule.merge]");
     let Some(t) = item.as_table_like() else {
-        ctx.push(item.span(), format!("`merge` in {rule_where} must be a table: [rule.merge]"));
+        ctx.push(
+            item.span(),
+            format!("`merge` in {rule_where} must be a table: [rule.merge]"),
+        );
         return None;
     };
     ctx.unknown_keys(
@@ -645,22 +655,39 @@ fn parse_merge(
                     match (role, count) {
                         (Some((role, span)), Some((Some(n), cspan))) => {
                             if !roles.contains_key(&role) {
-                                ctx.push(span, format!("role `{role}` in {where_} is not declared in [roles]"));
+                                ctx.push(
+                                    span,
+                                    format!("role `{role}` in {where_} is not declared in [roles]"),
+                                );
                             } else if !(1..=100).contains(&n) {
-                                ctx.push(cspan, format!("`count` in {where_} must be between 1 and 100"));
+                                ctx.push(
+                                    cspan,
+                                    format!("`count` in {where_} must be between 1 and 100"),
+                                );
                             } else {
-                                approvals.push(ApprovalRequirement { role, count: n as usize });
+                                approvals.push(ApprovalRequirement {
+                                    role,
+                                    count: n as usize,
+                                });
                             }
                         }
-                        (_, Some((None, cspan))) => ctx.push(cspan, format!("`count` in {where_} must be a whole number")),
-                        _ => ctx.push(v.span(), format!("each entry of `approvals` in {where_} needs `role` and `count`")),
+                        (_, Some((None, cspan))) => {
+                            ctx.push(cspan, format!("`count` in {where_} must be a whole number"))
+                        }
+                        _ => ctx.push(
+                            v.span(),
+                            format!(
+                                "each entry of `approvals` in {where_} needs `role` and `count`"
+                            ),
+                        ),
                     }
                 }
             }
             None => ctx.push(a.span(), format!("`approvals` in {where_} must be a list")),
         }
     }
-    let flag = |ctx: &mut Ctx, key: &str, default: bool| ctx.boolean(t, key, &where_).unwrap_or(default);
+    let flag =
+        |ctx: &mut Ctx, key: &str, default: bool| ctx.boolean(t, key, &where_).unwrap_or(default);
     Some(MergeRule {
         required,
         signers: signers.unwrap_or_default(),

@@ -88,9 +88,20 @@ pub fn format_of(sig: &[u8]) -> Option<Format> {
 /// Verify an approval: `binary` is the signature as carried in a trailer,
 /// `statement` the canonical bytes it must cover. SSH approvals must use
 /// the approval namespace.
-pub fn verify_approval(keyring: &Keyring, binary: &[u8], statement: &[u8], now: Timestamp) -> Result<Verified, SigError> {
+pub fn verify_approval(
+    keyring: &Keyring,
+    binary: &[u8],
+    statement: &[u8],
+    now: Timestamp,
+) -> Result<Verified, SigError> {
     let armored = crate::approval::armor(binary);
-    verify(keyring, &armored, statement, crate::approval::NAMESPACE, now)
+    verify(
+        keyring,
+        &armored,
+        statement,
+        crate::approval::NAMESPACE,
+        now,
+    )
 }
 
 /// Verify `sig` over `payload`. SSH signatures must carry `namespace`.

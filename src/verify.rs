@@ -14,8 +14,8 @@ use git2::{ObjectType, Oid, Repository};
 use serde::Serialize;
 
 use crate::finding::{Code, Finding};
-use crate::object::{self, ObjectError, Signed};
 use crate::keys::PolicyKey;
+use crate::object::{self, ObjectError, Signed};
 use crate::policy::{Person, Policy, Rule};
 use crate::signature::{self, SigError};
 use crate::time::{self, Timestamp};
@@ -556,18 +556,49 @@ impl<'a> Verifier<'a> {
     }
 
     /// An expiry or revocation of the key or its person at push time.
-    pub(crate) fn date_problem(&self, key: &PolicyKey, person: &Person, what: &str) -> Option<Finding> {
+    pub(crate) fn date_problem(
+        &self,
+        key: &PolicyKey,
+        person: &Person,
+        what: &str,
+    ) -> Option<Finding> {
         let who = format!("{} ({}) with {}", person.id, person.name, key.describe());
         let date_checks = [
-            (key.dates.revoked, Code::KeyRevoked, "was revoked on", "this key may no longer sign; re-sign with a current key"),
-            (person.dates.revoked, Code::KeyRevoked, "was revoked (person) on", "this person may no longer sign; have a current person sign"),
-            (key.dates.expires, Code::KeyExpired, "expired on", "sign with a current key; an admin may extend `expires` in the policy"),
-            (person.dates.expires, Code::KeyExpired, "expired (person) on", "an admin may extend the person's `expires` in the policy"),
+            (
+                key.dates.revoked,
+                Code::KeyRevoked,
+                "was revoked on",
+                "this key may no longer sign; re-sign with a current key",
+            ),
+            (
+                person.dates.revoked,
+                Code::KeyRevoked,
+                "was revoked (person) on",
+                "this person may no longer sign; have a current person sign",
+            ),
+            (
+                key.dates.expires,
+                Code::KeyExpired,
+                "expired on",
+                "sign with a current key; an admin may extend `expires` in the policy",
+            ),
+            (
+                person.dates.expires,
+                Code::KeyExpired,
+                "expired (person) on",
+                "an admin may extend the person's `expires` in the policy",
+            ),
         ];
-        date_checks.into_iter().find_map(|(date, code, verb, help)| {
-            let t = date.filter(|t| *t <= self.now)?;
-            Some(Finding::new(code, format!("{what} signed by {who}, which {verb} {}", time::format(t)), help))
-        })
+        date_checks
+            .into_iter()
+            .find_map(|(date, code, verb, help)| {
+                let t = date.filter(|t| *t <= self.now)?;
+                Some(Finding::new(
+                    code,
+                    format!("{what} signed by {who}, which {verb} {}", time::format(t)),
+                    help,
+                ))
+            })
     }
 
     /// Check dates and roles of the key that signed `id`; on success the
@@ -600,7 +631,11 @@ impl<'a> Verifier<'a> {
             found.push(f.at_object(id, subject));
             return None;
         }
-        let matching: Vec<String> = roles.iter().filter(|r| person.roles.contains(*r)).cloned().collect();
+        let matching: Vec<String> = roles
+            .iter()
+            .filter(|r| person.roles.contains(*r))
+            .cloned()
+            .collect();
         if matching.is_empty() {
             let held: Vec<&str> = person.roles.iter().map(String::as_str).collect();
             found.push(

@@ -1,0 +1,411 @@
+//! The developer-side commands behind `approve`, `merge` and `status`.
+//!
+//! Signing shells out to the signer git itself would use (honouring
+//! `gpg.format`, `user.signingkey`, `gpg.program`, `gpg.ssh.program`), so
+//! ssh-agent, gpg-agent and hardware keys work. Approvals are shared as git
+//! notes under `refs/notes/countersign` on the approved commit; notes are
+//! only a way to carry trailers to the merger: the hook reads nothing but
+//! the trailers of the merge commit, and verifies every one of them.
+//! Evaluation reuses the hook's engine on a trial merge commit, so the
+//! reasons given here are the reasons the hook would give.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use git2::{Oid, Repository};
+
+use crate::approval::{self, Approval, Binding, Statement};
+use crate::finding::Code;
+use crate::merge::MergeRecord;
+use crate::policy::Policy;
+use crate::time::Timestamp;
+use crate::verify::{Decision, RefUpdate, Verifier};
+
+/// Notes ref where approvals are shared.
+pub const NOTES_REF: &str = "refs/notes/countersign";
+
+/// Why a workflow command failed before any decision.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// A git operation failed.
+    #[error("{0}")]
+    Git(String),
+    /// The signer failed or is not configured.
+    #[error("{0}")]
+    Sign(String),
+    /// Something the user must supply is missing.
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn git_err(what: &str, e: git2::Error) -> WorkflowError {
+    WorkflowError::Git(format!("{what}: {}", e.message()))
+}
+
+/// `main` → `refs/heads/main`; full names stay as they are.
+pub fn full_ref(name: &str) -> String {
+    if name.starts_with("refs/") {
+        name.to_string()
+    } else {
+        format!("refs/heads/{name}")
+    }
+}
+
+/// Resolve a revision to a commit id.
+pub fn resolve_commit(repo: &Repository, rev: &str) -> Result<Oid, WorkflowError> {
+    let obj = repo
+        .revparse_single(rev)
+        .map_err(|e| git_err(&format!("cannot resolve `{rev}`"), e))?;
+    obj.peel_to_commit()
+        .map(|c| c.id())
+        .map_err(|e| git_err(&format!("`{rev}` is not a commit"), e))
+}
+
+/// Build the statement approving `commit` (its tree) or, with `result`,
+/// the exact result (its parents and tree).
+pub fn statement_for(
+    repo: &Repository,
+    repository_id: &str,
+    refname: &str,
+    commit: Oid,
+    result: bool,
+    now: Timestamp,
+) -> Result<Statement, WorkflowError> {
+    let c = repo
+        .find_commit(commit)
+        .map_err(|e| git_err("cannot read the commit", e))?;
+    let binding = if result {
+        Binding::Result {
+            parents: c.parent_ids().collect(),
+            tree: c.tree_id(),
+        }
+    } else {
+        Binding::Topic {
+            commit,
+            tree: c.tree_id(),
+        }
+    };
+    if let Binding::Result { parents, .. } = &binding {
+        if parents.is_empty() || parents.len() > 2 {
+            return Err(WorkflowError::Usage(
+                "`--result` approves a commit with one or two parents".into(),
+            ));
+        }
+    }
+    Ok(Statement {
+        repository: repository_id.to_string(),
+        refname: refname.to_string(),
+        binding,
+        issued_at: now,
+    })
+}
+
+/// Sign `statement` the way git would sign a commit in this repository,
+/// and return the approval (with `by` from `user.email`).
+pub fn sign(repo: &Repository, statement: Statement) -> Result<Approval, WorkflowError> {
+    let config = repo
+        .config()
+        .map_err(|e| git_err("cannot read git config", e))?;
+    let get = |k: &str| config.get_string(k).ok().filter(|s| !s.is_empty());
+    let format = get("gpg.format").unwrap_or_else(|| "openpgp".into());
+    let key = get("user.signingkey");
+    let payload = statement.canonical();
+    let armored = match format.as_str() {
+        "ssh" => {
+            let program = get("gpg.ssh.program").unwrap_or_else(|| "ssh-keygen".into());
+            let key = key.ok_or_else(|| {
+                WorkflowError::Sign(
+                    "`user.signingkey` is not set; git needs it to sign with SSH too".into(),
+                )
+            })?;
+            sign_ssh(&program, &key, &payload)?
+        }
+        "openpgp" => {
+            let program = get("gpg.openpgp.program")
+                .or_else(|| get("gpg.program"))
+                .unwrap_or_else(|| "gpg".into());
+            sign_openpgp(&program, key.as_deref(), &payload)?
+        }
+        other => {
+            return Err(WorkflowError::Sign(format!(
+                "gpg.format `{other}` cannot sign approvals; use ssh or openpgp"
+            )))
+        }
+    };
+    let signature = approval::dearmor(&armored).map_err(WorkflowError::Sign)?;
+    let by = get("user.email")
+        .or_else(|| get("user.name"))
+        .unwrap_or_else(|| "unknown".into())
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join("_");
+    Ok(Approval {
+        by,
+        statement,
+        signature,
+    })
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self, WorkflowError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let p = std::env::temp_dir().join(format!("countersign-{}-{nanos}", std::process::id()));
+        std::fs::create_dir(&p).map_err(|e| {
+            WorkflowError::Sign(format!("cannot create a temporary directory: {e}"))
+        })?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+fn sign_ssh(program: &str, key: &str, payload: &[u8]) -> Result<Vec<u8>, WorkflowError> {
+    let dir = TempDir::new()?;
+    let io = |e: std::io::Error| WorkflowError::Sign(format!("cannot write a temporary file: {e}"));
+    let mut args: Vec<String> = vec![
+        "-Y".into(),
+        "sign".into(),
+        "-n".into(),
+        approval::NAMESPACE.into(),
+    ];
+    let literal = key
+        .strip_prefix("key::")
+        .or_else(|| key.starts_with("ssh-").then_some(key))
+        .or_else(|| key.starts_with("ecdsa-").then_some(key))
+        .or_else(|| key.starts_with("sk-").then_some(key));
+    if let Some(public) = literal {
+        // As git does: a literal public key signs through ssh-agent.
+        let path = dir.0.join("key.pub");
+        std::fs::write(&path, format!("{public}\n")).map_err(io)?;
+        args.extend(["-f".into(), path.display().to_string(), "-U".into()]);
+    } else {
+        args.extend(["-f".into(), expand_home(key).display().to_string()]);
+    }
+    let file = dir.0.join("statement");
+    std::fs::write(&file, payload).map_err(io)?;
+    args.push(file.display().to_string());
+    let out = Command::new(program)
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| WorkflowError::Sign(format!("cannot run `{program}`: {e}")))?;
+    if !out.status.success() {
+        return Err(WorkflowError::Sign(format!(
+            "`{program} -Y sign` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    std::fs::read(dir.0.join("statement.sig"))
+        .map_err(|e| WorkflowError::Sign(format!("`{program}` wrote no signature: {e}")))
+}
+
+fn sign_openpgp(
+    program: &str,
+    key: Option<&str>,
+    payload: &[u8],
+) -> Result<Vec<u8>, WorkflowError> {
+    let mut cmd = Command::new(program);
+    cmd.arg("--status-fd=2").arg("-bsa");
+    if let Some(k) = key {
+        cmd.arg("-u").arg(k);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| WorkflowError::Sign(format!("cannot run `{program}`: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(payload)
+            .map_err(|e| WorkflowError::Sign(format!("cannot write to `{program}`: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| WorkflowError::Sign(format!("`{program}` failed: {e}")))?;
+    let status = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || !status.contains("[GNUPG:] SIG_CREATED ") {
+        return Err(WorkflowError::Sign(format!(
+            "`{program}` failed to sign: {}",
+            status.trim()
+        )));
+    }
+    Ok(out.stdout)
+}
+
+/// Run git in the repository's work tree (or git dir).
+pub fn git(repo: &Repository, args: &[&str]) -> Result<std::process::Output, WorkflowError> {
+    let mut cmd = Command::new("git");
+    match repo.workdir() {
+        Some(w) => cmd.current_dir(w),
+        None => cmd.current_dir(repo.path()),
+    };
+    cmd.args(args)
+        .output()
+        .map_err(|e| WorkflowError::Git(format!("cannot run git: {e}")))
+}
+
+fn git_ok(repo: &Repository, args: &[&str]) -> Result<String, WorkflowError> {
+    let out = git(repo, args)?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(WorkflowError::Git(format!(
+            "`git {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Append the trailer to the notes of `commit`, and with `remote`, share
+/// them: fetch the remote's notes, merge (union of lines), push.
+pub fn share(
+    repo: &Repository,
+    commit: Oid,
+    trailer: &str,
+    remote: Option<&str>,
+) -> Result<(), WorkflowError> {
+    let c = commit.to_string();
+    if let Some(r) = remote {
+        let incoming = "refs/notes/countersign-incoming";
+        if git(
+            repo,
+            &["fetch", "--quiet", r, &format!("+{NOTES_REF}:{incoming}")],
+        )?
+        .status
+        .success()
+        {
+            git_ok(
+                repo,
+                &[
+                    "notes",
+                    "--ref",
+                    NOTES_REF,
+                    "merge",
+                    "--quiet",
+                    "-s",
+                    "cat_sort_uniq",
+                    incoming,
+                ],
+            )?;
+        }
+    }
+    if !notes_for(repo, commit)?.iter().any(|l| l == trailer) {
+        git_ok(
+            repo,
+            &["notes", "--ref", NOTES_REF, "append", "-m", trailer, &c],
+        )?;
+    }
+    if let Some(r) = remote {
+        git_ok(repo, &["push", "--quiet", r, NOTES_REF])?;
+    }
+    Ok(())
+}
+
+/// The approval trailer lines in the notes of `commit`.
+pub fn notes_for(repo: &Repository, commit: Oid) -> Result<Vec<String>, WorkflowError> {
+    let note = match repo.find_note(Some(NOTES_REF), commit) {
+        Ok(n) => n,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(git_err("cannot read approval notes", e)),
+    };
+    let text = String::from_utf8_lossy(note.message_bytes()).into_owned();
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(approval::TRAILER))
+        })
+        .map(str::to_string)
+        .collect())
+}
+
+/// The merge message: subject, blank line, one trailer per approval.
+pub fn merge_message(subject: &str, trailers: &[String]) -> String {
+    let mut m = format!("{subject}\n");
+    if !trailers.is_empty() {
+        m.push('\n');
+        for t in trailers {
+            m.push_str(t);
+            m.push('\n');
+        }
+    }
+    m
+}
+
+/// Evaluate merging `topic` into `target_ref` (currently at `base`) with
+/// these trailers, exactly as the hook would, on a trial merge commit
+/// (written to the object database, referenced by nothing). Findings about
+/// the trial commit's own (missing) signature are left out: the real merge
+/// is signed when it is made.
+pub fn trial(
+    repo: &Repository,
+    policy: &Policy,
+    target_ref: &str,
+    base: Oid,
+    topic: Oid,
+    trailers: &[String],
+    now: Timestamp,
+) -> Result<(Decision, Option<MergeRecord>), WorkflowError> {
+    let ours = repo
+        .find_commit(base)
+        .map_err(|e| git_err("cannot read the target", e))?;
+    let theirs = repo
+        .find_commit(topic)
+        .map_err(|e| git_err("cannot read the topic", e))?;
+    let mut index = repo
+        .merge_commits(&ours, &theirs, None)
+        .map_err(|e| git_err("cannot merge", e))?;
+    if index.has_conflicts() {
+        return Err(WorkflowError::Usage(
+            "the topic does not merge cleanly; merge by hand, have the result approved with `countersign approve --result HEAD`, and add the trailers (see README)".into(),
+        ));
+    }
+    let tree_id = index
+        .write_tree_to(repo)
+        .map_err(|e| git_err("cannot write the merge tree", e))?;
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(|e| git_err("cannot read the merge tree", e))?;
+    let sig = git2::Signature::now("countersign trial", "trial@countersign.invalid")
+        .map_err(|e| git_err("signature", e))?;
+    let msg = merge_message("countersign trial merge", trailers);
+    let trial = repo
+        .commit(None, &sig, &sig, &msg, &tree, &[&ours, &theirs])
+        .map_err(|e| git_err("cannot write the trial merge", e))?;
+    let mut decision = Verifier::new(repo, policy, now).decide(&[RefUpdate {
+        old: base,
+        new: trial,
+        refname: target_ref.to_string(),
+    }]);
+    let trial_hex = trial.to_string();
+    decision.findings.retain(|f| {
+        !(f.commit.as_deref() == Some(trial_hex.as_str())
+            && matches!(f.code, Code::UnsignedCommit | Code::UnverifiableAuthor)
+            && f.message.contains("not signed"))
+    });
+    let record = decision
+        .updates
+        .first()
+        .and_then(|u| u.merges.iter().find(|m| m.commit == trial_hex).cloned());
+    Ok((decision, record))
+}
