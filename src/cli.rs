@@ -309,6 +309,23 @@ fn policy_check(policy: Option<PathBuf>) -> Exit {
                         s.join(", ")
                     ));
                 }
+                if let Some(m) = &r.merge {
+                    let needs: Vec<String> = m
+                        .approvals
+                        .iter()
+                        .map(|a| format!("{} x {}", a.count, a.role))
+                        .collect();
+                    what.push(format!(
+                        "changes land as merges signed by [{}] with approvals [{}]{}",
+                        m.signers.join(", "),
+                        needs.join(", "),
+                        if m.required {
+                            ""
+                        } else {
+                            " (direct commits also allowed)"
+                        }
+                    ));
+                }
                 what.push(format!(
                     "force-push {}",
                     if r.force_push { "allowed" } else { "refused" }
