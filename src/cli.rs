@@ -139,8 +139,45 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
+    /// Verify or read the audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Make a sandbox server repository and show accepted and rejected pushes.
     Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Check the whole hash chain; name the first broken, missing,
+    /// reordered or torn record. Prints the head hash to keep elsewhere.
+    Verify {
+        /// Log file (default: git config countersign.auditLog, else
+        /// $GIT_DIR/countersign/audit.log).
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+        /// Fail unless the chain's head is this hash (from an earlier
+        /// `audit verify`), which also catches records cut off the end.
+        #[arg(long, value_name = "HASH")]
+        expect_head: Option<String>,
+    },
+    /// Show recorded decisions and changes.
+    Show {
+        /// Log file (default as for `audit verify`).
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+        /// Only records touching this ref.
+        #[arg(long = "ref", value_name = "REF")]
+        refname: Option<String>,
+        /// Only records at or after this time: a date (2026-11-29), a
+        /// date-time (2026-11-29T10:00:00Z) or Unix seconds.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -224,6 +261,7 @@ pub fn run() -> Exit {
             refname,
             policy,
         } => status(&topic, &refname, policy),
+        Command::Audit { action } => audit(action),
         Command::Demo => match crate::demo::run(&mut std::io::stdout()) {
             Ok(()) => Exit::Ok,
             Err(e) => {
@@ -386,7 +424,9 @@ fn verify(range: &str, refname: &str, policy: Option<PathBuf>, format: Format) -
         Ok(p) => p,
         Err(f) => return render(&Decision::reject_all(&updates, f), format),
     };
-    let decision = Verifier::new(&repo, &policy, time::now()).decide(&updates);
+    let decision = Verifier::new(&repo, &policy, time::now())
+        .for_history()
+        .decide(&updates);
     render(&decision, format)
 }
 
@@ -768,4 +808,211 @@ fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
             Exit::Error
         }
     }
+}
+
+fn audit_log_path(log: Option<PathBuf>) -> Result<PathBuf, Exit> {
+    if let Some(l) = log {
+        return Ok(l);
+    }
+    match hook::open_repo() {
+        Ok(repo) => Ok(countersign::audit::path_for(&repo)),
+        Err(_) => {
+            error("no audit log given and no repository here\n  help: pass `--log FILE`, or run inside the server repository");
+            Err(Exit::Error)
+        }
+    }
+}
+
+/// Parse `--since`: Unix seconds, a TOML date or date-time.
+fn parse_since(s: &str) -> Option<time::Timestamp> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n);
+    }
+    s.parse::<toml_edit::Datetime>()
+        .ok()
+        .and_then(|d| time::from_toml(&d).ok())
+}
+
+fn audit(action: AuditAction) -> Exit {
+    use countersign::audit as log;
+    match action {
+        AuditAction::Verify {
+            log: path,
+            expect_head,
+        } => {
+            let path = match audit_log_path(path) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    error(&format!(
+                        "cannot read the audit log `{}`: {e}",
+                        path.display()
+                    ));
+                    return Exit::Error;
+                }
+            };
+            let v = log::verify(&bytes);
+            if let Some(b) = &v.first_break {
+                error(&format!(
+                    "audit log `{}` is broken at line {}: {}\n  help: records 1..{} verify; everything from line {} on cannot be trusted",
+                    path.display(),
+                    b.line,
+                    b.message,
+                    v.records,
+                    b.line
+                ));
+                return Exit::Rejected;
+            }
+            if let Some(h) = expect_head {
+                if !h.eq_ignore_ascii_case(&v.head) {
+                    error(&format!(
+                        "audit log `{}` verifies, but its head is {} and {} was expected\n  help: records were added or cut off the end since that head was taken",
+                        path.display(),
+                        v.head,
+                        h
+                    ));
+                    return Exit::Rejected;
+                }
+            }
+            println!(
+                "{}: audit log `{}` verifies: {} record(s), head {}",
+                report::PREFIX,
+                path.display(),
+                v.records,
+                v.head
+            );
+            Exit::Ok
+        }
+        AuditAction::Show {
+            log: path,
+            refname,
+            since,
+            format,
+        } => {
+            let path = match audit_log_path(path) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            let since = match since.as_deref().map(|s| (s, parse_since(s))) {
+                Some((s, None)) => {
+                    error(&format!("cannot read `--since {s}`\n  help: give a date (2026-11-29), a date-time (2026-11-29T10:00:00Z) or Unix seconds"));
+                    return Exit::Error;
+                }
+                Some((_, t)) => t,
+                None => None,
+            };
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    error(&format!(
+                        "cannot read the audit log `{}`: {e}",
+                        path.display()
+                    ));
+                    return Exit::Error;
+                }
+            };
+            let v = log::verify(&bytes);
+            let mut shown = Vec::new();
+            for line in bytes.split(|&b| b == b'\n').take(v.records) {
+                let Ok(rec) = serde_json::from_slice::<serde_json::Value>(line) else {
+                    continue;
+                };
+                if let Some(t) = since {
+                    if rec
+                        .get("time")
+                        .and_then(|x| x.as_i64())
+                        .is_none_or(|x| x < t)
+                    {
+                        continue;
+                    }
+                }
+                if let Some(r) = &refname {
+                    let r = countersign::workflow::full_ref(r);
+                    let touches = rec
+                        .get("updates")
+                        .and_then(|u| u.as_array())
+                        .is_some_and(|u| {
+                            u.iter()
+                                .any(|x| x.get("ref").and_then(|y| y.as_str()) == Some(r.as_str()))
+                        });
+                    if !touches {
+                        continue;
+                    }
+                }
+                shown.push(rec);
+            }
+            match format {
+                Format::Json => println!("{}", serde_json::Value::Array(shown)),
+                Format::Text => {
+                    for rec in &shown {
+                        println!("{}", audit_line(rec));
+                    }
+                }
+            }
+            if let Some(b) = &v.first_break {
+                error(&format!(
+                    "the log is broken at line {}: {}; records from there on are not shown",
+                    b.line, b.message
+                ));
+                return Exit::Rejected;
+            }
+            Exit::Ok
+        }
+    }
+}
+
+fn audit_line(rec: &serde_json::Value) -> String {
+    let get = |k: &str| rec.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let seq = rec.get("seq").and_then(|v| v.as_u64()).unwrap_or(0);
+    let head = format!("#{seq} {} {}", get("time_utc"), get("kind"));
+    let text = match get("kind") {
+        "push" => {
+            let who = rec
+                .pointer("/pusher/name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?");
+            let mut parts = Vec::new();
+            for u in rec
+                .get("updates")
+                .and_then(|u| u.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let s = |k: &str| u.get(k).and_then(|v| v.as_str()).unwrap_or("");
+                parts.push(format!(
+                    "{} {}..{}",
+                    s("ref"),
+                    &s("old")[..s("old").len().min(12)],
+                    &s("new")[..s("new").len().min(12)]
+                ));
+            }
+            let codes: Vec<&str> = rec
+                .get("findings")
+                .and_then(|f| f.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.get("code").and_then(|c| c.as_str()))
+                .collect();
+            format!(
+                "{head}: {} by {who}: {}{}",
+                get("verdict"),
+                parts.join(", "),
+                if codes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", codes.join(", "))
+                }
+            )
+        }
+        _ => format!(
+            "{head}: {} by {}: {}",
+            get("command"),
+            get("actor"),
+            get("change")
+        ),
+    };
+    sanitize::escape(&text)
 }

@@ -27,6 +27,8 @@ pub enum Code {
     KeyExpired,
     /// The signer's key, certificate or person has been revoked.
     KeyRevoked,
+    /// The signer's key was retired: it may not sign new pushes.
+    KeyRetired,
     /// An SSH signature was made for another namespace than `git`.
     SshNamespace,
     /// A protected ref moved to a value that does not descend from the old one.
@@ -53,6 +55,8 @@ pub enum Code {
     BadInput,
     /// Something failed inside countersign; the push is rejected.
     InternalError,
+    /// The decision could not be recorded in the audit log.
+    AuditUnwritable,
     /// A commit landed on a ref that only accepts approved merges.
     MergeRequired,
     /// A merge with more than two parents (not supported; rejected).
@@ -93,6 +97,7 @@ impl Code {
         Code::SignerLacksRole,
         Code::KeyExpired,
         Code::KeyRevoked,
+        Code::KeyRetired,
         Code::SshNamespace,
         Code::ForcePush,
         Code::RefDeletion,
@@ -106,6 +111,7 @@ impl Code {
         Code::UnsupportedObjectFormat,
         Code::BadInput,
         Code::InternalError,
+        Code::AuditUnwritable,
         Code::MergeRequired,
         Code::OctopusMerge,
         Code::EvilMerge,
@@ -133,6 +139,7 @@ impl Code {
             Code::SignerLacksRole => "signer-lacks-role",
             Code::KeyExpired => "key-expired",
             Code::KeyRevoked => "key-revoked",
+            Code::KeyRetired => "key-retired",
             Code::SshNamespace => "ssh-namespace",
             Code::ForcePush => "force-push",
             Code::RefDeletion => "ref-deletion",
@@ -146,6 +153,7 @@ impl Code {
             Code::UnsupportedObjectFormat => "unsupported-object-format",
             Code::BadInput => "bad-input",
             Code::InternalError => "internal-error",
+            Code::AuditUnwritable => "audit-log-unwritable",
             Code::MergeRequired => "merge-required",
             Code::OctopusMerge => "octopus-merge",
             Code::EvilMerge => "evil-merge",

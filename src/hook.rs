@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository};
 
+use crate::audit;
 use crate::finding::{Code, Finding};
 use crate::policy::{self, Policy, PolicyError};
 use crate::time::Timestamp;
@@ -159,11 +160,39 @@ pub fn pre_receive(input: &[u8], now: Timestamp) -> Decision {
             )
         }
     };
-    let policy = match load_policy(&path) {
-        Ok(p) => p,
-        Err(f) => return Decision::reject_all(&updates, f),
+    let decision = match load_policy(&path) {
+        Ok(policy) => Verifier::new(&repo, &policy, now).decide(&updates),
+        Err(f) => Decision::reject_all(&updates, f),
     };
-    Verifier::new(&repo, &policy, now).decide(&updates)
+    record(&repo, decision, now)
+}
+
+/// Append the decision to the repository's audit log. If it cannot be
+/// written the push is rejected: a decision that leaves no record would
+/// defeat the log's purpose (an unwritable log blocks pushes until an
+/// admin fixes it; that is the trade-off, chosen on purpose).
+fn record(repo: &Repository, mut decision: Decision, now: Timestamp) -> Decision {
+    let path = audit::path_for(repo);
+    let verdict = if decision.accepted() {
+        "accepted"
+    } else {
+        "rejected"
+    };
+    let fields = serde_json::json!({
+        "pusher": audit::pusher(),
+        "repository": repo.path().display().to_string(),
+        "verdict": verdict,
+        "updates": &decision.updates,
+        "findings": &decision.findings,
+    });
+    if let Err(e) = audit::append(&path, "push", fields, now) {
+        decision.findings.push(Finding::new(
+            Code::AuditUnwritable,
+            format!("the decision could not be recorded: {e}"),
+            "the admin must make the audit log writable by the user the hook runs as (and repair it if `countersign audit verify` reports damage)",
+        ));
+    }
+    decision
 }
 
 #[cfg(test)]

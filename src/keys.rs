@@ -21,6 +21,9 @@ pub struct KeyDates {
     pub expires: Option<Timestamp>,
     /// Withdrawn at this instant.
     pub revoked: Option<Timestamp>,
+    /// Retired at this instant: new pushes signed with it are rejected,
+    /// signatures made before it stay valid in `verify` and reports.
+    pub retired: Option<Timestamp>,
 }
 
 /// Where a key came from, for messages.

@@ -10,6 +10,7 @@
 
 pub mod finding;
 pub mod approval;
+pub mod audit;
 pub mod glob;
 pub mod hook;
 pub mod keys;

@@ -364,7 +364,12 @@ impl<'a> Verifier<'a> {
         .map_err(|e| approval_sig_finding(index, &a.by, e))?;
         let (key, person) = self.signer_of(verified.key)?;
         rec.person = Some(person.id.clone());
-        if let Some(f) = self.date_problem(key, person, &format!("approval #{index}")) {
+        if let Some(f) = self.date_problem(
+            key,
+            person,
+            &format!("approval #{index}"),
+            Some(st.issued_at),
+        ) {
             return Err(f);
         }
         if st.repository != self.policy.repository_id {

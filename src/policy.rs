@@ -895,7 +895,8 @@ impl Ctx {
                 )),
                 Value::InlineTable(t) => {
                     let w = format!("an entry of `{list}` in {where_}");
-                    self.unknown_keys(t, &[field, "expires", "revoked"], &w);
+                    self.unknown_keys(t, &[field, "expires", "revoked", "retired"], &w);
+                    let retired = TableLike::get(t, "retired").and_then(|i| self.date(i, "retired", &w));
                     let d = self.dates(t, &w);
                     match self.string(t, field, &w) {
                         Some((text, span)) => out.push((
@@ -904,6 +905,7 @@ impl Ctx {
                                 dates: KeyDates {
                                     expires: d.expires,
                                     revoked: d.revoked,
+                                    retired,
                                 },
                             },
                             span,

@@ -110,6 +110,9 @@ pub(crate) struct Checked {
     pub(crate) subject: String,
     /// The keyring index of the signer, or (code, message, help).
     pub(crate) result: Result<usize, (Code, String, String)>,
+    /// When it was signed: the OpenPGP signature time, else the committer
+    /// or tagger time (only used to honour key retirement in history).
+    pub(crate) signed_at: Option<Timestamp>,
 }
 
 /// Runs the checks; caches per-object signature results across updates.
@@ -118,6 +121,7 @@ pub struct Verifier<'a> {
     pub(crate) policy: &'a Policy,
     pub(crate) now: Timestamp,
     ignore_case: bool,
+    history: bool,
     cache: HashMap<Oid, Checked>,
 }
 
@@ -143,8 +147,16 @@ impl<'a> Verifier<'a> {
             policy,
             now,
             ignore_case,
+            history: false,
             cache: HashMap::new(),
         }
+    }
+
+    /// Judge existing history rather than a push: a retired key's
+    /// signatures made before its retirement stay valid.
+    pub fn for_history(mut self) -> Self {
+        self.history = true;
+        self
     }
 
     /// The names an update of `refname` really moves: the ref itself and,
@@ -445,6 +457,7 @@ impl<'a> Verifier<'a> {
     fn check_object_uncached(&self, id: Oid, kind: ObjectType) -> Checked {
         let what = kind_name(kind);
         let fail = |subject: String, code: Code, msg: String, help: &str| Checked {
+            signed_at: None,
             subject,
             result: Err((code, msg, help.to_string())),
         };
@@ -513,7 +526,11 @@ impl<'a> Verifier<'a> {
             };
             return fail(subject, code, format!("the {what} is not signed"), help);
         };
-        let result = signature::verify(&self.policy.keyring, sig, &signed.payload, GIT_NAMESPACE, self.now).map(|v| v.key).map_err(|e| {
+        let mut created = None;
+        let result = signature::verify(&self.policy.keyring, sig, &signed.payload, GIT_NAMESPACE, self.now).map(|v| {
+                created = v.created;
+                v.key
+            }).map_err(|e| {
             let policy = self.policy.path.display();
             match e {
                 SigError::Malformed(m) => (Code::MalformedSignature, m, format!("re-sign the {what} with an SSH or OpenPGP key listed in the policy")),
@@ -536,7 +553,23 @@ impl<'a> Verifier<'a> {
                 SigError::Revoked(m) => (Code::KeyRevoked, m, "this key may no longer sign; re-sign with a current key".to_string()),
             }
         });
-        Checked { subject, result }
+        let signed_at = created.or_else(|| match kind {
+            ObjectType::Tag => self
+                .repo
+                .find_tag(id)
+                .ok()
+                .and_then(|t| t.tagger().map(|s| s.when().seconds())),
+            _ => self
+                .repo
+                .find_commit(id)
+                .ok()
+                .map(|c| c.committer().when().seconds()),
+        });
+        Checked {
+            subject,
+            result,
+            signed_at,
+        }
     }
 
     /// Check dates and roles of the key that signed `id`.
@@ -561,7 +594,27 @@ impl<'a> Verifier<'a> {
         key: &PolicyKey,
         person: &Person,
         what: &str,
+        signed_at: Option<Timestamp>,
     ) -> Option<Finding> {
+        if let Some(r) = key.dates.retired {
+            let retired_for_this = if self.history {
+                signed_at.is_none_or(|t| t >= r)
+            } else {
+                r <= self.now
+            };
+            if retired_for_this {
+                return Some(Finding::new(
+                    Code::KeyRetired,
+                    format!(
+                        "{what} signed by {} with {}, which was retired on {}",
+                        person.id,
+                        key.describe(),
+                        time::format(r)
+                    ),
+                    "a retired key may not sign anything new; sign with the person's current key",
+                ));
+            }
+        }
         let who = format!("{} ({}) with {}", person.id, person.name, key.describe());
         let date_checks = [
             (
@@ -627,7 +680,7 @@ impl<'a> Verifier<'a> {
                 return None;
             }
         };
-        if let Some(f) = self.date_problem(key, person, what) {
+        if let Some(f) = self.date_problem(key, person, what, checked.signed_at) {
             found.push(f.at_object(id, subject));
             return None;
         }
