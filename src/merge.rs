@@ -51,6 +51,8 @@ pub struct ApprovalRecord {
     pub status: String,
     /// It verified, binds this change, and its person may approve it.
     pub eligible: bool,
+    /// When the approver says they signed (`at=`), once parsed.
+    pub issued_at: Option<i64>,
 }
 
 impl<'a> Verifier<'a> {
@@ -224,6 +226,7 @@ impl<'a> Verifier<'a> {
                 counted_as: None,
                 status: String::new(),
                 eligible: false,
+                issued_at: None,
             };
             let result = self.judge_approval(&value, &names, &parents, tree, clean, &mut rec);
             match result {
@@ -354,6 +357,7 @@ impl<'a> Verifier<'a> {
             )
         })?;
         rec.claimed_by = a.by.clone();
+        rec.issued_at = Some(a.statement.issued_at);
         let st = &a.statement;
         let verified = signature::verify_approval(
             &self.policy.keyring,
