@@ -613,28 +613,31 @@ fn merge(
     let run = || -> Result<Exit, workflow::WorkflowError> {
         let base = workflow::resolve_commit(&repo, "HEAD")?;
         let topic_id = workflow::resolve_commit(&repo, topic)?;
-        let mut trailers = workflow::notes_for(&repo, topic_id)?;
-        trailers.extend(extra.iter().map(|t| trailer_line(t)));
-        trailers.dedup();
-        let now = time::now();
-        let (_, record) = workflow::trial(&repo, &policy, &target, base, topic_id, &trailers, now)?;
-        let mut keep = Vec::new();
-        if let Some(rec) = &record {
-            for a in &rec.approvals {
-                if a.eligible {
-                    keep.push(trailers[a.index - 1].clone());
-                } else {
-                    eprintln!(
-                        "{}: leaving out approval #{} (by={}): {}",
-                        report::PREFIX,
-                        a.index,
-                        sanitize::escape(&a.claimed_by),
-                        sanitize::escape(&a.status)
-                    );
-                }
+        let mut trailers = workflow::notes_in_range(&repo, base, topic_id)?;
+        for t in &extra {
+            let line = trailer_line(t);
+            if !trailers.contains(&line) {
+                trailers.push(line);
             }
         }
-        let (decision, _) = workflow::trial(&repo, &policy, &target, base, topic_id, &keep, now)?;
+        let now = time::now();
+        let plan = workflow::plan(&repo, &policy, &target, base, topic_id, &trailers, now)?;
+        for a in plan
+            .judged
+            .iter()
+            .flat_map(|r| r.approvals.iter())
+            .filter(|a| !a.eligible)
+        {
+            eprintln!(
+                "{}: leaving out approval #{} (by={}): {}",
+                report::PREFIX,
+                a.index,
+                sanitize::escape(&a.claimed_by),
+                sanitize::escape(&a.status)
+            );
+        }
+        let keep = plan.keep;
+        let decision = plan.decision;
         if !decision.accepted() {
             eprint!(
                 "{}",
@@ -716,7 +719,7 @@ fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
             workflow::resolve_commit(&repo, &format!("refs/remotes/origin/{short}"))
         })?;
         let topic_id = workflow::resolve_commit(&repo, topic)?;
-        let trailers = workflow::notes_for(&repo, topic_id)?;
+        let trailers = workflow::notes_in_range(&repo, base, topic_id)?;
         let rules: Vec<_> = policy.rules.iter().filter(|r| r.matches(&target)).collect();
         println!(
             "{}: {} ({}) into {}",
@@ -756,7 +759,7 @@ fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
                 }
             }
         }
-        let (decision, record) = workflow::trial(
+        let plan = workflow::plan(
             &repo,
             &policy,
             &target,
@@ -765,6 +768,7 @@ fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
             &trailers,
             time::now(),
         )?;
+        let (decision, record) = (plan.decision, plan.judged);
         match &record {
             Some(rec) => {
                 println!(
@@ -776,7 +780,7 @@ fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
                     }
                 );
                 if rec.approvals.is_empty() {
-                    println!("  approvals: none in the notes of {} (refs/notes/countersign; fetch them with `git fetch origin refs/notes/countersign:refs/notes/countersign`)", &topic_id.to_string()[..12]);
+                    println!("  approvals: none in the notes of the topic's commits (refs/notes/countersign; fetch them with `git fetch origin refs/notes/countersign:refs/notes/countersign`)");
                 }
                 for a in &rec.approvals {
                     println!(

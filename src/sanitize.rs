@@ -28,6 +28,7 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
 
 fn is_dangerous(c: char) -> bool {
     c.is_control()
+        || (c.is_whitespace() && c != ' ') // exotic spaces can fake layout
         || matches!(c,
             '\u{200B}'..='\u{200F}'   // zero width, LRM, RLM
             | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
@@ -46,6 +47,7 @@ mod tests {
         assert_eq!(escape("a\x1b[31mred"), "a\\u{1b}[31mred");
         assert_eq!(escape("x\u{202E}y"), "x\\u{202e}y");
         assert_eq!(escape("l1\nl2\r"), "l1\\nl2\\r");
+        assert_eq!(escape("a\u{2003}b"), "a\\u{2003}b");
         assert_eq!(escape_bytes(b"\xff\xfeok"), "\u{FFFD}\u{FFFD}ok");
     }
 }

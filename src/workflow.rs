@@ -320,6 +320,70 @@ pub fn share(
     Ok(())
 }
 
+/// The approval trailer lines in the notes of every commit reachable from
+/// `topic` and not from `base`, tip first, without duplicates: approvals of
+/// earlier tips are collected too, so they can be shown as stale.
+pub fn notes_in_range(
+    repo: &Repository,
+    base: Oid,
+    topic: Oid,
+) -> Result<Vec<String>, WorkflowError> {
+    let mut walk = repo
+        .revwalk()
+        .map_err(|e| git_err("cannot walk the topic", e))?;
+    walk.push(topic)
+        .map_err(|e| git_err("cannot walk the topic", e))?;
+    walk.hide(base)
+        .map_err(|e| git_err("cannot walk the topic", e))?;
+    let mut out: Vec<String> = Vec::new();
+    for id in walk {
+        let id = id.map_err(|e| git_err("cannot walk the topic", e))?;
+        for line in notes_for(repo, id)? {
+            if !out.contains(&line) {
+                out.push(line);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The outcome of planning a merge: every approval judged, the ones that
+/// would be kept, and the hook's decision on a merge carrying those.
+pub struct Plan {
+    /// Every collected approval, judged (from a trial carrying all).
+    pub judged: Option<MergeRecord>,
+    /// The trailers that verify and count toward this merge.
+    pub keep: Vec<String>,
+    /// The hook's decision on a trial merge carrying only `keep`.
+    pub decision: Decision,
+}
+
+/// Judge `trailers` for merging `topic` into `target_ref` at `base`, keep
+/// the eligible ones, and decide on a merge carrying only those.
+pub fn plan(
+    repo: &Repository,
+    policy: &Policy,
+    target_ref: &str,
+    base: Oid,
+    topic: Oid,
+    trailers: &[String],
+    now: Timestamp,
+) -> Result<Plan, WorkflowError> {
+    let (_, judged) = trial(repo, policy, target_ref, base, topic, trailers, now)?;
+    let keep: Vec<String> = judged
+        .iter()
+        .flat_map(|r| r.approvals.iter())
+        .filter(|a| a.eligible)
+        .filter_map(|a| trailers.get(a.index - 1).cloned())
+        .collect();
+    let (decision, _) = trial(repo, policy, target_ref, base, topic, &keep, now)?;
+    Ok(Plan {
+        judged,
+        keep,
+        decision,
+    })
+}
+
 /// The approval trailer lines in the notes of `commit`.
 pub fn notes_for(repo: &Repository, commit: Oid) -> Result<Vec<String>, WorkflowError> {
     let note = match repo.find_note(Some(NOTES_REF), commit) {

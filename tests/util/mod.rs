@@ -913,3 +913,272 @@ fn set_mode_700(_p: &Path) {}
 pub fn squash(s: &str) -> String {
     s.chars().filter(|c| !c.is_whitespace()).collect()
 }
+
+// ---------------------------------------------------------------------------
+// Approvals and merges: per-person clones, signing config, trailers
+// ---------------------------------------------------------------------------
+
+impl Key {
+    /// The git config settings (`gpg.format`, `user.signingkey`) that make
+    /// git, and `countersign approve`, sign with this key. countersign reads
+    /// them through libgit2, which does not see `git -c`: write them with
+    /// `git config` (see `Sandbox::set_signer`).
+    pub fn signing_settings(&self) -> Vec<(String, String)> {
+        match self {
+            Key::Ssh { private, .. } => vec![
+                ("gpg.format".into(), "ssh".into()),
+                ("user.signingkey".into(), private.display().to_string()),
+            ],
+            Key::OpenPgp { fingerprint, .. } => vec![
+                ("gpg.format".into(), "openpgp".into()),
+                ("user.signingkey".into(), fingerprint.clone()),
+            ],
+        }
+    }
+
+    /// The GNUPGHOME holding the secret key (OpenPGP keys only).
+    pub fn gnupghome(&self) -> Option<&Path> {
+        match self {
+            Key::OpenPgp { home, .. } => Some(home),
+            Key::Ssh { .. } => None,
+        }
+    }
+
+    /// `git -c` arguments that make git sign with this key.
+    pub fn sign_args(&self) -> Vec<String> {
+        self.sign_config()
+    }
+}
+
+impl Sandbox {
+    /// Run git in `dir` (sandbox environment, `GNUPGHOME` of `key` if it is
+    /// an OpenPGP key); the caller judges the outcome.
+    pub fn git_out_in<I, S>(&self, dir: &Path, key: Option<&Key>, args: I) -> Out
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = self.git_in(dir, args);
+        if let Some(home) = key.and_then(Key::gnupghome) {
+            c.env("GNUPGHOME", home);
+        }
+        run(c, None)
+    }
+
+    /// Run git in `dir`; panic on failure; stdout trimmed.
+    #[track_caller]
+    pub fn git_ok_in<I, S>(&self, dir: &Path, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run_ok(self.git_in(dir, args), None)
+            .stdout
+            .trim()
+            .to_string()
+    }
+
+    /// Write `key`'s signing settings into the git config of the clone at
+    /// `dir` (`.git/config`), so that both git and countersign use it.
+    #[track_caller]
+    pub fn set_signer(&self, dir: &Path, key: &Key) {
+        for (k, v) in key.signing_settings() {
+            self.git_ok_in(dir, ["config", k.as_str(), v.as_str()]);
+        }
+    }
+
+    /// A clone of the server at `<root>/c-<name>`, for one person: user
+    /// name and e-mail, `key` as its signing key, and `countersign.policy`
+    /// pointing at the sandbox policy. Returns its path.
+    #[track_caller]
+    pub fn clone_for(&self, name: &str, email: &str, key: &Key) -> PathBuf {
+        let dir = self.root().join(format!("c-{name}"));
+        let url = format!("file://{}", self.server.display());
+        run_ok(
+            self.git_in(
+                self.root(),
+                ["clone", "-q", url.as_str(), dir.to_str().unwrap()],
+            ),
+            None,
+        );
+        self.git_ok_in(&dir, ["config", "user.name", name]);
+        self.git_ok_in(&dir, ["config", "user.email", email]);
+        self.git_ok_in(
+            &dir,
+            [
+                "config",
+                "countersign.policy",
+                self.policy.to_str().unwrap(),
+            ],
+        );
+        self.set_signer(&dir, key);
+        dir
+    }
+
+    /// Append a line to `file` in the clone at `dir`, and commit it, signed
+    /// by `key` (given to git with `-c`) or unsigned. Returns the commit id.
+    #[track_caller]
+    pub fn commit_in(&self, dir: &Path, key: Option<&Key>, file: &str, msg: &str) -> String {
+        let path = dir.join(file);
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        writeln!(f, "{msg}").unwrap();
+        drop(f);
+        self.git_ok_in(dir, ["add", file]);
+        let mut args: Vec<String> = Vec::new();
+        match key {
+            Some(k) => {
+                args.extend(k.sign_config());
+                args.extend(["commit".into(), "-q".into(), "-S".into()]);
+            }
+            None => args.extend(["commit".into(), "-q".into(), "--no-gpg-sign".into()]),
+        }
+        args.extend(["-m".into(), msg.into()]);
+        let out = self.git_out_in(dir, key, &args);
+        assert!(out.success, "commit failed in {}\n{out}", dir.display());
+        self.git_ok_in(dir, ["rev-parse", "HEAD"])
+    }
+
+    /// Run countersign in `dir` with the sandbox environment, and
+    /// `GNUPGHOME` of `key` when it is an OpenPGP key (countersign runs gpg,
+    /// and git, as children).
+    pub fn countersign_as<I, S>(&self, dir: &Path, key: &Key, args: I) -> Out
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = self.cmd(BIN);
+        c.current_dir(dir).args(args);
+        if let Some(home) = key.gnupghome() {
+            c.env("GNUPGHOME", home);
+        }
+        run(c, None)
+    }
+
+    /// In the clone at `dir`, on the current branch, make a merge commit of
+    /// `revs` with `git merge --no-ff -S -F <file>` signed by `key`, with
+    /// `message` as the whole message. Returns the merge id.
+    #[track_caller]
+    pub fn merge_in(&self, dir: &Path, key: &Key, revs: &[&str], message: &str) -> String {
+        let file = self.write_message(message);
+        let mut args = key.sign_config();
+        args.extend(["merge", "-q", "--no-ff", "-S", "-F"].map(String::from));
+        args.push(file.display().to_string());
+        args.extend(revs.iter().map(|r| r.to_string()));
+        let out = self.git_out_in(dir, Some(key), &args);
+        assert!(out.success, "git merge failed in {}\n{out}", dir.display());
+        self.git_ok_in(dir, ["rev-parse", "HEAD"])
+    }
+
+    /// Commit what is staged in `dir` (e.g. a merge in progress) signed by
+    /// `key`, with `message`; `extra` are more `git commit` arguments (e.g.
+    /// `--amend`). Returns HEAD.
+    #[track_caller]
+    pub fn commit_staged_in(&self, dir: &Path, key: &Key, message: &str, extra: &[&str]) -> String {
+        let file = self.write_message(message);
+        let mut args = key.sign_config();
+        args.extend(["commit", "-q", "-S"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["-F".to_string(), file.display().to_string()]);
+        let out = self.git_out_in(dir, Some(key), &args);
+        assert!(out.success, "git commit failed in {}\n{out}", dir.display());
+        self.git_ok_in(dir, ["rev-parse", "HEAD"])
+    }
+
+    /// Write a message file under the sandbox root; returns its path.
+    pub fn write_message(&self, message: &str) -> PathBuf {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let file = self.root().join(format!("merge-msg-{n}"));
+        fs::write(&file, message).unwrap();
+        file
+    }
+}
+
+/// A merge message whose last paragraph holds the trailers (git reads only
+/// that paragraph as trailers).
+pub fn merge_message(subject: &str, trailers: &[String]) -> String {
+    let mut m = format!("{subject}\n");
+    if !trailers.is_empty() {
+        m.push('\n');
+        for t in trailers {
+            m.push_str(t);
+            m.push('\n');
+        }
+    }
+    m
+}
+
+/// The `Countersign-Approval:` line `countersign approve` printed.
+#[track_caller]
+pub fn trailer_of(out: &Out) -> String {
+    let lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Countersign-Approval: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "expected one trailer line on stdout\n{out}");
+    lines[0].to_string()
+}
+
+/// The value of `field` (e.g. `sig`) in an approval trailer.
+#[track_caller]
+pub fn trailer_field(trailer: &str, field: &str) -> String {
+    let prefix = format!("{field}=");
+    trailer
+        .split_ascii_whitespace()
+        .find_map(|f| f.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no `{field}=` in {trailer}"))
+        .to_string()
+}
+
+/// The trailer with `field`'s value replaced.
+#[track_caller]
+pub fn with_trailer_field(trailer: &str, field: &str, value: &str) -> String {
+    let old = format!("{field}={}", trailer_field(trailer, field));
+    assert_eq!(trailer.matches(old.as_str()).count(), 1, "{trailer}");
+    trailer.replace(old.as_str(), &format!("{field}={value}"))
+}
+
+/// The base64 body of an ASCII-armored SSH signature, on one line.
+pub fn armor_body(armored: &str) -> String {
+    armored
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
+        .collect()
+}
+
+/// Armor base64 as an SSH signature, 70 columns, as ssh-keygen writes it.
+pub fn ssh_armor(b64: &str) -> String {
+    let mut out = String::from("-----BEGIN SSH SIGNATURE-----\n");
+    for chunk in b64.as_bytes().chunks(70) {
+        out.push_str(std::str::from_utf8(chunk).unwrap());
+        out.push('\n');
+    }
+    out.push_str("-----END SSH SIGNATURE-----\n");
+    out
+}
+
+/// Every `error[<code>]` code in `text`, in order.
+pub fn error_codes(text: &str) -> Vec<String> {
+    text.match_indices("error[")
+        .filter_map(|(i, _)| {
+            let rest = &text[i + "error[".len()..];
+            rest.find(']').map(|end| rest[..end].to_string())
+        })
+        .collect()
+}
+
+/// The command exited with `code` and reported `error[<finding>]`.
+#[track_caller]
+pub fn assert_refused_with(out: &Out, code: i32, finding: &str) {
+    assert_eq!(out.code, Some(code), "expected exit {code}\n{out}");
+    let needle = format!("error[{finding}]");
+    assert!(
+        out.all().contains(&needle),
+        "expected `{needle}` in the output\n{out}"
+    );
+}
