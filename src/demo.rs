@@ -72,7 +72,7 @@ pub fn run(out: &mut dyn Write) -> Result<()> {
         &format!("Setting up the sandbox {}", sandbox.root.display()),
     )?;
     let people = make_keys(&sandbox, have_gpg)?;
-    writeln!(out, "{IN}keys:    fresh SSH ed25519 keys for alice, bob, carol, mallory (keys/<name>, keys/<name>.pub)")?;
+    writeln!(out, "{IN}keys:    fresh SSH ed25519 keys for alice, bob, carol, erin, mallory (keys/<name>, keys/<name>.pub)")?;
     if have_gpg {
         writeln!(out, "{IN}         a fresh OpenPGP key for dave (certificate keys/dave.asc, secret key in gnupg/)")?;
     } else {
@@ -124,6 +124,8 @@ pub fn run(out: &mut dyn Write) -> Result<()> {
     let mut scenario = Scenario {
         out,
         sb: &sandbox,
+        exe: exe.clone(),
+        policy: policy.clone(),
         work: work.clone(),
         step: 0,
         total: 0,
@@ -170,6 +172,11 @@ pub fn run(out: &mut dyn Write) -> Result<()> {
         out,
         "{IN}  cd {} && countersign verify main --ref refs/heads/main",
         work.display()
+    )?;
+    writeln!(
+        out,
+        "{IN}  cd {} && countersign audit verify && countersign audit show    # every decision, hash-chained",
+        server.display()
     )?;
     writeln!(out, "{IN}Remove it with: rm -rf {}", sandbox.root.display())?;
 
@@ -441,7 +448,7 @@ impl People {
 
 fn make_keys(sb: &Sandbox, have_gpg: bool) -> Result<People> {
     let mut all = Vec::new();
-    let cast: [(&'static str, &'static str, &[&'static str]); 4] = [
+    let cast: [(&'static str, &'static str, &[&'static str]); 5] = [
         ("alice", "Alice Example", &["developer"]),
         (
             "bob",
@@ -449,6 +456,7 @@ fn make_keys(sb: &Sandbox, have_gpg: bool) -> Result<People> {
             &["developer", "maintainer", "release-manager"],
         ),
         ("carol", "Carol Example", &["reviewer"]),
+        ("erin", "Erin Example", &["reviewer"]),
         ("mallory", "Mallory Example", &[]),
     ];
     for (id, name, roles) in cast {
@@ -675,6 +683,10 @@ impl Verdict {
 struct Scenario<'a> {
     out: &'a mut dyn Write,
     sb: &'a Sandbox,
+    /// This countersign binary.
+    exe: PathBuf,
+    /// The policy file (part two adds a rule to it).
+    policy: PathBuf,
     work: PathBuf,
     step: usize,
     total: usize,
@@ -868,7 +880,293 @@ impl Scenario<'_> {
                 "v* tags must be signed by a release-manager, and bob is one.",
             )?;
         }
+        self.reset()?;
+        self.separation(people)?;
         Ok(())
+    }
+
+    /// Part two: changes reach `production` only as signed merges carrying
+    /// signed approvals by two reviewers who did not write them.
+    fn separation(&mut self, people: &People) -> Result<()> {
+        let alice = people.get("alice")?;
+        let bob = people.get("bob")?;
+        let carol = people.get("carol")?;
+        let erin = people.get("erin")?;
+        let Some(base) = self.rev("refs/remotes/origin/main")? else {
+            self.begin("separation of duties on production")?;
+            self.skip("main does not exist on the server, because an earlier step was rejected")?;
+            return Ok(());
+        };
+
+        heading(
+            self.out,
+            "Part two: separation of duties on refs/heads/production",
+        )?;
+        self.say("The admin adds a rule: changes reach production only as merges signed by a")?;
+        self.say("maintainer, approved by 2 reviewers who wrote none of the change; the merge")?;
+        self.say("may not carry anything the reviewers did not approve. History up to main's")?;
+        self.say("current tip is grandfathered (baseline).")?;
+        let rule = format!(
+            concat!(
+                "\n[[rule]]\n",
+                "name = \"production\"\n",
+                "refs = [\"refs/heads/production\"]\n",
+                "commit-signers = [\"developer\", \"maintainer\"]\n",
+                "baseline = \"{base}\"\n",
+                "[rule.merge]\n",
+                "signers = [\"maintainer\"]\n",
+                "approvals = [{{ role = \"reviewer\", count = 2 }}]\n",
+                "approvers-distinct-from-authors = true\n",
+                "merger-distinct-from-approvers = true\n",
+            ),
+            base = base
+        );
+        for line in rule.lines().skip(1) {
+            writeln!(self.out, "{IN}  | {line}")?;
+        }
+        let mut policy = std::fs::read_to_string(&self.policy)
+            .with_context(|| format!("cannot read {}", self.policy.display()))?;
+        policy.push_str(&rule);
+        std::fs::write(&self.policy, policy)
+            .with_context(|| format!("cannot write {}", self.policy.display()))?;
+
+        self.begin("bob creates production from main")?;
+        let got = self.push(bob, &["origin", "main:production"])?;
+        self.verdict(
+            got,
+            Verdict::Accepted,
+            "everything on it is below the baseline.",
+        )?;
+        self.git(bob, &["fetch", "-q", "origin"])?;
+
+        self.begin("alice pushes a signed topic branch")?;
+        self.git(
+            alice,
+            &[
+                "checkout",
+                "-q",
+                "-b",
+                "topic/rounding",
+                "refs/remotes/origin/production",
+            ],
+        )?;
+        self.commit(
+            alice,
+            true,
+            "rounding.txt",
+            "round half to even\n",
+            "Round amounts half to even",
+        )?;
+        let got = self.push(alice, &["origin", "topic/rounding"])?;
+        self.verdict(
+            got,
+            Verdict::Accepted,
+            "topic branches are unprotected; the topic is where review happens.",
+        )?;
+
+        self.begin("alice pushes her topic straight to production")?;
+        let got = self.push(alice, &["origin", "topic/rounding:production"])?;
+        self.verdict(
+            got,
+            Verdict::Rejected,
+            "it is signed by a developer, but production takes approved merges only.",
+        )?;
+
+        self.begin("carol approves the topic; bob merges with that one approval")?;
+        self.countersign(carol, &["approve", "topic/rounding", "--ref", "production"])?;
+        self.say("bob asks countersign to merge; it runs the hook's checks first and refuses:")?;
+        self.git(
+            bob,
+            &[
+                "checkout",
+                "-q",
+                "-B",
+                "production",
+                "refs/remotes/origin/production",
+            ],
+        )?;
+        self.countersign(bob, &["merge", "topic/rounding"])?;
+        self.say("bob merges by hand anyway, with carol's trailer, and pushes:")?;
+        let trailers = self.notes("topic/rounding")?;
+        self.merge_by_hand(bob, "topic/rounding", &trailers, None)?;
+        let got = self.push(bob, &["origin", "production"])?;
+        self.verdict(
+            got,
+            Verdict::Rejected,
+            "two reviewers must approve; one approval is one person.",
+        )?;
+        self.git(
+            bob,
+            &["reset", "-q", "--hard", "refs/remotes/origin/production"],
+        )?;
+
+        self.begin("erin approves too, then alice changes the topic; bob merges the new tip")?;
+        self.countersign(erin, &["approve", "topic/rounding", "--ref", "production"])?;
+        let approved = self.notes("topic/rounding")?;
+        self.git(alice, &["checkout", "-q", "topic/rounding"])?;
+        self.commit(
+            alice,
+            true,
+            "rounding.txt",
+            "except for fees: round up\n",
+            "Round fees up",
+        )?;
+        self.git(bob, &["checkout", "-q", "production"])?;
+        self.merge_by_hand(bob, "topic/rounding", &approved, None)?;
+        let got = self.push(bob, &["origin", "production"])?;
+        self.verdict(
+            got,
+            Verdict::Rejected,
+            "the approvals are of the earlier tip: what lands must be exactly what was approved.",
+        )?;
+        self.git(
+            bob,
+            &["reset", "-q", "--hard", "refs/remotes/origin/production"],
+        )?;
+
+        self.begin("carol and erin approve the new tip; bob slips an extra change into the merge")?;
+        self.countersign(carol, &["approve", "topic/rounding", "--ref", "production"])?;
+        self.countersign(erin, &["approve", "topic/rounding", "--ref", "production"])?;
+        let current = self.notes("topic/rounding")?;
+        self.merge_by_hand(
+            bob,
+            "topic/rounding",
+            &current,
+            Some(("payments.conf", "transfer_fee = 0\n")),
+        )?;
+        let got = self.push(bob, &["origin", "production"])?;
+        self.verdict(
+            got,
+            Verdict::Rejected,
+            "an evil merge: its tree is not the clean merge of what was approved.",
+        )?;
+        self.git(
+            bob,
+            &["reset", "-q", "--hard", "refs/remotes/origin/production"],
+        )?;
+
+        self.begin("bob checks the status and merges with countersign")?;
+        self.countersign(bob, &["status", "topic/rounding", "--ref", "production"])?;
+        self.countersign(bob, &["merge", "topic/rounding"])?;
+        let got = self.push(bob, &["origin", "production"])?;
+        self.verdict(got, Verdict::Accepted, "a maintainer's signed merge, two reviewers' approvals of exactly this topic, none of them its author.")?;
+        Ok(())
+    }
+
+    /// The approval trailers in the notes of `rev`'s commits.
+    fn notes(&self, rev: &str) -> Result<Vec<String>> {
+        let mut cmd = self.sb.command("git");
+        cmd.current_dir(&self.work)
+            .args(["notes", "--ref", "refs/notes/countersign", "show", rev]);
+        let got = capture(&mut cmd)?;
+        Ok(got
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("Countersign-Approval:"))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// `git merge --no-ff -S` of `topic` with `trailers`, as `who`; with
+    /// `extra`, also writes that file into the merge (an evil merge).
+    fn merge_by_hand(
+        &mut self,
+        who: &Person,
+        topic: &str,
+        trailers: &[String],
+        extra: Option<(&str, &str)>,
+    ) -> Result<()> {
+        let msg = self.sb.root.join("MERGE_MSG.txt");
+        let mut text = format!("Merge {topic} into production\n\n");
+        for t in trailers {
+            text.push_str(t);
+            text.push('\n');
+        }
+        std::fs::write(&msg, text).with_context(|| format!("cannot write {}", msg.display()))?;
+        let msg_arg = msg.display().to_string();
+        let short: Vec<String> = trailers
+            .iter()
+            .map(|t| format!("{}...", &t[..t.len().min(60)]))
+            .collect();
+        match extra {
+            None => {
+                writeln!(
+                    self.out,
+                    "{IN}$ git merge --no-ff -S -F msg {topic}    # trailers: {}",
+                    short.len()
+                )?;
+                self.git(
+                    who,
+                    &["merge", "-q", "--no-ff", "-S", "-F", &msg_arg, topic],
+                )?;
+            }
+            Some((file, content)) => {
+                writeln!(self.out, "{IN}$ git merge --no-ff --no-commit {topic}; echo ... >> {file}; git commit -S -F msg    # trailers: {}", short.len())?;
+                self.git(who, &["merge", "-q", "--no-ff", "--no-commit", topic])?;
+                let path = self.work.join(file);
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                f.write_all(content.as_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                drop(f);
+                self.git(who, &["add", "--", file])?;
+                self.git(who, &["commit", "-q", "-S", "-F", &msg_arg])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run `countersign <args>` in the clone as `who` (their signing key is
+    /// written into the clone's config, which is what countersign reads),
+    /// and show what it printed.
+    fn countersign(&mut self, who: &Person, args: &[&str]) -> Result<Captured> {
+        let set = |k: &str, v: &OsStr| {
+            run_ok(
+                self.sb
+                    .command("git")
+                    .current_dir(&self.work)
+                    .args(["config", k])
+                    .arg(v),
+            )
+        };
+        set("user.name", OsStr::new(who.name))?;
+        set("user.email", OsStr::new(&format!("{}@example.com", who.id)))?;
+        match &who.key {
+            Key::Ssh { private, .. } => {
+                set("gpg.format", OsStr::new("ssh"))?;
+                set("user.signingkey", private.as_os_str())?;
+            }
+            Key::OpenPgp { fingerprint, .. } => {
+                set("gpg.format", OsStr::new("openpgp"))?;
+                set("user.signingkey", OsStr::new(fingerprint))?;
+            }
+        }
+        let mut full: Vec<&str> = args.to_vec();
+        if args.first() == Some(&"approve") {
+            full.push("--push");
+            full.push("origin");
+        }
+        writeln!(
+            self.out,
+            "{IN}$ countersign {}    # as {}",
+            shell_words(&full),
+            who.id
+        )?;
+        let mut cmd = self.sb.command(&self.exe.display().to_string());
+        cmd.current_dir(&self.work).args(&full);
+        let got = capture(&mut cmd)?;
+        for line in got.stderr.lines().chain(got.stdout.lines()) {
+            let line = if line.starts_with("Countersign-Approval:") && line.len() > 100 {
+                format!("{}...", &line[..100])
+            } else {
+                line.to_string()
+            };
+            writeln!(self.out, "{IN}  {line}")?;
+        }
+        Ok(got)
     }
 
     fn begin(&mut self, title: &str) -> Result<()> {

@@ -183,7 +183,18 @@ impl<'a> Verifier<'a> {
         // The merger.
         let checked = self.check_object(id, ObjectType::Commit);
         let merger = self
-            .authorize(id, &checked, &rule.signers, "merge commit", outcome, found)
+            .authorize(
+                id,
+                &checked,
+                &rule.signers,
+                if parents.len() == 2 {
+                    "merge commit"
+                } else {
+                    "commit landing on the ref"
+                },
+                outcome,
+                found,
+            )
             .map(|s| s.person);
 
         // What the change brings and who wrote it.
