@@ -144,6 +144,22 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Add, remove and list people (every change is validated, then
+    /// recorded in the audit log).
+    People {
+        #[command(subcommand)]
+        action: crate::admin_cli::PeopleAction,
+    },
+    /// Add, retire, remove, list and import people's keys.
+    Keys {
+        #[command(subcommand)]
+        action: crate::admin_cli::KeysAction,
+    },
+    /// Declare roles; grant and revoke them.
+    Roles {
+        #[command(subcommand)]
+        action: crate::admin_cli::RolesAction,
+    },
     /// Make a sandbox server repository and show accepted and rejected pushes.
     Demo,
 }
@@ -262,6 +278,9 @@ pub fn run() -> Exit {
             policy,
         } => status(&topic, &refname, policy),
         Command::Audit { action } => audit(action),
+        Command::People { action } => crate::admin_cli::people(action),
+        Command::Keys { action } => crate::admin_cli::keys(action),
+        Command::Roles { action } => crate::admin_cli::roles(action),
         Command::Demo => match crate::demo::run(&mut std::io::stdout()) {
             Ok(()) => Exit::Ok,
             Err(e) => {

@@ -9,8 +9,10 @@
 #![forbid(unsafe_code)]
 
 pub mod finding;
+pub mod admin;
 pub mod approval;
 pub mod audit;
+pub mod evidence;
 pub mod glob;
 pub mod hook;
 pub mod keys;

@@ -1,0 +1,1010 @@
+//! The admin commands: `people`, `keys` and `roles`.
+//!
+//! Each command reads the policy under an exclusive lock, lets
+//! `countersign::admin` compute the new text (which it has validated),
+//! writes it atomically (temp file in the same directory, fsync, rename)
+//! and appends a `policy-change` record to the audit log. This module must
+//! never write a policy that does not validate, never change the policy
+//! without recording the change (no audit log: no change; a record that
+//! cannot be written undoes the change), and never copy secret key
+//! material next to the policy.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use sequoia_openpgp::serialize::SerializeInto;
+
+use countersign::admin::{self, AdminError, CertSource, Change};
+use countersign::{audit, hook, keys, report, sanitize, time};
+
+use crate::cli::Exit;
+
+/// Options every admin command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Policy file (default: git config `countersign.policy` of the
+    /// repository found from GIT_DIR or the current directory, else
+    /// `$GIT_DIR/countersign.toml`).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Who makes the change, for the audit log (default: the OS user).
+    #[arg(long, value_name = "NAME")]
+    pub actor: Option<String>,
+    /// Audit log that records the change (default: the repository's,
+    /// git config `countersign.auditLog`, else `$GIT_DIR/countersign/audit.log`).
+    #[arg(long = "audit-log", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+}
+
+/// Output format of the list commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// One line per entry.
+    Text,
+    /// A JSON array.
+    Json,
+}
+
+/// `countersign people ...`
+#[derive(Debug, Subcommand)]
+pub enum PeopleAction {
+    /// Add a person (with no keys yet).
+    Add {
+        /// Person id: a-z, A-Z, 0-9, `-`, `_`.
+        id: String,
+        /// Display name (for humans only).
+        #[arg(long)]
+        name: Option<String>,
+        /// A role to grant (repeatable); it must be declared in [roles].
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove a person; refused while they hold keys, unless --with-keys.
+    Remove {
+        /// Person id.
+        id: String,
+        /// Remove their keys too.
+        #[arg(long)]
+        with_keys: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List people, their roles and how many keys they hold.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `countersign keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Give a person a key: an SSH public key line, or an OpenPGP
+    /// certificate file (copied to `keys/` next to the policy unless it is
+    /// already under the policy's directory).
+    Add {
+        /// Person id.
+        person: String,
+        /// The OpenSSH public key line, e.g. "$(cat ~/.ssh/id_ed25519.pub)".
+        #[arg(
+            long,
+            value_name = "PUBLIC KEY",
+            required_unless_present = "openpgp",
+            conflicts_with = "openpgp"
+        )]
+        ssh: Option<String>,
+        /// A public OpenPGP certificate file (`gpg --armor --export ...`).
+        #[arg(long, value_name = "FILE")]
+        openpgp: Option<PathBuf>,
+        /// The key is not accepted from this date on (2027-06-30, 00:00 UTC).
+        #[arg(long, value_name = "DATE")]
+        expires: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Retire a key: new pushes signed with it are rejected from DATE on;
+    /// `verify` still accepts what it signed before.
+    Retire {
+        /// Person id.
+        person: String,
+        /// `SHA256:...` (SSH) or the certificate fingerprint or key id (OpenPGP).
+        fingerprint: String,
+        /// Retirement date (default: today, UTC).
+        #[arg(long, value_name = "DATE")]
+        at: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove a key from a person (a certificate file is left in place).
+    Remove {
+        /// Person id.
+        person: String,
+        /// `SHA256:...` (SSH) or the certificate fingerprint or key id (OpenPGP).
+        fingerprint: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List every key: person, type, fingerprint, dates, source.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Import keys from git's allowed-signers file or from OpenPGP
+    /// certificates, mapping each principal (or User ID e-mail) to a person:
+    /// --map, else the existing person named like the local part, else a new
+    /// person with no roles.
+    Import {
+        /// A `gpg.ssh.allowedSignersFile`.
+        #[arg(
+            long = "allowed-signers",
+            value_name = "FILE",
+            required_unless_present = "openpgp",
+            conflicts_with = "openpgp"
+        )]
+        allowed_signers: Option<PathBuf>,
+        /// A certificate file, or a directory: every .asc, .gpg and .pgp file in it.
+        #[arg(long, value_name = "FILE-OR-DIR")]
+        openpgp: Option<PathBuf>,
+        /// Map a principal (or e-mail, or OpenPGP fingerprint) to a person (repeatable).
+        #[arg(long = "map", value_name = "PRINCIPAL=PERSON")]
+        map: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `countersign roles ...`
+#[derive(Debug, Subcommand)]
+pub enum RolesAction {
+    /// Grant a declared role to a person.
+    Grant {
+        /// Person id.
+        person: String,
+        /// Role (declared in [roles]).
+        role: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Take a role from a person.
+    Revoke {
+        /// Person id.
+        person: String,
+        /// Role.
+        role: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Declare a new role in [roles].
+    Add {
+        /// Role name: a-z, A-Z, 0-9, `-`, `_`.
+        role: String,
+        /// What the role is for.
+        #[arg(long, value_name = "TEXT")]
+        description: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List roles, their descriptions and who holds them.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+// ---------------------------------------------------------------------------
+// Entry points
+// ---------------------------------------------------------------------------
+
+/// Run a `people` command.
+pub fn people(action: PeopleAction) -> Exit {
+    match action {
+        PeopleAction::Add {
+            id,
+            name,
+            roles,
+            common,
+        } => apply(&common, "people add", |text, dir, _| {
+            Ok(admin::add_person(text, dir, &id, name.as_deref(), &roles)?)
+        }),
+        PeopleAction::Remove {
+            id,
+            with_keys,
+            common,
+        } => apply(&common, "people remove", |text, dir, _| {
+            Ok(admin::remove_person(text, dir, &id, with_keys)?)
+        }),
+        PeopleAction::List { format, common } => list(&common, |text, dir| {
+            let people = admin::people(text, dir)?;
+            Ok(match format {
+                ListFormat::Json => json(&people),
+                ListFormat::Text => people
+                    .iter()
+                    .map(|p| {
+                        let mut fields = vec![
+                            p.id.clone(),
+                            if p.name.is_empty() {
+                                "-".to_string()
+                            } else {
+                                p.name.clone()
+                            },
+                            format!(
+                                "roles: {}",
+                                if p.roles.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    p.roles.join(", ")
+                                }
+                            ),
+                            format!("keys: {}", p.keys),
+                        ];
+                        if let Some(d) = &p.expires {
+                            fields.push(format!("expires {d}"));
+                        }
+                        if let Some(d) = &p.revoked {
+                            fields.push(format!("revoked {d}"));
+                        }
+                        tabbed(&fields)
+                    })
+                    .collect(),
+            })
+        }),
+    }
+}
+
+/// Run a `roles` command.
+pub fn roles(action: RolesAction) -> Exit {
+    match action {
+        RolesAction::Grant {
+            person,
+            role,
+            common,
+        } => apply(&common, "roles grant", |text, dir, _| {
+            Ok(admin::grant_role(text, dir, &person, &role)?)
+        }),
+        RolesAction::Revoke {
+            person,
+            role,
+            common,
+        } => apply(&common, "roles revoke", |text, dir, _| {
+            Ok(admin::revoke_role(text, dir, &person, &role)?)
+        }),
+        RolesAction::Add {
+            role,
+            description,
+            common,
+        } => apply(&common, "roles add", |text, dir, _| {
+            Ok(admin::add_role(text, dir, &role, &description)?)
+        }),
+        RolesAction::List { format, common } => list(&common, |text, dir| {
+            let roles = admin::list_roles(text, dir)?;
+            Ok(match format {
+                ListFormat::Json => {
+                    let v: Vec<serde_json::Value> = roles
+                        .iter()
+                        .map(|(r, d, h)| serde_json::json!({ "role": r, "description": d, "people": h }))
+                        .collect();
+                    json(&v)
+                }
+                ListFormat::Text => roles
+                    .iter()
+                    .map(|(r, d, h)| {
+                        sanitize::escape(&format!(
+                            "{r}: {d} (held by: {})",
+                            if h.is_empty() {
+                                "nobody".to_string()
+                            } else {
+                                h.join(", ")
+                            }
+                        ))
+                    })
+                    .collect(),
+            })
+        }),
+    }
+}
+
+/// Run a `keys` command.
+pub fn keys(action: KeysAction) -> Exit {
+    match action {
+        KeysAction::Add {
+            person,
+            ssh,
+            openpgp,
+            expires,
+            common,
+        } => {
+            let expires = match expires.map(|d| admin::parse_date(&d)).transpose() {
+                Ok(d) => d,
+                Err(e) => return usage(&e, "give --expires as 2027-06-30 or 2027-06-30T12:00:00Z"),
+            };
+            match (ssh, openpgp) {
+                (Some(line), None) => apply(&common, "keys add", |text, dir, _| {
+                    Ok(admin::add_ssh_key(text, dir, &person, &line, expires)?)
+                }),
+                (None, Some(file)) => add_openpgp(&common, &person, &file, expires),
+                _ => usage(
+                    "give exactly one of --ssh and --openpgp",
+                    "`countersign keys add PERSON --ssh \"ssh-ed25519 AAAA...\"` or `--openpgp FILE`",
+                ),
+            }
+        }
+        KeysAction::Retire {
+            person,
+            fingerprint,
+            at,
+            common,
+        } => {
+            let at = match at {
+                Some(d) => admin::parse_date(&d),
+                None => admin::today(time::now()),
+            };
+            let at = match at {
+                Ok(d) => d,
+                Err(e) => return usage(&e, "give --at as 2027-06-30 or 2027-06-30T12:00:00Z"),
+            };
+            apply(&common, "keys retire", |text, dir, _| {
+                Ok(admin::retire_key(text, dir, &person, &fingerprint, at)?)
+            })
+        }
+        KeysAction::Remove {
+            person,
+            fingerprint,
+            common,
+        } => apply(&common, "keys remove", |text, dir, _| {
+            Ok(admin::remove_key(text, dir, &person, &fingerprint)?)
+        }),
+        KeysAction::List { format, common } => list(&common, |text, dir| {
+            let keys = admin::list_keys(text, dir)?;
+            Ok(match format {
+                ListFormat::Json => json(&keys),
+                ListFormat::Text => keys
+                    .iter()
+                    .map(|k| {
+                        let mut fields =
+                            vec![k.person.clone(), k.kind.clone(), k.fingerprint.clone()];
+                        for (what, d) in [
+                            ("expires", &k.expires),
+                            ("revoked", &k.revoked),
+                            ("retired", &k.retired),
+                        ] {
+                            if let Some(d) = d {
+                                fields.push(format!("{what} {d}"));
+                            }
+                        }
+                        fields.push(k.source.clone());
+                        tabbed(&fields)
+                    })
+                    .collect(),
+            })
+        }),
+        KeysAction::Import {
+            allowed_signers,
+            openpgp,
+            map,
+            common,
+        } => {
+            let mut mapping = BTreeMap::new();
+            for m in &map {
+                match m.split_once('=') {
+                    Some((p, person)) if !p.trim().is_empty() && admin::valid_name(person.trim()) => {
+                        mapping.insert(p.trim().to_string(), person.trim().to_string());
+                    }
+                    _ => {
+                        return usage(
+                            &format!("`--map {}` is not PRINCIPAL=PERSON", sanitize::escape(m)),
+                            "e.g. `--map alice@example.com=alice`; a person id uses only a-z, A-Z, 0-9, `-` and `_`",
+                        )
+                    }
+                }
+            }
+            match (allowed_signers, openpgp) {
+                (Some(file), None) => {
+                    let signers =
+                        match fs::read_to_string(&file) {
+                            Ok(s) => s,
+                            Err(e) => return usage(
+                                &format!("cannot read `{}`: {e}", file.display()),
+                                "pass the file named by `git config gpg.ssh.allowedSignersFile`",
+                            ),
+                        };
+                    apply(&common, "keys import", |text, dir, _| {
+                        Ok(admin::import_allowed_signers(
+                            text, dir, &signers, &mapping,
+                        )?)
+                    })
+                }
+                (None, Some(path)) => import_openpgp(&common, &path, &mapping),
+                _ => usage(
+                    "give exactly one of --allowed-signers and --openpgp",
+                    "`countersign keys import --allowed-signers FILE` or `--openpgp FILE-OR-DIR`",
+                ),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// OpenPGP files
+// ---------------------------------------------------------------------------
+
+fn add_openpgp(
+    common: &Common,
+    person: &str,
+    file: &Path,
+    expires: Option<toml_edit::Datetime>,
+) -> Exit {
+    if !admin::valid_name(person) {
+        return refuse(
+            &format!("`{}` is not a valid person id", sanitize::escape(person)),
+            "see `countersign people list`",
+        );
+    }
+    let certs = match keys::read_certs(file) {
+        Ok(c) => c,
+        Err(e) => {
+            return refuse(
+                &format!("cannot use `{}`: {e}", file.display()),
+                "export the public certificate with `gpg --armor --export KEYID > FILE`",
+            )
+        }
+    };
+    apply(common, "keys add", |text, dir, created| {
+        let rel = match relative_under(file, dir) {
+            Some(rel) => rel,
+            None => {
+                let [cert] = certs.as_slice() else {
+                    return Err(Fail::Refused(AdminError::Refused {
+                        message: format!(
+                            "`{}` holds {} certificates",
+                            file.display(),
+                            certs.len()
+                        ),
+                        help: "add them one at a time, or use `countersign keys import --openpgp FILE`".into(),
+                    }));
+                };
+                let rel = format!("keys/{person}-{}.asc", admin::fpr16(cert));
+                store_cert(dir, &rel, cert, created).map_err(|e| {
+                    Fail::Error(e, "check that the policy directory is writable".into())
+                })?;
+                rel
+            }
+        };
+        Ok(admin::add_openpgp_cert(
+            text, dir, person, &rel, &certs, expires,
+        )?)
+    })
+}
+
+/// `file` relative to `dir` (as `a/b.asc`), if it lies under it.
+fn relative_under(file: &Path, dir: &Path) -> Option<String> {
+    let file = fs::canonicalize(file).ok()?;
+    let dir = fs::canonicalize(dir).ok()?;
+    let rel = file.strip_prefix(&dir).ok()?;
+    let parts: Option<Vec<&str>> = rel
+        .components()
+        .map(|c| match c {
+            Component::Normal(s) => s.to_str(),
+            _ => None,
+        })
+        .collect();
+    let parts = parts?;
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join("/"))
+    }
+}
+
+/// Write `cert` (armored, public parts only) to `dir/rel` unless the same
+/// bytes are already there; remember files it created.
+fn store_cert(
+    dir: &Path,
+    rel: &str,
+    cert: &sequoia_openpgp::Cert,
+    created: &mut Vec<PathBuf>,
+) -> Result<(), String> {
+    if cert.is_tsk() {
+        return Err("the certificate holds secret key material".into());
+    }
+    let bytes = cert
+        .armored()
+        .to_vec()
+        .map_err(|e| format!("cannot serialize the certificate: {e}"))?;
+    let path = dir.join(rel);
+    match fs::read(&path) {
+        Ok(existing) if existing == bytes => return Ok(()),
+        Ok(_) => return Err(format!(
+            "`{}` already exists with other content; move it away first, or add that file itself",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
+    }
+    write_atomic(&path, &bytes, None)
+        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    created.push(path);
+    Ok(())
+}
+
+fn import_openpgp(common: &Common, path: &Path, map: &BTreeMap<String, String>) -> Exit {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let entries = match fs::read_dir(path) {
+            Ok(e) => e,
+            Err(e) => {
+                return usage(
+                    &format!("cannot read `{}`: {e}", path.display()),
+                    "pass a readable directory",
+                )
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        ["asc", "gpg", "pgp"].contains(&e.to_ascii_lowercase().as_str())
+                    })
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return refuse(
+                &format!("`{}` holds no .asc, .gpg or .pgp file", path.display()),
+                "export certificates with `gpg --armor --export KEYID > NAME.asc`",
+            );
+        }
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut certs = Vec::new();
+    let mut errors = Vec::new();
+    for f in &files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| f.display().to_string());
+        match keys::read_certs(f) {
+            Ok(cs) => certs.extend(cs.into_iter().map(|cert| CertSource {
+                source: name.clone(),
+                cert,
+            })),
+            Err(e) => errors.push(format!("{}: {e}", f.display())),
+        }
+    }
+    if !errors.is_empty() {
+        return refuse(
+            &format!("nothing was imported:\n  {}", errors.join("\n  ")),
+            "export public certificates with `gpg --armor --export KEYID`",
+        );
+    }
+    apply(common, "keys import", |text, dir, created| {
+        let mut store = |person: &str, cert: &sequoia_openpgp::Cert| -> Result<String, String> {
+            let rel = format!("keys/{person}-{}.asc", admin::fpr16(cert));
+            store_cert(dir, &rel, cert, created)?;
+            Ok(rel)
+        };
+        Ok(admin::import_openpgp(text, dir, &certs, map, &mut store)?)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The transaction: lock, edit, write, record
+// ---------------------------------------------------------------------------
+
+/// Why an edit did not happen.
+enum Fail {
+    /// Refused by the policy logic (exit 1).
+    Refused(AdminError),
+    /// Could not be done (exit 2): message, help.
+    Error(String, String),
+}
+
+impl From<AdminError> for Fail {
+    fn from(e: AdminError) -> Fail {
+        Fail::Refused(e)
+    }
+}
+
+fn error(msg: &str, help: &str) {
+    eprintln!("{}: error: {msg}\n  help: {help}", report::PREFIX);
+}
+
+fn usage(msg: &str, help: &str) -> Exit {
+    error(msg, help);
+    Exit::Error
+}
+
+fn refuse(msg: &str, help: &str) -> Exit {
+    error(msg, help);
+    Exit::Rejected
+}
+
+/// Fields escaped for the terminal, joined by tabs.
+fn tabbed(fields: &[String]) -> String {
+    let escaped: Vec<String> = fields.iter().map(|f| sanitize::escape(f)).collect();
+    escaped.join("\t")
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<String> {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => vec![s],
+        Err(e) => vec![format!("{{\"error\": \"{e}\"}}")],
+    }
+}
+
+fn report_admin_error(e: &AdminError, policy: &Path) -> Exit {
+    match e {
+        AdminError::Refused { message, help } => refuse(message, help),
+        AdminError::InvalidBefore(problems) => {
+            for p in problems {
+                eprint!("{}", p.render(policy));
+            }
+            refuse(
+                &format!(
+                    "the policy `{}` already has {} problem(s); nothing was changed",
+                    policy.display(),
+                    problems.len()
+                ),
+                &format!(
+                    "fix them by hand first: `countersign policy check --policy {}`",
+                    policy.display()
+                ),
+            )
+        }
+        AdminError::InvalidAfter(problems) => {
+            let edited = PathBuf::from(format!("{} (edited)", policy.display()));
+            for p in problems {
+                eprint!("{}", p.render(&edited));
+            }
+            refuse(
+                &format!(
+                    "the change would make the policy invalid ({} problem(s) above); nothing was written",
+                    problems.len()
+                ),
+                "resolve the conflict first (see the problems), then try again",
+            )
+        }
+    }
+}
+
+/// The repository found from GIT_DIR or the current directory, if any.
+fn find_repo() -> Option<git2::Repository> {
+    hook::open_repo().ok()
+}
+
+fn policy_path(given: &Option<PathBuf>, repo: Option<&git2::Repository>) -> Result<PathBuf, Exit> {
+    if let Some(p) = given {
+        return Ok(p.clone());
+    }
+    let Some(repo) = repo else {
+        return Err(usage(
+            "no policy given and no repository found",
+            "pass `--policy FILE`, or run inside the server repository (or set GIT_DIR)",
+        ));
+    };
+    hook::policy_path(repo).map_err(|e| {
+        usage(
+            &format!("cannot read `{}`: {}", hook::POLICY_CONFIG_KEY, e.message()),
+            "fix the repository's git config, or pass `--policy FILE`",
+        )
+    })
+}
+
+fn read_policy_text(path: &Path, bytes: Vec<u8>) -> Result<String, Exit> {
+    String::from_utf8(bytes).map_err(|_| {
+        refuse(
+            &format!("the policy `{}` is not valid UTF-8", path.display()),
+            &format!(
+                "check it with `countersign policy check --policy {}`",
+                path.display()
+            ),
+        )
+    })
+}
+
+fn list(
+    common: &Common,
+    show: impl FnOnce(&str, &Path) -> Result<Vec<String>, AdminError>,
+) -> Exit {
+    let repo = if common.policy.is_none() {
+        find_repo()
+    } else {
+        None
+    };
+    let path = match policy_path(&common.policy, repo.as_ref()) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            return usage(
+                &format!("cannot read the policy `{}`: {e}", path.display()),
+                "pass `--policy FILE`",
+            )
+        }
+    };
+    let text = match read_policy_text(&path, bytes) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    match show(&text, &policy_dir(&path)) {
+        Ok(lines) => {
+            let mut out = std::io::stdout().lock();
+            for l in lines {
+                let _ = writeln!(out, "{l}");
+            }
+            Exit::Ok
+        }
+        Err(e) => report_admin_error(&e, &path),
+    }
+}
+
+fn policy_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Open and exclusively lock the policy file; retry if it was replaced
+/// (renamed over) while we waited for the lock.
+fn lock_policy(path: &Path) -> std::io::Result<File> {
+    for _ in 0..20 {
+        let file = File::open(path)?;
+        file.lock()?;
+        if same_file(&file, path)? {
+            return Ok(file);
+        }
+    }
+    Err(std::io::Error::other(
+        "the policy file keeps being replaced; try again",
+    ))
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let a = file.metadata()?;
+    let b = fs::metadata(path)?;
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, _path: &Path) -> std::io::Result<bool> {
+    Ok(true)
+}
+
+/// Write `bytes` to `path` atomically: a temp file in the same directory,
+/// fsync, rename over `path`, fsync the directory.
+fn write_atomic(path: &Path, bytes: &[u8], perms: Option<fs::Permissions>) -> std::io::Result<()> {
+    let dir = policy_dir(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "policy".into());
+    let mut attempt = 0;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(".{name}.tmp-{}-{attempt}", std::process::id()));
+        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                attempt += 1
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let result = (|| {
+        file.write_all(bytes)?;
+        if let Some(p) = perms {
+            fs::set_permissions(&tmp, p)?;
+        }
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Lock the policy, compute the change with `edit`, write it atomically and
+/// record it. `edit` may create files (certificates); they are removed
+/// again if the change does not happen.
+fn apply(
+    common: &Common,
+    command: &str,
+    edit: impl FnOnce(&str, &Path, &mut Vec<PathBuf>) -> Result<Change, Fail>,
+) -> Exit {
+    let repo = find_repo();
+    let path = match policy_path(&common.policy, repo.as_ref()) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let log = match (&common.audit_log, &repo) {
+        (Some(l), _) => l.clone(),
+        (None, Some(r)) => audit::path_for(r),
+        (None, None) => {
+            return usage(
+                "no audit log to record the change in; nothing was changed",
+                "every change must be recorded: pass `--audit-log FILE`, or run inside the server repository (or set GIT_DIR)",
+            )
+        }
+    };
+    let actor = common.actor.clone().unwrap_or_else(audit::os_user);
+    // Write through symlinks to the real file.
+    let real = match fs::canonicalize(&path) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return usage(
+                &format!("no policy file at `{}`", path.display()),
+                "create one first: `countersign policy init --id OWNER/REPO > FILE`",
+            )
+        }
+        Err(e) => {
+            return usage(
+                &format!("cannot open the policy `{}`: {e}", path.display()),
+                "check the path and its permissions",
+            )
+        }
+    };
+    let mut lock = match lock_policy(&real) {
+        Ok(f) => f,
+        Err(e) => {
+            return usage(
+                &format!("cannot lock the policy `{}`: {e}", path.display()),
+                "check the path and its permissions",
+            )
+        }
+    };
+    let mut before = Vec::new();
+    if let Err(e) = lock.read_to_end(&mut before) {
+        return usage(
+            &format!("cannot read the policy `{}`: {e}", path.display()),
+            "check its permissions",
+        );
+    }
+    let perms = lock.metadata().ok().map(|m| m.permissions());
+    let text = match read_policy_text(&path, before.clone()) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    // A damaged log would refuse the record after the policy changed.
+    match fs::read(&log) {
+        Ok(bytes) => {
+            if let Some(b) = audit::verify(&bytes).first_break {
+                return usage(
+                    &format!(
+                        "the audit log `{}` is damaged at line {}: {}; nothing was changed",
+                        log.display(),
+                        b.line,
+                        b.message
+                    ),
+                    "repair the log first (`countersign audit verify`); changes are not made while they cannot be recorded",
+                );
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return usage(
+                &format!(
+                    "cannot read the audit log `{}`: {e}; nothing was changed",
+                    log.display()
+                ),
+                "make the audit log readable and writable, or pass `--audit-log FILE`",
+            )
+        }
+    }
+    let dir = policy_dir(&real);
+    let mut created = Vec::new();
+    let cleanup = |created: &[PathBuf]| {
+        for f in created {
+            let _ = fs::remove_file(f);
+        }
+    };
+    let change = match edit(&text, &dir, &mut created) {
+        Ok(c) => c,
+        Err(f) => {
+            cleanup(&created);
+            return match f {
+                Fail::Refused(e) => report_admin_error(&e, &path),
+                Fail::Error(m, h) => usage(&m, &h),
+            };
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for line in &change.report {
+        let _ = writeln!(out, "  {}", sanitize::escape(line));
+    }
+    if change.text == text {
+        cleanup(&created);
+        let _ = writeln!(
+            out,
+            "{}: nothing to change in `{}`",
+            report::PREFIX,
+            path.display()
+        );
+        return Exit::Ok;
+    }
+    let after = change.text.as_bytes();
+    if let Err(e) = write_atomic(&real, after, perms.clone()) {
+        cleanup(&created);
+        return usage(
+            &format!(
+                "cannot write the policy `{}`: {e}; nothing was changed",
+                path.display()
+            ),
+            "check the directory's permissions",
+        );
+    }
+    let fields = serde_json::json!({
+        "actor": actor,
+        "command": command,
+        "change": change.summary,
+        "policy": real.display().to_string(),
+        "before": audit::digest(&before),
+        "after": audit::digest(after),
+    });
+    match audit::append(&log, "policy-change", fields, time::now()) {
+        Ok(record) => {
+            drop(lock);
+            let seq = record
+                .get("seq")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{}: {}",
+                report::PREFIX,
+                sanitize::escape(&change.summary)
+            );
+            let _ = writeln!(
+                out,
+                "  policy `{}` updated; recorded as record {seq} of `{}`",
+                path.display(),
+                log.display()
+            );
+            Exit::Ok
+        }
+        Err(e) => {
+            let undone = write_atomic(&real, &before, perms);
+            cleanup(&created);
+            drop(lock);
+            match undone {
+                Ok(()) => usage(
+                    &format!("the change could not be recorded, so it was undone: {e}"),
+                    "make the audit log writable (and repair it if `countersign audit verify` reports damage), then try again",
+                ),
+                Err(u) => usage(
+                    &format!("the change could not be recorded ({e}) and undoing it failed ({u}): the policy `{}` holds the UNRECORDED change", path.display()),
+                    "restore the policy by hand, then fix the audit log",
+                ),
+            }
+        }
+    }
+}
