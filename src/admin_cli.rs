@@ -527,10 +527,12 @@ fn store_cert(
     let path = dir.join(rel);
     match fs::read(&path) {
         Ok(existing) if existing == bytes => return Ok(()),
-        Ok(_) => return Err(format!(
+        Ok(_) => {
+            return Err(format!(
             "`{}` already exists with other content; move it away first, or add that file itself",
             path.display()
-        )),
+        ))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
     }

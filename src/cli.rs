@@ -160,6 +160,7 @@ enum Command {
         #[command(subcommand)]
         action: crate::admin_cli::RolesAction,
     },
+    Report(crate::report_cli::ReportArgs),
     /// Make a sandbox server repository and show accepted and rejected pushes.
     Demo,
 }
@@ -278,6 +279,7 @@ pub fn run() -> Exit {
             policy,
         } => status(&topic, &refname, policy),
         Command::Audit { action } => audit(action),
+        Command::Report(args) => crate::report_cli::run(args),
         Command::People { action } => crate::admin_cli::people(action),
         Command::Keys { action } => crate::admin_cli::keys(action),
         Command::Roles { action } => crate::admin_cli::roles(action),

@@ -8,11 +8,11 @@
 
 #![forbid(unsafe_code)]
 
-pub mod finding;
 pub mod admin;
 pub mod approval;
 pub mod audit;
 pub mod evidence;
+pub mod finding;
 pub mod glob;
 pub mod hook;
 pub mod keys;

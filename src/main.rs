@@ -4,6 +4,7 @@
 mod admin_cli;
 mod cli;
 mod demo;
+mod report_cli;
 
 fn main() {
     let code = cli::run();

@@ -1,0 +1,148 @@
+//! `countersign report`: the compliance evidence report, for auditors.
+//!
+//! Opens the repository (any clone: no server needed), loads the policy,
+//! builds [`countersign::evidence::Evidence`] by re-verifying every change
+//! on the ref's first-parent chain, and renders it. Producing a report that
+//! lists exceptions is a success (exit 0) unless `--fail-on-exceptions` is
+//! given (exit 1); a ref, `--since` or policy that cannot be used is an
+//! error (exit 2).
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+
+use countersign::evidence;
+use countersign::hook;
+use countersign::report::PREFIX;
+use countersign::time;
+
+use crate::cli::Exit;
+
+/// Output format of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Readable Markdown.
+    Md,
+    /// JSON, field names documented in `countersign::evidence`.
+    Json,
+    /// One self-contained HTML file (inline CSS, no scripts).
+    Html,
+}
+
+/// Write compliance evidence for a ref: every change that reached it, who
+/// wrote, approved and merged it, and whether each rule was met.
+///
+/// Every change on the ref's first-parent chain (from the tip back to
+/// --since, or to the root) is re-verified from the history with the hook's
+/// own checks and the current policy; the audit log is not consulted.
+/// Changes at or below a rule's baseline are listed as grandfathered.
+///
+/// Exit status: 0 when the report was written, even if it lists exceptions
+/// (unless --fail-on-exceptions); 1 with --fail-on-exceptions when any
+/// change has exceptions; 2 when the ref, --since or the policy cannot be
+/// used, or the output cannot be written.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The ref to report on, e.g. main or refs/heads/main; read from the
+    /// local branch, else from refs/remotes/origin/<name>.
+    #[arg(long = "ref", value_name = "REF")]
+    pub refname: String,
+    /// Start after this revision (exclusive), or at this date: a date
+    /// (2026-11-29) or date-time (2026-11-29T10:00:00Z) keeps the changes
+    /// whose committer time is at or after it. Default: the whole history.
+    #[arg(long, value_name = "REV|DATE")]
+    pub since: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    pub format: ReportFormat,
+    /// Policy file (default: git config `countersign.policy`, else
+    /// `$GIT_DIR/countersign.toml`).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Exit 1 when any change in the report has exceptions.
+    #[arg(long)]
+    pub fail_on_exceptions: bool,
+}
+
+fn error(msg: &str, help: &str) -> Exit {
+    eprintln!("{PREFIX}: error: {msg}\n  help: {help}");
+    Exit::Error
+}
+
+/// Run `countersign report`.
+pub fn run(args: ReportArgs) -> Exit {
+    let repo = match hook::open_repo() {
+        Ok(r) => r,
+        Err(f) => return error(&f.message, "run inside a clone of the repository"),
+    };
+    let path = match args.policy {
+        Some(p) => p,
+        None => match hook::policy_path(&repo) {
+            Ok(p) => p,
+            Err(e) => {
+                return error(
+                    &format!("cannot read `{}`: {}", hook::POLICY_CONFIG_KEY, e.message()),
+                    "fix the repository's git config, or pass `--policy FILE`",
+                )
+            }
+        },
+    };
+    let policy = match hook::load_policy(&path) {
+        Ok(p) => p,
+        Err(f) => {
+            return error(
+                &f.message,
+                "pass `--policy FILE` (the policy the server uses), or set `git config countersign.policy <path>`",
+            )
+        }
+    };
+    let ev = match evidence::build(
+        &repo,
+        &policy,
+        &args.refname,
+        args.since.as_deref(),
+        time::now(),
+    ) {
+        Ok(e) => e,
+        Err(e) => return error(&countersign::sanitize::escape(&e.to_string()), e.help()),
+    };
+    let text = match args.format {
+        ReportFormat::Md => evidence::markdown(&ev),
+        ReportFormat::Json => evidence::json(&ev) + "\n",
+        ReportFormat::Html => evidence::html(&ev),
+    };
+    match &args.output {
+        Some(file) => {
+            if let Err(e) = std::fs::write(file, text.as_bytes()) {
+                return error(
+                    &format!("cannot write `{}`: {e}", file.display()),
+                    "choose a writable --output path",
+                );
+            }
+            eprintln!(
+                "{PREFIX}: report written to {}: {} change(s), {} fully compliant",
+                file.display(),
+                ev.summary.changes,
+                ev.summary.share
+            );
+        }
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                return error(&format!("cannot write the report: {e}"), "check stdout");
+            }
+        }
+    }
+    if args.fail_on_exceptions && ev.summary.with_exceptions > 0 {
+        eprintln!(
+            "{PREFIX}: {} change(s) with exceptions (--fail-on-exceptions)",
+            ev.summary.with_exceptions
+        );
+        return Exit::Rejected;
+    }
+    Exit::Ok
+}
