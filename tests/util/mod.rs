@@ -114,7 +114,7 @@ impl std::fmt::Display for Out {
     }
 }
 
-fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Out {
+pub fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Out {
     let desc = format!("{cmd:?}");
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
