@@ -848,6 +848,16 @@ fn audit_log_path(log: Option<PathBuf>) -> Result<PathBuf, Exit> {
     }
 }
 
+fn read_log(path: &std::path::Path) -> Result<Vec<u8>, Exit> {
+    std::fs::read(path).map_err(|e| {
+        error(&format!(
+            "cannot read the audit log `{}`: {e}",
+            path.display()
+        ));
+        Exit::Error
+    })
+}
+
 /// Parse `--since`: Unix seconds, a TOML date or date-time.
 fn parse_since(s: &str) -> Option<time::Timestamp> {
     if let Ok(n) = s.parse::<i64>() {
@@ -869,15 +879,9 @@ fn audit(action: AuditAction) -> Exit {
                 Ok(p) => p,
                 Err(code) => return code,
             };
-            let bytes = match std::fs::read(&path) {
+            let bytes = match read_log(&path) {
                 Ok(b) => b,
-                Err(e) => {
-                    error(&format!(
-                        "cannot read the audit log `{}`: {e}",
-                        path.display()
-                    ));
-                    return Exit::Error;
-                }
+                Err(code) => return code,
             };
             let v = log::verify(&bytes);
             if let Some(b) = &v.first_break {
@@ -929,15 +933,9 @@ fn audit(action: AuditAction) -> Exit {
                 Some((_, t)) => t,
                 None => None,
             };
-            let bytes = match std::fs::read(&path) {
+            let bytes = match read_log(&path) {
                 Ok(b) => b,
-                Err(e) => {
-                    error(&format!(
-                        "cannot read the audit log `{}`: {e}",
-                        path.display()
-                    ));
-                    return Exit::Error;
-                }
+                Err(code) => return code,
             };
             let v = log::verify(&bytes);
             let mut shown = Vec::new();
