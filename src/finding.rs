@@ -41,6 +41,10 @@ pub enum Code {
     UnsignedTag,
     /// An existing protected tag was moved.
     TagMoved,
+    /// A signed tag pushed under a name other than its own.
+    TagNameMismatch,
+    /// A push to refs/replace/*.
+    ReplaceRef,
     /// A ref that must hold a commit points at another kind of object.
     NotACommit,
     /// An object named by the push or its history cannot be read.
@@ -104,6 +108,8 @@ impl Code {
         Code::TagNotAnnotated,
         Code::UnsignedTag,
         Code::TagMoved,
+        Code::TagNameMismatch,
+        Code::ReplaceRef,
         Code::NotACommit,
         Code::ObjectMissing,
         Code::MalformedObject,
@@ -146,6 +152,8 @@ impl Code {
             Code::TagNotAnnotated => "tag-not-annotated",
             Code::UnsignedTag => "unsigned-tag",
             Code::TagMoved => "tag-moved",
+            Code::TagNameMismatch => "tag-name-mismatch",
+            Code::ReplaceRef => "replace-ref",
             Code::NotACommit => "not-a-commit",
             Code::ObjectMissing => "object-missing",
             Code::MalformedObject => "malformed-object",

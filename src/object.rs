@@ -92,8 +92,10 @@ pub fn split_commit(raw: &[u8]) -> Result<Signed, ObjectError> {
             .iter()
             .position(|&b| b == b' ' || b == b'\n')
             .unwrap_or(line.len());
+        // As git: a header is a signature only when a space follows its name.
+        let has_value = line.get(name_end) == Some(&b' ');
         match &line[..name_end] {
-            b"gpgsig" => {
+            b"gpgsig" if has_value => {
                 if signature.is_some() {
                     return Err(ObjectError::DuplicateSignatureHeader);
                 }
@@ -101,7 +103,7 @@ pub fn split_commit(raw: &[u8]) -> Result<Signed, ObjectError> {
                 signature = Some(value.to_vec());
                 in_sig = true;
             }
-            b"gpgsig-sha256" => return Err(ObjectError::Sha256Signature),
+            b"gpgsig-sha256" if has_value => return Err(ObjectError::Sha256Signature),
             b"" => return Err(ObjectError::MalformedHeader),
             _ => payload.extend_from_slice(line),
         }
@@ -175,6 +177,14 @@ mod tests {
     #[test]
     fn unsigned_commit_and_message_lookalike() {
         let raw = b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nmsg\ngpgsig not a header\n";
+        let s = split_commit(raw).unwrap();
+        assert_eq!(s.signature, None);
+        assert_eq!(s.payload, raw);
+    }
+
+    #[test]
+    fn header_named_gpgsig_without_value_is_not_a_signature() {
+        let raw = b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\ngpgsig\n\nmsg\n";
         let s = split_commit(raw).unwrap();
         assert_eq!(s.signature, None);
         assert_eq!(s.payload, raw);

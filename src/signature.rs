@@ -38,6 +38,8 @@ pub struct Verified {
     pub format: Format,
     /// Signature creation time, where the format records one (OpenPGP).
     pub created: Option<Timestamp>,
+    /// The OpenPGP (sub)key that made the signature (hex fingerprint).
+    pub signing_key: Option<String>,
 }
 
 /// Why a signature does not count.
@@ -157,6 +159,7 @@ fn verify_ssh(
         key: idx,
         format: Format::Ssh,
         created: None,
+        signing_key: None,
     })
 }
 
@@ -222,6 +225,7 @@ impl Helper<'_> {
                 Ok(Verified {
                     key: idx,
                     format: Format::OpenPgp,
+                    signing_key: Some(good.ka.key().fingerprint().to_hex()),
                     created: good
                         .sig
                         .signature_creation_time()
@@ -340,11 +344,37 @@ fn check_openpgp_now(
     valid
         .alive()
         .map_err(|_| SigError::Expired(format!("{what} has expired")))?;
-    let signing_keys = valid.keys().for_signing().alive().revoked(false).count();
-    if signing_keys == 0 {
+    // The very (sub)key that signed must still be a valid, alive,
+    // unrevoked signing key now: the signature's own time is chosen by the
+    // signer, so an expired or retired subkey could otherwise backdate.
+    let Some(fpr) = v.signing_key.as_deref() else {
+        return Err(SigError::Malformed(
+            "internal: no signing key recorded".into(),
+        ));
+    };
+    let Some(ka) = valid
+        .keys()
+        .find(|ka| ka.key().fingerprint().to_hex() == fpr)
+    else {
         return Err(SigError::Expired(format!(
-            "{what} has no signing key that is alive and unrevoked now"
+            "the signing key {fpr} of {what} is not valid now"
         )));
+    };
+    if matches!(ka.revocation_status(), RevocationStatus::Revoked(_)) {
+        return Err(SigError::Revoked(format!(
+            "the signing key {fpr} of {what} is revoked"
+        )));
+    }
+    if ka.alive().is_err() {
+        return Err(SigError::Expired(format!(
+            "the signing key {fpr} of {what} has expired"
+        )));
+    }
+    if !ka.for_signing() {
+        return Err(SigError::Bad {
+            key: what,
+            reason: format!("the key {fpr} is not a signing key"),
+        });
     }
     Ok(())
 }
@@ -387,5 +417,82 @@ mod tests {
             Some(Format::OpenPgp)
         );
         assert_eq!(format_of(b"-----BEGIN PGP MESSAGE-----"), None);
+    }
+
+    /// A signature by a signing subkey that has expired by push time is
+    /// refused even when it is dated inside the subkey's lifetime, while the
+    /// certificate holds another, live signing subkey.
+    #[test]
+    fn expired_signing_subkey_cannot_backdate() {
+        use openpgp::cert::CertBuilder;
+        use openpgp::serialize::stream::{Message, Signer};
+        use openpgp::types::KeyFlags;
+        use std::io::Write as _;
+        use std::time::Duration;
+
+        let day = Duration::from_secs(86400);
+        let now = std::time::SystemTime::now();
+        let t0 = now - day * 30;
+        let (cert, _) = CertBuilder::new()
+            .set_creation_time(t0)
+            .add_userid("Old Key <old@example.com>")
+            .add_subkey(KeyFlags::empty().set_signing(), Some(day), None)
+            .add_signing_subkey()
+            .generate()
+            .unwrap();
+        let p = StandardPolicy::new();
+        let expired_fpr = cert
+            .keys()
+            .subkeys()
+            .find(|k| {
+                k.clone()
+                    .with_policy(&p, t0 + day / 2)
+                    .ok()
+                    .and_then(|v| v.key_expiration_time())
+                    .is_some()
+            })
+            .map(|k| k.key().fingerprint())
+            .unwrap();
+        let signer_key = cert
+            .keys()
+            .subkeys()
+            .secret()
+            .find(|k| k.key().fingerprint() == expired_fpr)
+            .unwrap()
+            .key()
+            .clone()
+            .into_keypair()
+            .unwrap();
+        let payload = b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nbackdated\n";
+        let mut sig = Vec::new();
+        {
+            let message = Message::new(&mut sig);
+            let message = openpgp::serialize::stream::Armorer::new(message)
+                .kind(openpgp::armor::Kind::Signature)
+                .build()
+                .unwrap();
+            let mut signer = Signer::new(message, signer_key)
+                .unwrap()
+                .detached()
+                .creation_time(t0 + day / 2)
+                .build()
+                .unwrap();
+            signer.write_all(payload).unwrap();
+            signer.finalize().unwrap();
+        }
+        let mut keyring = Keyring::default();
+        keyring
+            .add_openpgp(
+                "old",
+                cert.strip_secret_key_material(),
+                crate::keys::KeyDates::default(),
+                crate::keys::KeySource::Inline,
+            )
+            .unwrap();
+        let got = verify(&keyring, &sig, payload, "git", time::from_system_time(now));
+        assert!(
+            matches!(got, Err(SigError::Expired(ref m)) if m.contains("signing key")),
+            "{got:?}"
+        );
     }
 }

@@ -20,6 +20,9 @@ use crate::policy::{Person, Policy, Rule};
 use crate::signature::{self, SigError};
 use crate::time::{self, Timestamp};
 
+/// Refs under this prefix make git substitute objects; always refused.
+pub const REPLACE_PREFIX: &str = "refs/replace/";
+
 /// SSH signature namespace git uses for commits and tags.
 pub const GIT_NAMESPACE: &str = "git";
 
@@ -204,15 +207,38 @@ impl<'a> Verifier<'a> {
             updates: Vec::new(),
             findings: Vec::new(),
         };
+        let mut seen = std::collections::HashSet::new();
         for u in updates {
             let rules = self.rules_for(&u.refname);
             let mut outcome = outcome_for(u, rules.iter().map(|r| r.label()).collect());
+            if u.refname.starts_with(REPLACE_PREFIX) {
+                // git (but not libgit2) shows replacement objects in place
+                // of the originals: a replace ref would let unsigned
+                // content stand in for signed history on the server.
+                let f = Finding::new(
+                    Code::ReplaceRef,
+                    "replace refs are refused: git would show the replacement object instead of the verified one",
+                    "do not push refs/replace/*; change history with signed commits instead",
+                )
+                .at_ref(&u.refname);
+                decision.findings.push(f);
+                outcome
+                    .rules
+                    .push("built-in: refs/replace/* is refused".into());
+            }
             for rule in rules {
                 let mut found = Vec::new();
                 self.check_rule(u, rule, &mut outcome, &mut found);
                 for f in found {
                     let f = f.at_ref(&u.refname).under_rule(rule.label());
-                    if !decision.findings.contains(&f) {
+                    let key = (
+                        f.code,
+                        f.commit.clone(),
+                        f.rule.clone(),
+                        f.refname.clone(),
+                        f.message.clone(),
+                    );
+                    if seen.insert(key) {
                         decision.findings.push(f);
                     }
                 }
@@ -357,6 +383,29 @@ impl<'a> Verifier<'a> {
                 .at_object(u.new, self.subject_of(u.new)),
             );
             return;
+        }
+        // The tag object names itself: it must be the ref it is pushed to,
+        // or a signed tag could be replayed under another (newer) name.
+        let expected = u.refname.strip_prefix("refs/tags/").unwrap_or(&u.refname);
+        match self.repo.find_tag(u.new) {
+            Ok(tag) => {
+                let inside = String::from_utf8_lossy(tag.name_bytes()).into_owned();
+                if inside != expected {
+                    found.push(
+                        Finding::new(
+                            Code::TagNameMismatch,
+                            format!("the tag object is named `{inside}` but is pushed as `{expected}`"),
+                            format!("create a tag named `{expected}` (git tag -s {expected}); a signed tag cannot be reused under another name"),
+                        )
+                        .at_object(u.new, self.subject_of(u.new)),
+                    );
+                    return;
+                }
+            }
+            Err(e) => {
+                found.push(missing(u.new, &e));
+                return;
+            }
         }
         let checked = self.check_object(u.new, ObjectType::Tag);
         self.authorize(u.new, &checked, roles, "tag", outcome, found);

@@ -2508,3 +2508,37 @@ fn audit_verify_catches_edits_deletions_reordering_and_truncation() {
     let out = sb.push(&["main"]);
     assert_rejected_with(&out, "audit-log-unwritable");
 }
+
+// ---------------------------------------------------------------------------
+// replace refs and tag names
+// ---------------------------------------------------------------------------
+
+#[test]
+fn replace_refs_are_refused() {
+    let (mut sb, _dev, base) = with_dev(|_| vec![]);
+    // An unsigned commit that git would show in place of the signed main.
+    let evil = sb.commit_as(None, "evil replacement");
+    let dst = format!("{evil}:refs/replace/{base}");
+    let out = sb.push(&[dst.as_str()]);
+    assert_rejected_with(&out, "replace-ref");
+    assert_eq!(sb.server_ref(&format!("refs/replace/{base}")), None);
+}
+
+#[test]
+fn signed_tag_pushed_under_another_name_is_refused() {
+    let mut sb = Sandbox::new();
+    let dev = sb.ssh_key("dev");
+    let rm = sb.ssh_key("rm");
+    sb.install(&standard_policy(&[
+        simple_person("dev", &["developer"], &dev),
+        simple_person("rm", &["release-manager"], &rm),
+    ]));
+    create_main(&mut sb, &dev);
+    let tag = sb.tag_as(Some(&rm), "v1.0", "release 1.0", false);
+    assert_accepted(&sb.push(&["refs/tags/v1.0"]));
+    // Replay the same signed tag object as a newer version.
+    let dst = format!("{tag}:refs/tags/v9.9");
+    let out = sb.push(&[dst.as_str()]);
+    assert_rejected_with(&out, "tag-name-mismatch");
+    sb.assert_server_ref("refs/tags/v9.9", None);
+}
