@@ -42,6 +42,11 @@ if [ -z "$binary" ]; then
 fi
 [ -x "$binary" ] || die "\`$binary\` is not an executable file"
 
+hooks_path=$(git --git-dir="$repo" config --get core.hooksPath || true)
+if [ -n "$hooks_path" ]; then
+    die "core.hooksPath is set to \`$hooks_path\` for $repo: git runs hooks from there, so a hook installed in $repo/hooks would never run and every push would be accepted" \
+        "install the shim into that directory yourself (see hooks/pre-receive), or unset core.hooksPath (git --git-dir=$repo config --unset core.hooksPath, and check the global and system config)"
+fi
 hooks="$repo/hooks"
 case "$hooks" in
     *"'"*|*'|'*|*'&'*|*'\'*|*$'\n'*) die "the repository path \`$repo\` contains a quote, |, &, \\ or newline" "move the repository to a plainer path" ;;

@@ -104,32 +104,27 @@ fn append_locked(
     now: Timestamp,
 ) -> Result<Value, AuditError> {
     let io = |e| AuditError::Io(path.to_path_buf(), e);
-    let mut existing = Vec::new();
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-    file.read_to_end(&mut existing).map_err(io)?;
-    let (seq, prev) = if existing.is_empty() {
-        (1, GENESIS.to_string())
-    } else {
-        if !existing.ends_with(b"\n") {
+    let last = last_line(file).map_err(io)?;
+    let (seq, prev) = match last {
+        Tail::Empty => (1, GENESIS.to_string()),
+        Tail::Torn => {
             return Err(AuditError::Damaged(
                 path.to_path_buf(),
                 "the last record is torn (no final newline); run `countersign audit verify`".into(),
-            ));
+            ))
         }
-        let last = existing[..existing.len() - 1]
-            .rsplit(|&b| b == b'\n')
-            .next()
-            .unwrap_or(b"");
-        let seq = serde_json::from_slice::<Value>(last)
-            .ok()
-            .and_then(|v| v.get("seq").and_then(Value::as_u64))
-            .ok_or_else(|| {
-                AuditError::Damaged(
-                    path.to_path_buf(),
-                    "the last record has no sequence number".into(),
-                )
-            })?;
-        (seq + 1, hash_line(last))
+        Tail::Line(last) => {
+            let seq = serde_json::from_slice::<Value>(&last)
+                .ok()
+                .and_then(|v| v.get("seq").and_then(Value::as_u64))
+                .ok_or_else(|| {
+                    AuditError::Damaged(
+                        path.to_path_buf(),
+                        "the last record has no sequence number".into(),
+                    )
+                })?;
+            (seq + 1, hash_line(&last))
+        }
     };
     let mut record = Map::new();
     record.insert("seq".into(), Value::from(seq));
@@ -151,6 +146,47 @@ fn append_locked(
     file.write_all(&line).map_err(io)?;
     file.sync_data().map_err(io)?;
     Ok(record)
+}
+
+enum Tail {
+    Empty,
+    Torn,
+    Line(Vec<u8>),
+}
+
+/// The last complete line of the file, read backwards from the end in
+/// chunks (appends must not cost a read of the whole log).
+fn last_line(file: &mut File) -> std::io::Result<Tail> {
+    const CHUNK: u64 = 64 * 1024;
+    let len = file.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(Tail::Empty);
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        return Ok(Tail::Torn);
+    }
+    // Search backwards for the newline before the last line.
+    let end = len - 1;
+    let mut pos = end;
+    let mut tail: Vec<u8> = Vec::new();
+    while pos > 0 {
+        let start = pos.saturating_sub(CHUNK);
+        let mut buf = vec![0u8; (pos - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf)?;
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            let mut line = buf[i + 1..].to_vec();
+            line.extend_from_slice(&tail);
+            return Ok(Tail::Line(line));
+        }
+        buf.extend_from_slice(&tail);
+        tail = buf;
+        pos = start;
+    }
+    Ok(Tail::Line(tail))
 }
 
 /// Verify the whole chain: every line parses, `seq` counts up from 1, and
@@ -216,21 +252,45 @@ pub fn verify(bytes: &[u8]) -> Verification {
     }
 }
 
-/// Who is pushing, from what forges and servers set, else the OS user.
+/// Who is pushing: the first identity the server or forge established
+/// (`GL_USERNAME`, `GL_USER` (Gitolite), `GITEA_PUSHER_NAME`,
+/// `REMOTE_USER`, a push certificate's signer only when git reports a good
+/// signature and a valid nonce), else the OS user. Every candidate is kept
+/// under `candidates` with its source, so an auditor sees them all.
 pub fn pusher() -> Value {
-    for var in [
-        "GL_USERNAME",
-        "GITEA_PUSHER_NAME",
-        "GIT_PUSH_CERT_SIGNER",
-        "REMOTE_USER",
-    ] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.is_empty() {
-                return serde_json::json!({ "name": v, "source": var });
-            }
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut candidates = Vec::new();
+    for k in ["GL_USERNAME", "GL_USER", "GITEA_PUSHER_NAME", "REMOTE_USER"] {
+        if let Some(v) = var(k) {
+            candidates.push(serde_json::json!({ "name": v, "source": k }));
         }
     }
-    serde_json::json!({ "name": os_user(), "source": "os-user" })
+    if let Some(signer) = var("GIT_PUSH_CERT_SIGNER") {
+        let good = var("GIT_PUSH_CERT_STATUS").as_deref() == Some("G")
+            && var("GIT_PUSH_CERT_NONCE_STATUS").as_deref() == Some("OK");
+        let source = if good {
+            "GIT_PUSH_CERT_SIGNER"
+        } else {
+            "GIT_PUSH_CERT_SIGNER (not verified)"
+        };
+        candidates.push(serde_json::json!({ "name": signer, "source": source }));
+    }
+    let os = serde_json::json!({ "name": os_user(), "source": "os-user" });
+    let chosen = candidates
+        .iter()
+        .find(|c| {
+            c.get("source")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.contains("not verified"))
+        })
+        .cloned()
+        .unwrap_or_else(|| os.clone());
+    candidates.push(os);
+    let mut out = chosen;
+    if let Value::Object(map) = &mut out {
+        map.insert("candidates".into(), Value::Array(candidates));
+    }
+    out
 }
 
 /// The OS user name: `USER`, else `LOGNAME`, else the name of this
@@ -310,6 +370,19 @@ mod tests {
             append(&path, "x", serde_json::json!({}), 1),
             Err(AuditError::Damaged(..))
         ));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn long_records_chain_across_read_chunks() {
+        let path = temp_log("long");
+        let big = "x".repeat(200_000);
+        append(&path, "t", serde_json::json!({ "big": big }), 1).unwrap();
+        append(&path, "t", serde_json::json!({ "big": big }), 2).unwrap();
+        append(&path, "t", serde_json::json!({}), 3).unwrap();
+        let v = verify(&std::fs::read(&path).unwrap());
+        assert_eq!(v.records, 3);
+        assert!(v.first_break.is_none(), "{:?}", v.first_break);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 

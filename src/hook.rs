@@ -16,6 +16,9 @@ use crate::policy::{self, Policy, PolicyError};
 use crate::time::Timestamp;
 use crate::verify::{self, Decision, RefUpdate, Verifier};
 
+/// At most this many findings are written into one audit record.
+pub const AUDIT_FINDINGS_LIMIT: usize = 200;
+
 /// Git config key naming the policy file.
 pub const POLICY_CONFIG_KEY: &str = "countersign.policy";
 /// Policy file name inside `$GIT_DIR` when the config key is not set.
@@ -178,12 +181,20 @@ fn record(repo: &Repository, mut decision: Decision, now: Timestamp) -> Decision
     } else {
         "rejected"
     };
+    // A huge rejected push must not turn into a huge record: keep the
+    // first findings and count the rest.
+    let findings: Vec<&Finding> = decision
+        .findings
+        .iter()
+        .take(AUDIT_FINDINGS_LIMIT)
+        .collect();
     let fields = serde_json::json!({
         "pusher": audit::pusher(),
         "repository": repo.path().display().to_string(),
         "verdict": verdict,
         "updates": &decision.updates,
-        "findings": &decision.findings,
+        "findings": findings,
+        "findings_total": decision.findings.len(),
     });
     if let Err(e) = audit::append(&path, "push", fields, now) {
         decision.findings.push(Finding::new(

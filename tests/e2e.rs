@@ -2542,3 +2542,14 @@ fn signed_tag_pushed_under_another_name_is_refused() {
     assert_rejected_with(&out, "tag-name-mismatch");
     sb.assert_server_ref("refs/tags/v9.9", None);
 }
+
+#[test]
+fn install_refuses_when_hooks_path_is_set() {
+    let sb = Sandbox::new();
+    sb.server_git_ok(["config", "core.hooksPath", "/somewhere/else"]);
+    sb.write_policy(&standard_policy(&[]));
+    let out = sb.run_install_with(true, &[]);
+    assert!(!out.success, "{out}");
+    assert!(out.stderr.contains("core.hooksPath"), "{out}");
+    assert!(!sb.server.join("hooks").join("countersign").exists());
+}
