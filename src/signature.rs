@@ -124,6 +124,11 @@ pub fn verify(
     }
 }
 
+/// Bytes after an `sk-` signature proper: flags (1) and counter (4).
+const SK_TRAILER: usize = 5;
+/// The user-presence flag of a FIDO signature.
+const SK_USER_PRESENT: u8 = 0x01;
+
 fn verify_ssh(
     keyring: &Keyring,
     sig: &[u8],
@@ -155,6 +160,26 @@ fn verify_ssh(
             key: key.describe(),
             reason: e.to_string(),
         })?;
+    // Security keys: as OpenSSH's verifier does, require the user-presence
+    // flag, so malware cannot sign silently with a plugged-in token.
+    if matches!(
+        sshsig.algorithm(),
+        ssh_key::Algorithm::SkEd25519 | ssh_key::Algorithm::SkEcdsaSha2NistP256
+    ) {
+        let data = sshsig.signature_bytes();
+        let flags = data
+            .len()
+            .checked_sub(SK_TRAILER)
+            .and_then(|i| data.get(i))
+            .copied()
+            .unwrap_or(0);
+        if flags & SK_USER_PRESENT == 0 {
+            return Err(SigError::Bad {
+                key: key.describe(),
+                reason: "the security key did not confirm user presence (no touch)".into(),
+            });
+        }
+    }
     Ok(Verified {
         key: idx,
         format: Format::Ssh,
@@ -493,6 +518,48 @@ mod tests {
         assert!(
             matches!(got, Err(SigError::Expired(ref m)) if m.contains("signing key")),
             "{got:?}"
+        );
+    }
+
+    /// An `sk-ssh-ed25519` signature counts only with the user-presence
+    /// flag set (built by hand: no hardware token in the tests).
+    #[test]
+    fn security_key_signature_needs_user_presence() {
+        use ::signature::Signer as _;
+        use sha2::{Digest, Sha256};
+        use ssh_key::private::Ed25519Keypair;
+        use ssh_key::public::{KeyData, SkEd25519};
+        use ssh_key::{Algorithm, HashAlg, SshSig};
+
+        let pair = Ed25519Keypair::from_seed(&[7u8; 32]);
+        let app = "ssh:";
+        let public = ssh_key::PublicKey::from(KeyData::SkEd25519(SkEd25519::new(pair.public, app)));
+        let mut keyring = Keyring::default();
+        keyring
+            .add_ssh("sk", public.clone(), crate::keys::KeyDates::default())
+            .unwrap();
+        let payload = b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nsk\n";
+        let sign = |flags: u8| -> Vec<u8> {
+            let inner = SshSig::signed_data("git", HashAlg::Sha512, payload).unwrap();
+            let trailer = [flags, 0, 0, 0, 1];
+            let mut data = Vec::new();
+            data.extend(Sha256::digest(app.as_bytes()));
+            data.extend(trailer);
+            data.extend(Sha256::digest(&inner));
+            let sig = pair.try_sign(&data).unwrap();
+            let mut blob = sig.as_bytes().to_vec();
+            blob.extend(trailer);
+            let sig = ssh_key::Signature::new(Algorithm::SkEd25519, blob).unwrap();
+            let sshsig =
+                SshSig::new(public.key_data().clone(), "git", HashAlg::Sha512, sig).unwrap();
+            sshsig.to_pem(ssh_key::LineEnding::LF).unwrap().into_bytes()
+        };
+        let touched = verify(&keyring, &sign(SK_USER_PRESENT), payload, "git", 0);
+        assert!(touched.is_ok(), "{touched:?}");
+        let silent = verify(&keyring, &sign(0), payload, "git", 0);
+        assert!(
+            matches!(silent, Err(SigError::Bad { ref reason, .. }) if reason.contains("user presence")),
+            "{silent:?}"
         );
     }
 }
