@@ -464,7 +464,7 @@ pub fn trial(
     let trial_hex = trial.to_string();
     decision.findings.retain(|f| {
         !(f.commit.as_deref() == Some(trial_hex.as_str())
-            && matches!(f.code, Code::UnsignedCommit | Code::UnverifiableAuthor)
+            && f.code == Code::UnsignedCommit
             && f.message.contains("not signed"))
     });
     let record = decision
