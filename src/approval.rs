@@ -416,6 +416,26 @@ mod tests {
         assert!(trailers(b"Countersign-Approval: subject only\n").is_empty());
     }
 
+    /// Mutated trailers and messages never panic the parsers.
+    #[test]
+    fn mutations_never_panic() {
+        let line = sample(Binding::Topic {
+            commit: oid('a'),
+            tree: oid('b'),
+        })
+        .trailer();
+        for v in crate::mutate::mutants(line.as_bytes(), 3000) {
+            let text = String::from_utf8_lossy(&v);
+            let _ = Approval::parse(text.strip_prefix("Countersign-Approval: ").unwrap_or(&text));
+            let _ = trailers(&v);
+            let _ = dearmor(&v);
+        }
+        let message = format!("Merge\n\n{line}\n");
+        for v in crate::mutate::mutants(message.as_bytes(), 3000) {
+            let _ = trailers(&v);
+        }
+    }
+
     #[test]
     fn armor_round_trip() {
         let bin = b"SSHSIG\x00\x00\x00\x01some bytes here".repeat(10);

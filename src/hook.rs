@@ -224,6 +224,14 @@ mod tests {
     }
 
     #[test]
+    fn mutations_never_panic() {
+        let input = format!("{Z} {A} refs/heads/main\n{A} {Z} refs/tags/v1\n");
+        for v in crate::mutate::mutants(input.as_bytes(), 3000) {
+            let _ = parse_updates(&v);
+        }
+    }
+
+    #[test]
     fn refuses_odd_input() {
         for bad in [
             format!("{Z} {A}\n"),

@@ -17,6 +17,8 @@ pub mod glob;
 pub mod hook;
 pub mod keys;
 pub mod merge;
+#[cfg(test)]
+mod mutate;
 pub mod object;
 pub mod policy;
 pub mod report;

@@ -991,6 +991,14 @@ commit-signers = ["developer"]
         assert!(!p.rules[0].matches("refs/heads/x"));
     }
 
+    /// Mutated policies are reported, never a panic.
+    #[test]
+    fn mutations_never_panic() {
+        for v in crate::mutate::mutants(ok_text().as_bytes(), 2000) {
+            let _ = policy(&String::from_utf8_lossy(&v));
+        }
+    }
+
     #[test]
     fn starter_is_valid() {
         policy(&starter("a/b\"c")).unwrap();
