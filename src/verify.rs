@@ -602,7 +602,10 @@ impl<'a> Verifier<'a> {
                 SigError::Revoked(m) => (Code::KeyRevoked, m, "this key may no longer sign; re-sign with a current key".to_string()),
             }
         });
+        // Only history mode judges retirement by signing time; the hook's
+        // hot path does not parse the object a second time for it.
         let signed_at = created.or_else(|| match kind {
+            _ if !self.history => None,
             ObjectType::Tag => self
                 .repo
                 .find_tag(id)

@@ -2553,3 +2553,71 @@ fn install_refuses_when_hooks_path_is_set() {
     assert!(out.stderr.contains("core.hooksPath"), "{out}");
     assert!(!sb.server.join("hooks").join("countersign").exists());
 }
+
+// ---------------------------------------------------------------------------
+// key retirement
+// ---------------------------------------------------------------------------
+
+/// A commit signed by `key` with the given committer date.
+fn commit_dated(sb: &Sandbox, key: &Key, msg: &str, date: &str) -> String {
+    let file = sb.work.join(format!("{msg}.txt"));
+    fs::write(&file, msg).unwrap();
+    sb.git_ok(["add", "."]);
+    let mut args = key.sign_config();
+    args.extend(["commit", "-q", "-S", "-m", msg].map(String::from));
+    let mut c = sb.git(&args);
+    c.env("GIT_COMMITTER_DATE", date)
+        .env("GIT_AUTHOR_DATE", date);
+    let out = run(c, None);
+    assert!(out.success, "{out}");
+    sb.rev("HEAD")
+}
+
+#[test]
+fn retired_key_cannot_push_but_its_history_stays_valid() {
+    let mut sb = Sandbox::new();
+    let old = sb.ssh_key("old");
+    let entry = old.entry_with("retired = 2021-01-01");
+    sb.install(&standard_policy(&[person(
+        "old",
+        &["developer"],
+        &old,
+        &entry,
+        "",
+    )]));
+    let policy = sb.policy.to_str().unwrap().to_string();
+    // Signed before the retirement: offline verification accepts it...
+    let early = commit_dated(&sb, &old, "early", "2020-06-01T12:00:00Z");
+    let out = sb.countersign(
+        &sb.work,
+        [
+            "verify",
+            early.as_str(),
+            "--ref",
+            MAIN,
+            "--policy",
+            policy.as_str(),
+        ],
+    );
+    assert!(out.success, "{out}");
+    // ...but the key may no longer push anything, old or new.
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "key-retired");
+    sb.assert_server_ref(MAIN, None);
+    // Signed after the retirement: rejected offline too.
+    let late = commit_dated(&sb, &old, "late", "2022-06-01T12:00:00Z");
+    let range = format!("{early}..{late}");
+    let out = sb.countersign(
+        &sb.work,
+        [
+            "verify",
+            range.as_str(),
+            "--ref",
+            MAIN,
+            "--policy",
+            policy.as_str(),
+        ],
+    );
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.all().contains("error[key-retired]"), "{out}");
+}

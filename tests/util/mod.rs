@@ -196,7 +196,7 @@ impl Key {
     }
 
     /// `git -c` arguments that make git sign with this key.
-    fn sign_config(&self) -> Vec<String> {
+    pub fn sign_config(&self) -> Vec<String> {
         match self {
             Key::Ssh { private, .. } => vec![
                 "-c".into(),
