@@ -741,7 +741,8 @@ fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
         })?;
         let topic_id = workflow::resolve_commit(&repo, topic)?;
         let trailers = workflow::notes_in_range(&repo, base, topic_id)?;
-        let rules: Vec<_> = policy.rules.iter().filter(|r| r.matches(&target)).collect();
+        // The same rule matching as the hook (symrefs, core.ignorecase).
+        let rules = Verifier::new(&repo, &policy, time::now()).rules_for(&target);
         println!(
             "{}: {} ({}) into {}",
             report::PREFIX,

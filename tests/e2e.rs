@@ -1315,28 +1315,11 @@ impl Team {
         }
         let first = keys.values().next().unwrap().1.clone();
         let base = sb.commit_as(Some(&first), "initial");
-        sb.install(&format!(
-            r#"[repository]
-id = "test/e2e"
-
-[roles]
-developer = "writes code"
-reviewer = "reviews changes"
-security = "reviews security"
-maintainer = "merges and ships"
-
-{people}
-[[rule]]
-name = "main"
-refs = ["refs/heads/main"]
-commit-signers = ["developer", "maintainer"]
-baseline = "{base}"
-
-[rule.merge]
-signers = ["maintainer"]
-{merge}
-"#,
-            people = people.join("\n"),
+        sb.install(&merge_rule_policy(
+            "test/e2e",
+            &people.join("\n"),
+            &base,
+            merge,
         ));
         let out = sb.push(&["main"]);
         assert_accepted(&out);

@@ -45,28 +45,11 @@ fn history() -> History {
         simple_person("mia", &["maintainer"], &mia),
     ];
     let base = sb.commit_as(Some(&alice), "initial");
-    sb.install(&format!(
-        r#"[repository]
-id = "test/report"
-
-[roles]
-developer = "writes code"
-reviewer = "reviews changes"
-security = "reviews security"
-maintainer = "merges and ships"
-
-{people}
-[[rule]]
-name = "main"
-refs = ["refs/heads/main"]
-commit-signers = ["developer", "maintainer"]
-baseline = "{base}"
-
-[rule.merge]
-signers = ["maintainer"]
-approvals = [ {{ role = "reviewer", count = 1 }}, {{ role = "security", count = 1 }} ]
-"#,
-        people = people.join("\n")
+    sb.install(&merge_rule_policy(
+        "test/report",
+        &people.join("\n"),
+        &base,
+        r#"approvals = [ { role = "reviewer", count = 1 }, { role = "security", count = 1 } ]"#,
     ));
     assert_accepted(&sb.push(&["main"]));
 

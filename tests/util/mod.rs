@@ -1182,3 +1182,32 @@ pub fn assert_refused_with(out: &Out, code: i32, finding: &str) {
         "expected `{needle}` in the output\n{out}"
     );
 }
+
+/// A policy whose `main` takes approved merges: roles developer, reviewer,
+/// security and maintainer; `people` (policy text), commit signers developer
+/// or maintainer, history up to `base` grandfathered, merges signed by a
+/// maintainer, and `merge` (more `[rule.merge]` lines, e.g. `approvals`).
+pub fn merge_rule_policy(id: &str, people: &str, base: &str, merge: &str) -> String {
+    format!(
+        r#"[repository]
+id = "{id}"
+
+[roles]
+developer = "writes code"
+reviewer = "reviews changes"
+security = "reviews security"
+maintainer = "merges and ships"
+
+{people}
+[[rule]]
+name = "main"
+refs = ["refs/heads/main"]
+commit-signers = ["developer", "maintainer"]
+baseline = "{base}"
+
+[rule.merge]
+signers = ["maintainer"]
+{merge}
+"#
+    )
+}
