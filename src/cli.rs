@@ -430,7 +430,7 @@ fn verify(range: &str, refname: &str, policy: Option<PathBuf>, format: Format) -
     };
     let update = match range.split_once("..") {
         Some((old, new)) => resolve(old).and_then(|o| resolve(new).map(|n| (o, n))),
-        None => resolve(range).map(|n| (git2::Oid::zero(), n)),
+        None => resolve(range).map(|n| (git2::Oid::ZERO_SHA1, n)),
     };
     let (old, new) = match update {
         Ok(x) => x,
@@ -616,7 +616,7 @@ fn merge(
     let current = repo
         .head()
         .ok()
-        .and_then(|h| h.shorthand().map(str::to_string));
+        .and_then(|h| h.shorthand().ok().map(str::to_string));
     let into = match (into, current) {
         (Some(i), Some(c)) if i != c => {
             error(&format!(

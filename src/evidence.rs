@@ -487,7 +487,7 @@ pub fn build(
         let subject =
             String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into_owned();
         drop(commit);
-        let old = parents.first().copied().unwrap_or_else(Oid::zero);
+        let old = parents.first().copied().unwrap_or(Oid::ZERO_SHA1);
         let decision = verifier.decide(&[RefUpdate {
             old,
             new: id,
