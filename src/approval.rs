@@ -31,6 +31,10 @@ use crate::time::Timestamp;
 pub const NAMESPACE: &str = "countersign-approval";
 /// Trailer key (matched case-insensitively, as git does).
 pub const TRAILER: &str = "Countersign-Approval";
+/// Trailer naming the topic a single-parent landing commit squashes.
+pub const SQUASH_TRAILER: &str = "Countersign-Squash";
+/// Trailer binding a signed tag to one repository (its `repository.id`).
+pub const REPOSITORY_TRAILER: &str = "Countersign-Repository";
 /// First line of every v1 statement.
 pub const HEADER: &str = "countersign approval v1";
 
@@ -163,10 +167,21 @@ impl Approval {
         let need =
             |f: Option<String>, name: &str| f.ok_or_else(|| format!("missing field `{name}`"));
         let oid = |s: &str, name: &str| -> Result<Oid, String> {
-            if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Oid::from_str(s).map_err(|e| format!("`{name}`: {e}"))
+            let format = match s.len() {
+                40 => git2::ObjectFormat::Sha1,
+                64 => git2::ObjectFormat::Sha256,
+                _ => {
+                    return Err(format!(
+                        "`{name}` must be a full object id (40 or 64 hex digits)"
+                    ))
+                }
+            };
+            if s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Oid::from_str_ext(s, format).map_err(|e| format!("`{name}`: {e}"))
             } else {
-                Err(format!("`{name}` must be a 40-hex-digit object id"))
+                Err(format!(
+                    "`{name}` must be a full object id (40 or 64 hex digits)"
+                ))
             }
         };
         let tree = oid(&need(tree, "tree")?, "tree")?;
@@ -220,6 +235,12 @@ impl Approval {
 /// trimmed. Approvals anywhere else do not count (they can only be missing,
 /// never forged: each one is verified on its own).
 pub fn trailers(message: &[u8]) -> Vec<String> {
+    trailer_values(message, TRAILER)
+}
+
+/// The values of every `key:` trailer in the last paragraph of `message`,
+/// read as [`trailers`] reads approvals.
+pub fn trailer_values(message: &[u8], key: &str) -> Vec<String> {
     let text = String::from_utf8_lossy(message);
     let lines: Vec<&str> = text.lines().collect();
     let mut end = lines.len();
@@ -238,7 +259,7 @@ pub fn trailers(message: &[u8]) -> Vec<String> {
         .iter()
         .filter_map(|l| {
             let (k, v) = l.split_once(':')?;
-            (k.trim_end().eq_ignore_ascii_case(TRAILER) && !k.starts_with(char::is_whitespace))
+            (k.trim_end().eq_ignore_ascii_case(key) && !k.starts_with(char::is_whitespace))
                 .then(|| v.trim().to_string())
         })
         .collect()

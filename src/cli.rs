@@ -298,20 +298,29 @@ fn error(msg: &str) {
 }
 
 fn pre_receive() -> Exit {
+    let started = std::time::Instant::now();
     let mut input = Vec::new();
-    let decision = match std::io::stdin().read_to_end(&mut input) {
-        Ok(_) => hook::pre_receive(&input, time::now()),
-        Err(e) => Decision::reject_all(
-            &[],
-            Finding::new(
-                Code::BadInput,
-                format!("cannot read the hook's input: {e}"),
-                "run only as a git hook",
+    // Read at most one byte more than the hook accepts, so a flood of
+    // input is refused without being held.
+    let limit = u64::try_from(hook::MAX_INPUT_BYTES).unwrap_or(u64::MAX) + 1;
+    let outcome = match std::io::stdin().take(limit).read_to_end(&mut input) {
+        Ok(_) => hook::pre_receive(&input, time::now(), started),
+        Err(e) => hook::Outcome {
+            decision: Decision::reject_all(
+                &[],
+                Finding::new(
+                    Code::BadInput,
+                    format!("cannot read the hook's input: {e}"),
+                    "run only as a git hook",
+                ),
             ),
-        ),
+            limits: countersign::limits::Limits::default(),
+        },
     };
+    let decision = &outcome.decision;
+    let text = report::text(decision, report::Mode::Push, outcome.limits.findings);
     let mut err = std::io::stderr().lock();
-    let _ = err.write_all(report::text(&decision, report::Mode::Push, 100).as_bytes());
+    let _ = err.write_all(report::cap(text, outcome.limits.stderr_bytes).as_bytes());
     if decision.accepted() {
         Exit::Ok
     } else {

@@ -6,177 +6,138 @@
 
 use serde::Serialize;
 
-/// Every reason countersign can reject a ref update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Code {
-    /// No policy file where one was expected.
-    PolicyMissing,
-    /// The policy file could not be read or did not validate.
-    PolicyInvalid,
-    /// A commit on a protected ref carries no signature.
-    UnsignedCommit,
-    /// A signature does not verify over the signed object.
-    BadSignature,
-    /// A signature could not be parsed, or has an unsupported shape.
-    MalformedSignature,
-    /// A signature verifies with a key no person in the policy holds.
-    UnknownSigner,
-    /// The signer's person holds none of the roles the rule asks for.
-    SignerLacksRole,
-    /// The signer's key or person has expired.
-    KeyExpired,
-    /// The signer's key, certificate or person has been revoked.
-    KeyRevoked,
-    /// The signer's key was retired: it may not sign new pushes.
-    KeyRetired,
-    /// An SSH signature was made for another namespace than `git`.
-    SshNamespace,
-    /// A protected ref moved to a value that does not descend from the old one.
-    ForcePush,
-    /// A protected ref was deleted.
-    RefDeletion,
-    /// A protected tag ref points at something that is not an annotated tag.
-    TagNotAnnotated,
-    /// A protected annotated tag carries no signature.
-    UnsignedTag,
-    /// An existing protected tag was moved.
-    TagMoved,
-    /// A signed tag pushed under a name other than its own.
-    TagNameMismatch,
-    /// A push to refs/replace/*.
-    ReplaceRef,
-    /// A ref that must hold a commit points at another kind of object.
-    NotACommit,
-    /// An object named by the push or its history cannot be read.
-    ObjectMissing,
-    /// An object could not be parsed.
-    MalformedObject,
-    /// The rule's baseline commit is not in the repository.
-    BaselineMissing,
-    /// The repository uses an object format countersign cannot verify.
-    UnsupportedObjectFormat,
-    /// The hook's input was not what git sends.
-    BadInput,
-    /// Something failed inside countersign; the push is rejected.
-    InternalError,
-    /// The decision could not be recorded in the audit log.
-    AuditUnwritable,
-    /// A commit landed on a ref that only accepts approved merges.
-    MergeRequired,
-    /// A merge with more than two parents (not supported; rejected).
-    OctopusMerge,
-    /// A merge whose tree is not the clean merge of its parents, without approvals of that exact result.
-    EvilMerge,
-    /// An approval of an older tip of the merged topic.
-    StaleApproval,
-    /// An approval for another repository id.
-    ApprovalWrongRepository,
-    /// An approval for another target ref.
-    ApprovalWrongRef,
-    /// An approval of a commit or result that is not what this merge brings.
-    ApprovalWrongCommit,
-    /// An approval trailer that cannot be parsed.
-    MalformedApproval,
-    /// The approvals do not meet the rule's role counts with distinct people.
-    InsufficientApprovals,
-    /// An approver signed a commit in the merged range.
-    ApproverIsAuthor,
-    /// The merger also approved.
-    ApproverIsMerger,
-    /// The merger signed a commit in the merged range.
-    MergerIsAuthor,
-    /// A commit in the merged range has no verified signer, so distinct-people rules cannot be checked.
-    UnverifiableAuthor,
+/// Writes every code once: the enum, [`Code::ALL`], the kebab-case string
+/// and a one-line description (the doc comment) all come from one list.
+macro_rules! codes {
+    ($( #[doc = $doc:literal] $variant:ident => $name:literal, )*) => {
+        /// Every reason countersign can reject a ref update.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code {
+            $( #[doc = $doc] $variant, )*
+        }
+
+        impl Code {
+            /// All codes, for documentation and the uniqueness test.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The stable kebab-case name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $name,)*
+                }
+            }
+
+            /// One line saying what the code means (its doc comment).
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $doc.trim(),)*
+                }
+            }
+        }
+    };
 }
 
-impl Code {
-    /// All codes, for documentation and the uniqueness test.
-    pub const ALL: &'static [Code] = &[
-        Code::PolicyMissing,
-        Code::PolicyInvalid,
-        Code::UnsignedCommit,
-        Code::BadSignature,
-        Code::MalformedSignature,
-        Code::UnknownSigner,
-        Code::SignerLacksRole,
-        Code::KeyExpired,
-        Code::KeyRevoked,
-        Code::KeyRetired,
-        Code::SshNamespace,
-        Code::ForcePush,
-        Code::RefDeletion,
-        Code::TagNotAnnotated,
-        Code::UnsignedTag,
-        Code::TagMoved,
-        Code::TagNameMismatch,
-        Code::ReplaceRef,
-        Code::NotACommit,
-        Code::ObjectMissing,
-        Code::MalformedObject,
-        Code::BaselineMissing,
-        Code::UnsupportedObjectFormat,
-        Code::BadInput,
-        Code::InternalError,
-        Code::AuditUnwritable,
-        Code::MergeRequired,
-        Code::OctopusMerge,
-        Code::EvilMerge,
-        Code::StaleApproval,
-        Code::ApprovalWrongRepository,
-        Code::ApprovalWrongRef,
-        Code::ApprovalWrongCommit,
-        Code::MalformedApproval,
-        Code::InsufficientApprovals,
-        Code::ApproverIsAuthor,
-        Code::ApproverIsMerger,
-        Code::MergerIsAuthor,
-        Code::UnverifiableAuthor,
-    ];
-
-    /// The stable kebab-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::PolicyMissing => "policy-missing",
-            Code::PolicyInvalid => "policy-invalid",
-            Code::UnsignedCommit => "unsigned-commit",
-            Code::BadSignature => "bad-signature",
-            Code::MalformedSignature => "malformed-signature",
-            Code::UnknownSigner => "unknown-signer",
-            Code::SignerLacksRole => "signer-lacks-role",
-            Code::KeyExpired => "key-expired",
-            Code::KeyRevoked => "key-revoked",
-            Code::KeyRetired => "key-retired",
-            Code::SshNamespace => "ssh-namespace",
-            Code::ForcePush => "force-push",
-            Code::RefDeletion => "ref-deletion",
-            Code::TagNotAnnotated => "tag-not-annotated",
-            Code::UnsignedTag => "unsigned-tag",
-            Code::TagMoved => "tag-moved",
-            Code::TagNameMismatch => "tag-name-mismatch",
-            Code::ReplaceRef => "replace-ref",
-            Code::NotACommit => "not-a-commit",
-            Code::ObjectMissing => "object-missing",
-            Code::MalformedObject => "malformed-object",
-            Code::BaselineMissing => "baseline-missing",
-            Code::UnsupportedObjectFormat => "unsupported-object-format",
-            Code::BadInput => "bad-input",
-            Code::InternalError => "internal-error",
-            Code::AuditUnwritable => "audit-log-unwritable",
-            Code::MergeRequired => "merge-required",
-            Code::OctopusMerge => "octopus-merge",
-            Code::EvilMerge => "evil-merge",
-            Code::StaleApproval => "stale-approval",
-            Code::ApprovalWrongRepository => "approval-wrong-repository",
-            Code::ApprovalWrongRef => "approval-wrong-ref",
-            Code::ApprovalWrongCommit => "approval-wrong-commit",
-            Code::MalformedApproval => "malformed-approval",
-            Code::InsufficientApprovals => "insufficient-approvals",
-            Code::ApproverIsAuthor => "approver-is-author",
-            Code::ApproverIsMerger => "approver-is-merger",
-            Code::MergerIsAuthor => "merger-is-author",
-            Code::UnverifiableAuthor => "unverifiable-author",
-        }
-    }
+codes! {
+    /// No policy file where one was expected.
+    PolicyMissing => "policy-missing",
+    /// The policy file could not be read or did not validate.
+    PolicyInvalid => "policy-invalid",
+    /// A commit on a protected ref carries no signature.
+    UnsignedCommit => "unsigned-commit",
+    /// A signature does not verify over the signed object.
+    BadSignature => "bad-signature",
+    /// A signature could not be parsed, or has an unsupported shape.
+    MalformedSignature => "malformed-signature",
+    /// A signature verifies with a key no person in the policy holds.
+    UnknownSigner => "unknown-signer",
+    /// The signer's person holds none of the roles the rule asks for.
+    SignerLacksRole => "signer-lacks-role",
+    /// The signer's key or person has expired.
+    KeyExpired => "key-expired",
+    /// The signer's key, certificate or person has been revoked.
+    KeyRevoked => "key-revoked",
+    /// The signer's key was retired: it may not sign new pushes.
+    KeyRetired => "key-retired",
+    /// An SSH signature was made for another namespace than `git`.
+    SshNamespace => "ssh-namespace",
+    /// A protected ref moved to a value that does not descend from the old one.
+    ForcePush => "force-push",
+    /// A protected ref was deleted.
+    RefDeletion => "ref-deletion",
+    /// A protected tag ref points at something that is not an annotated tag.
+    TagNotAnnotated => "tag-not-annotated",
+    /// A protected annotated tag carries no signature.
+    UnsignedTag => "unsigned-tag",
+    /// An existing protected tag was moved.
+    TagMoved => "tag-moved",
+    /// A signed tag pushed under a name other than its own.
+    TagNameMismatch => "tag-name-mismatch",
+    /// A push to refs/replace/*.
+    ReplaceRef => "replace-ref",
+    /// A ref that must hold a commit points at another kind of object.
+    NotACommit => "not-a-commit",
+    /// An object named by the push or its history cannot be read.
+    ObjectMissing => "object-missing",
+    /// An object could not be parsed.
+    MalformedObject => "malformed-object",
+    /// The rule's baseline commit is not in the repository.
+    BaselineMissing => "baseline-missing",
+    /// The repository uses an object format countersign cannot verify.
+    UnsupportedObjectFormat => "unsupported-object-format",
+    /// The hook's input was not what git sends.
+    BadInput => "bad-input",
+    /// Something failed inside countersign; the push is rejected.
+    InternalError => "internal-error",
+    /// The decision could not be recorded in the audit log.
+    AuditUnwritable => "audit-log-unwritable",
+    /// A commit landed on a ref that only accepts approved merges.
+    MergeRequired => "merge-required",
+    /// A merge with more than two parents (not supported; rejected).
+    OctopusMerge => "octopus-merge",
+    /// A merge whose tree is not the clean merge of its parents, without approvals of that exact result.
+    EvilMerge => "evil-merge",
+    /// An approval of an older tip of the merged topic.
+    StaleApproval => "stale-approval",
+    /// An approval for another repository id.
+    ApprovalWrongRepository => "approval-wrong-repository",
+    /// An approval for another target ref.
+    ApprovalWrongRef => "approval-wrong-ref",
+    /// An approval of a commit or result that is not what this merge brings.
+    ApprovalWrongCommit => "approval-wrong-commit",
+    /// An approval trailer that cannot be parsed.
+    MalformedApproval => "malformed-approval",
+    /// The approvals do not meet the rule's role counts with distinct people.
+    InsufficientApprovals => "insufficient-approvals",
+    /// An approver signed a commit in the merged range.
+    ApproverIsAuthor => "approver-is-author",
+    /// The merger also approved.
+    ApproverIsMerger => "approver-is-merger",
+    /// The merger signed a commit in the merged range.
+    MergerIsAuthor => "merger-is-author",
+    /// A commit in the merged range has no verified signer, so distinct-people rules cannot be checked.
+    UnverifiableAuthor => "unverifiable-author",
+    /// A push updates more refs than the policy's `limits.updates` allows.
+    LimitUpdates => "limit-updates",
+    /// A push makes the hook examine more commits than `limits.commits` allows.
+    LimitCommits => "limit-commits",
+    /// A push lands more changes on protected refs than `limits.merges` allows.
+    LimitMerges => "limit-merges",
+    /// A commit or tag object is larger than `limits.object-bytes`.
+    LimitObjectBytes => "limit-object-bytes",
+    /// A signature is larger than `limits.signature-bytes`.
+    LimitSignatureBytes => "limit-signature-bytes",
+    /// A commit carries more approval trailers than `limits.trailers`.
+    LimitTrailers => "limit-trailers",
+    /// The hook ran out of its wall-clock budget, `limits.seconds`.
+    LimitTime => "limit-time",
+    /// The parents of a landing merge have more than one merge base (criss-cross history); only approvals of the exact result count.
+    MultipleMergeBases => "multiple-merge-bases",
+    /// A `Countersign-Squash:` trailer that is malformed, repeated or names something that is not a commit.
+    MalformedSquash => "malformed-squash",
+    /// A signed tag whose message does not name this repository (`Countersign-Repository:`).
+    TagNotBound => "tag-not-bound",
+    /// A signed tag made for another repository.
+    TagWrongRepository => "tag-wrong-repository",
 }
 
 impl std::fmt::Display for Code {

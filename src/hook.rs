@@ -7,26 +7,45 @@
 //! reason instead of slipping through.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use git2::{Oid, Repository};
+use git2::Repository;
 
 use crate::audit;
 use crate::finding::{Code, Finding};
+use crate::limits::Limits;
 use crate::policy::{self, Policy, PolicyError};
 use crate::time::Timestamp;
 use crate::verify::{self, Decision, RefUpdate, Verifier};
+use serde_json::Value;
 
-/// At most this many findings are written into one audit record.
-pub const AUDIT_FINDINGS_LIMIT: usize = 200;
+/// The hook reads at most this many bytes of input (git sends one line of
+/// at most ~4.2 KB per ref update); more is refused as `bad-input`.
+pub const MAX_INPUT_BYTES: usize = 32 << 20;
+/// Longest ref name accepted in the input.
+pub const MAX_REF_BYTES: usize = 4096;
 
 /// Git config key naming the policy file.
 pub const POLICY_CONFIG_KEY: &str = "countersign.policy";
 /// Policy file name inside `$GIT_DIR` when the config key is not set.
 pub const DEFAULT_POLICY_FILE: &str = "countersign.toml";
 
-/// Parse pre-receive input. Every line must be `<old> <new> <ref>` with
-/// full hex ids; anything else is refused.
+/// Parse pre-receive input of a SHA-1 repository. Every line must be
+/// `<old> <new> <ref>` with full hex ids; anything else is refused.
 pub fn parse_updates(input: &[u8]) -> Result<Vec<RefUpdate>, Finding> {
+    parse_updates_in(input, git2::ObjectFormat::Sha1)
+}
+
+/// Parse pre-receive input of a repository in `format` (40 or 64 hex).
+pub fn parse_updates_in(
+    input: &[u8],
+    format: git2::ObjectFormat,
+) -> Result<Vec<RefUpdate>, Finding> {
+    if input.len() > MAX_INPUT_BYTES {
+        return Err(bad_input(format!(
+            "the ref update list is larger than {MAX_INPUT_BYTES} bytes"
+        )));
+    }
     let text = std::str::from_utf8(input)
         .map_err(|_| bad_input("the ref update list is not valid UTF-8".into()))?;
     let mut updates = Vec::new();
@@ -41,26 +60,23 @@ pub fn parse_updates(input: &[u8]) -> Result<Vec<RefUpdate>, Finding> {
                 n + 1
             )));
         };
-        if old.len() == 64 || new.len() == 64 {
-            return Err(Finding::new(
-                Code::UnsupportedObjectFormat,
-                "this repository uses SHA-256 object ids, which countersign cannot verify yet",
-                "use countersign on SHA-1 repositories only; the push was rejected rather than left unchecked",
-            ));
-        }
-        let parse = |s: &str| {
-            if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Oid::from_str(s).ok()
-            } else {
-                None
-            }
+        let digits = match format {
+            git2::ObjectFormat::Sha1 => 40,
+            git2::ObjectFormat::Sha256 => 64,
         };
+        let parse = |s: &str| verify::parse_oid(s, format);
         let (Some(old), Some(new)) = (parse(old), parse(new)) else {
             return Err(bad_input(format!(
-                "line {} does not hold two 40-hex-digit object ids",
+                "line {} does not hold two {digits}-hex-digit object ids (this repository's object format is {format})",
                 n + 1
             )));
         };
+        if refname.len() > MAX_REF_BYTES {
+            return Err(bad_input(format!(
+                "line {} names a ref longer than {MAX_REF_BYTES} bytes",
+                n + 1
+            )));
+        }
         if !refname.starts_with("refs/") && refname != "HEAD" {
             return Err(bad_input(format!(
                 "line {} names `{}`, which is not a full ref",
@@ -136,21 +152,36 @@ pub fn open_repo() -> Result<Repository, Finding> {
     })
 }
 
-/// Run the pre-receive check: parse `input`, open the repository, load the
-/// policy, decide. Never panics on input; every failure rejects.
-pub fn pre_receive(input: &[u8], now: Timestamp) -> Decision {
-    let updates = match parse_updates(input) {
-        Ok(u) => u,
-        Err(f) => return Decision::reject_all(&[], f),
+/// What the hook decided, and the limits to render it with.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The decision (already recorded in the audit log).
+    pub decision: Decision,
+    /// The limits in force (defaults when no policy could be loaded).
+    pub limits: Limits,
+}
+
+/// Run the pre-receive check: open the repository, parse `input`, load the
+/// policy, decide, record. Never panics on input; every failure rejects.
+/// `started` is when the hook started: the `seconds` budget counts from it.
+pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
+    let limits = Limits::default();
+    let reject = |updates: &[RefUpdate], f: Finding| Outcome {
+        decision: Decision::reject_all(updates, f),
+        limits,
     };
     let repo = match open_repo() {
         Ok(r) => r,
-        Err(f) => return Decision::reject_all(&updates, f),
+        Err(f) => return reject(&[], f),
+    };
+    let updates = match parse_updates_in(input, repo.object_format()) {
+        Ok(u) => u,
+        Err(f) => return reject(&[], f),
     };
     let path = match policy_path(&repo) {
         Ok(p) => p,
         Err(e) => {
-            return Decision::reject_all(
+            return reject(
                 &updates,
                 Finding::new(
                     Code::PolicyInvalid,
@@ -163,39 +194,86 @@ pub fn pre_receive(input: &[u8], now: Timestamp) -> Decision {
             )
         }
     };
-    let decision = match load_policy(&path) {
-        Ok(policy) => Verifier::new(&repo, &policy, now).decide(&updates),
-        Err(f) => Decision::reject_all(&updates, f),
+    let (decision, limits) = match load_policy(&path) {
+        Ok(policy) => {
+            let decision = match scan_quarantine(&policy.limits) {
+                Err(f) => Decision::reject_all(&updates, f),
+                Ok(()) => Verifier::new(&repo, &policy, now)
+                    .started_at(started)
+                    .decide(&updates),
+            };
+            (decision, policy.limits)
+        }
+        Err(f) => (Decision::reject_all(&updates, f), limits),
     };
-    record(&repo, decision, now)
+    Outcome {
+        decision: record(&repo, decision, now, &limits),
+        limits,
+    }
+}
+
+/// Before any history walk: every commit and tag the push brings (the
+/// objects in git's quarantine directory) must fit `limits.object-bytes`.
+/// libgit2 inflates a whole commit to walk past it, and a pack of a few
+/// kilobytes can hold a commit of gigabytes; this reads only headers.
+fn scan_quarantine(limits: &Limits) -> Result<(), Finding> {
+    let Some(dir) = std::env::var_os("GIT_QUARANTINE_PATH") else {
+        return Ok(());
+    };
+    let odb = git2::Odb::new().map_err(|e| verify::internal(&e))?;
+    odb.add_disk_alternate(&Path::new(&dir).to_string_lossy())
+        .map_err(|e| verify::internal(&format!("cannot open the quarantine: {}", e.message())))?;
+    let mut too_big = None;
+    let mut failed = None;
+    let walked = odb.foreach(|id| match odb.read_header(*id) {
+        Ok((size, kind @ (git2::ObjectType::Commit | git2::ObjectType::Tag)))
+            if size > limits.object_bytes =>
+        {
+            too_big = Some((*id, size, kind));
+            false
+        }
+        Ok(_) => true,
+        Err(e) => {
+            failed = Some(verify::missing(*id, &e));
+            false
+        }
+    });
+    if let Some((id, size, kind)) = too_big {
+        let max = limits.object_bytes;
+        return Err(Finding::new(
+            Code::LimitObjectBytes,
+            format!(
+                "the push brings a {} of {size} bytes; the limit is {max} (limit `object-bytes`)",
+                if kind == git2::ObjectType::Tag {
+                    "tag"
+                } else {
+                    "commit"
+                }
+            ),
+            Limits::raise_help("object-bytes"),
+        )
+        .at_object(id, None));
+    }
+    if let Some(f) = failed {
+        return Err(f);
+    }
+    match walked {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == git2::ErrorCode::User => Ok(()),
+        Err(e) => Err(verify::internal(&format!(
+            "cannot list the pushed objects: {}",
+            e.message()
+        ))),
+    }
 }
 
 /// Append the decision to the repository's audit log. If it cannot be
 /// written the push is rejected: a decision that leaves no record would
 /// defeat the log's purpose (an unwritable log blocks pushes until an
 /// admin fixes it; that is the trade-off, chosen on purpose).
-fn record(repo: &Repository, mut decision: Decision, now: Timestamp) -> Decision {
+fn record(repo: &Repository, mut decision: Decision, now: Timestamp, limits: &Limits) -> Decision {
     let path = audit::path_for(repo);
-    let verdict = if decision.accepted() {
-        "accepted"
-    } else {
-        "rejected"
-    };
-    // A huge rejected push must not turn into a huge record: keep the
-    // first findings and count the rest.
-    let findings: Vec<&Finding> = decision
-        .findings
-        .iter()
-        .take(AUDIT_FINDINGS_LIMIT)
-        .collect();
-    let fields = serde_json::json!({
-        "pusher": audit::pusher(),
-        "repository": repo.path().display().to_string(),
-        "verdict": verdict,
-        "updates": &decision.updates,
-        "findings": findings,
-        "findings_total": decision.findings.len(),
-    });
+    let fields = record_fields(repo, &decision, limits.audit_record_bytes);
     if let Err(e) = audit::append(&path, "push", fields, now) {
         decision.findings.push(Finding::new(
             Code::AuditUnwritable,
@@ -204,6 +282,67 @@ fn record(repo: &Repository, mut decision: Decision, now: Timestamp) -> Decision
         ));
     }
     decision
+}
+
+/// The audit record of a decision, cut to fit `max` bytes: lists (findings,
+/// and each update's signers and merges) are shortened, each with its
+/// total, until the record fits; as a last resort only the verdict and
+/// counts remain. A push can never make the log grow without bound.
+pub fn record_fields(repo: &Repository, decision: &Decision, max: usize) -> Value {
+    let verdict = if decision.accepted() {
+        "accepted"
+    } else {
+        "rejected"
+    };
+    let pusher = audit::pusher();
+    let findings_total = decision.findings.len() + decision.omitted;
+    let updates = serde_json::to_value(&decision.updates).unwrap_or(Value::Null);
+    let mut keep = usize::MAX;
+    loop {
+        let mut upd = updates.clone();
+        if let Value::Array(list) = &mut upd {
+            for u in list.iter_mut() {
+                if let Value::Object(map) = u {
+                    for key in ["signers", "merges"] {
+                        let total = map.get(key).and_then(Value::as_array).map_or(0, Vec::len);
+                        if total > keep {
+                            if let Some(Value::Array(a)) = map.get_mut(key) {
+                                a.truncate(keep);
+                            }
+                            map.insert(format!("{key}_total"), Value::from(total));
+                        }
+                    }
+                }
+            }
+        }
+        let findings: Vec<&Finding> = decision.findings.iter().take(keep).collect();
+        let fields = serde_json::json!({
+            "pusher": pusher,
+            "repository": repo.path().display().to_string(),
+            "verdict": verdict,
+            "updates": upd,
+            "findings": findings,
+            "findings_total": findings_total,
+            "stopped": decision.stopped,
+        });
+        // Room for seq, prev, time and kind, which the log adds.
+        let size = serde_json::to_vec(&fields).map_or(usize::MAX, |b| b.len()) + 256;
+        if size <= max {
+            return fields;
+        }
+        if keep == 0 {
+            return serde_json::json!({
+                "pusher": pusher,
+                "repository": repo.path().display().to_string(),
+                "verdict": verdict,
+                "updates_total": decision.updates.len(),
+                "findings_total": findings_total,
+                "codes": decision.findings.iter().map(|f| f.code.as_str()).collect::<std::collections::BTreeSet<_>>(),
+                "cut": format!("the full record exceeded {max} bytes (limit `audit-record-bytes`)"),
+            });
+        }
+        keep = if keep == usize::MAX { 64 } else { keep / 4 };
+    }
 }
 
 #[cfg(test)]
@@ -247,7 +386,23 @@ mod tests {
         let sha256 = format!("{Z}{} {A}{} refs/heads/main\n", &Z[..24], &A[..24]);
         assert_eq!(
             parse_updates(sha256.as_bytes()).unwrap_err().code,
-            Code::UnsupportedObjectFormat
+            Code::BadInput
+        );
+        let u = parse_updates_in(sha256.as_bytes(), git2::ObjectFormat::Sha256).unwrap();
+        assert_eq!(u[0].new.to_string().len(), 64);
+        assert_eq!(
+            parse_updates_in(
+                format!("{Z} {A} refs/heads/main\n").as_bytes(),
+                git2::ObjectFormat::Sha256
+            )
+            .unwrap_err()
+            .code,
+            Code::BadInput
+        );
+        let long = format!("{Z} {A} refs/heads/{}\n", "x".repeat(MAX_REF_BYTES));
+        assert_eq!(
+            parse_updates(long.as_bytes()).unwrap_err().code,
+            Code::BadInput
         );
     }
 }

@@ -16,6 +16,7 @@ pub mod finding;
 pub mod glob;
 pub mod hook;
 pub mod keys;
+pub mod limits;
 pub mod merge;
 #[cfg(test)]
 mod mutate;

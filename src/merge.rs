@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::approval::{self, Approval, Binding};
 use crate::finding::{Code, Finding};
+use crate::limits::Limits;
 use crate::policy::{ApprovalRequirement, MergeRule};
 use crate::signature::{self, SigError};
 use crate::verify::{internal, missing, short, RefUpdate, UpdateOutcome, Verifier};
@@ -32,8 +33,12 @@ pub struct MergeRecord {
     pub authors: Vec<String>,
     /// Every approval trailer and what became of it.
     pub approvals: Vec<ApprovalRecord>,
-    /// Whether the tree is the clean merge of the parents.
+    /// Whether the tree is the clean merge of the parents (or, for a
+    /// squash, of the squashed topic onto the parent), as computed.
     pub clean: bool,
+    /// For a squash: the topic tip it names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub squash_of: Option<String>,
 }
 
 /// One approval trailer, judged.
@@ -53,6 +58,35 @@ pub struct ApprovalRecord {
     pub eligible: bool,
     /// When the approver says they signed (`at=`), once parsed.
     pub issued_at: Option<i64>,
+}
+
+/// How a commit lands on a merge-rule ref.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Landing {
+    /// A two-parent merge of the topic `parents[1]`.
+    Merge(Oid),
+    /// A single-parent commit naming the topic it squashes.
+    Squash(Oid),
+    /// A single-parent commit of its own: its signer is its author.
+    Direct,
+}
+
+impl Landing {
+    fn topic(self) -> Option<Oid> {
+        match self {
+            Landing::Merge(t) | Landing::Squash(t) => Some(t),
+            Landing::Direct => None,
+        }
+    }
+}
+
+/// What an approval that verified and binds this change binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The topic tip: counts only when the result is the clean merge.
+    Topic,
+    /// The exact parents and tree: counts whatever the merge computes.
+    Result,
 }
 
 impl<'a> Verifier<'a> {
@@ -82,20 +116,30 @@ impl<'a> Verifier<'a> {
             Err(f) => return found.push(f),
         };
         for id in landing {
+            if !self.budget.merge() || self.budget.full(found.len()) {
+                return;
+            }
             self.check_landing(u, id, rule, outcome, found);
         }
     }
 
     /// Commits on the first-parent chain from `tip`, stopping at anything
-    /// reachable from `hide`.
-    fn first_parent_chain(&self, tip: Oid, hide: &[Oid]) -> Result<Vec<Oid>, Finding> {
+    /// reachable from `hide` (each one counted against `limits.commits`).
+    fn first_parent_chain(&mut self, tip: Oid, hide: &[Oid]) -> Result<Vec<Oid>, Finding> {
         let mut walk = self.repo.revwalk().map_err(|e| internal(&e))?;
         walk.simplify_first_parent().map_err(|e| internal(&e))?;
         walk.push(tip).map_err(|e| missing(tip, &e))?;
         for h in hide {
             walk.hide(*h).map_err(|e| missing(*h, &e))?;
         }
-        walk.map(|r| r.map_err(|e| missing(tip, &e))).collect()
+        let mut chain = Vec::new();
+        for r in walk {
+            if !self.budget.commit() {
+                break;
+            }
+            chain.push(r.map_err(|e| missing(tip, &e))?);
+        }
+        Ok(chain)
     }
 
     /// Persons who signed the commits reachable from `topic` but not from
@@ -107,6 +151,9 @@ impl<'a> Verifier<'a> {
         let mut persons = BTreeSet::new();
         let mut unknown = Vec::new();
         for id in walk {
+            if !self.budget.commit() {
+                break;
+            }
             let id = id.map_err(|e| missing(topic, &e))?;
             let checked = self.check_object(id, ObjectType::Commit);
             match checked.result.ok().and_then(|k| self.signer_of(k).ok()) {
@@ -119,25 +166,59 @@ impl<'a> Verifier<'a> {
         Ok((persons, unknown))
     }
 
-    /// The tree of the clean automatic merge of `ours` and `theirs`, or
-    /// `None` when it conflicts.
-    fn clean_merge_tree(&self, ours: Oid, theirs: Oid) -> Result<Option<Oid>, Finding> {
-        let a = self.repo.find_commit(ours).map_err(|e| missing(ours, &e))?;
-        let b = self
-            .repo
-            .find_commit(theirs)
-            .map_err(|e| missing(theirs, &e))?;
-        let mut index = self
-            .repo
-            .merge_commits(&a, &b, None)
-            .map_err(|e| internal(&e))?;
-        if index.has_conflicts() {
-            return Ok(None);
+    /// The clean merge of `topic` into `base`, as the git on the server
+    /// computes it, within what is left of the time budget.
+    fn clean_merge_of(&mut self, base: Oid, topic: Oid) -> Result<CleanMerge, Finding> {
+        let timeout = self.budget.remaining();
+        let result = clean_merge(self.repo, base, topic, timeout).map_err(|e| internal(&e))?;
+        if result == CleanMerge::TimedOut {
+            self.budget.timed_out();
         }
-        index
-            .write_tree_to(self.repo)
-            .map(Some)
-            .map_err(|e| internal(&e))
+        Ok(result)
+    }
+
+    /// The single `Countersign-Squash:` trailer of a one-parent commit.
+    fn squash_topic(&self, message: &[u8]) -> Result<Option<Oid>, Finding> {
+        let values = approval::trailer_values(message, approval::SQUASH_TRAILER);
+        let help = "write exactly one trailer `Countersign-Squash: <full id of the squashed topic's tip>` (`countersign merge --squash` does)";
+        match values.as_slice() {
+            [] => Ok(None),
+            [one] => match self.parse_oid(one) {
+                Some(id) => {
+                    self.size_check(id)?;
+                    match self.repo.find_commit(id) {
+                        Ok(_) => Ok(Some(id)),
+                        Err(e) if e.code() == git2::ErrorCode::NotFound => Err(Finding::new(
+                            Code::ObjectMissing,
+                            format!("the squashed topic {} is not in the repository", short(id)),
+                            "push the topic branch too (in the same push or before), so its commits and signers can be checked",
+                        )),
+                        Err(e) => Err(Finding::new(
+                            Code::MalformedSquash,
+                            format!("`{}` names {}, which is not a commit: {}", approval::SQUASH_TRAILER, short(id), e.message()),
+                            help,
+                        )),
+                    }
+                }
+                None => Err(Finding::new(
+                    Code::MalformedSquash,
+                    format!(
+                        "`{}: {}` is not a full object id of this repository",
+                        approval::SQUASH_TRAILER,
+                        self.clip(one)
+                    ),
+                    help,
+                )),
+            },
+            more => Err(Finding::new(
+                Code::MalformedSquash,
+                format!(
+                    "the commit names {} squashed topics; a squash lands exactly one",
+                    more.len()
+                ),
+                help,
+            )),
+        }
     }
 
     fn check_landing(
@@ -148,6 +229,9 @@ impl<'a> Verifier<'a> {
         outcome: &mut UpdateOutcome,
         found: &mut Vec<Finding>,
     ) {
+        if let Err(f) = self.size_check(id) {
+            return found.push(f);
+        }
         let commit = match self.repo.find_commit(id) {
             Ok(c) => c,
             Err(e) => return found.push(missing(id, &e)),
@@ -179,6 +263,23 @@ impl<'a> Verifier<'a> {
                 "set `baseline` on the rule to grandfather existing history",
             )));
         }
+        let landing = if parents.len() == 2 {
+            if !approval::trailer_values(&message, approval::SQUASH_TRAILER).is_empty() {
+                return found.push(at(Finding::new(
+                    Code::MalformedSquash,
+                    format!("a merge commit cannot carry `{}`: it already names its topic as its second parent", approval::SQUASH_TRAILER),
+                    "remove the trailer from the merge message",
+                )));
+            }
+            Landing::Merge(parents[1])
+        } else {
+            match self.squash_topic(&message) {
+                Ok(Some(topic)) => Landing::Squash(topic),
+                Ok(None) => Landing::Direct,
+                Err(f) => return found.push(at(f)),
+            }
+        };
+        let before = found.len();
 
         // The merger.
         let checked = self.check_object(id, ObjectType::Commit);
@@ -187,48 +288,61 @@ impl<'a> Verifier<'a> {
                 id,
                 &checked,
                 &rule.signers,
-                if parents.len() == 2 {
-                    "merge commit"
-                } else {
-                    "commit landing on the ref"
+                match landing {
+                    Landing::Merge(_) => "merge commit",
+                    Landing::Squash(_) => "squash commit",
+                    Landing::Direct => "commit landing on the ref",
                 },
                 outcome,
                 found,
             )
             .map(|s| s.person);
 
-        // What the change brings and who wrote it.
-        let (clean_tree, authors, unverified) = if parents.len() == 2 {
-            let clean = match self.clean_merge_tree(parents[0], parents[1]) {
-                Ok(c) => c,
-                Err(f) => return found.push(at(f)),
-            };
-            let (authors, unknown) = match self.authors(parents[0], parents[1]) {
+        let values = approval::trailers(&message);
+        let max = self.budget.limits.trailers;
+        if values.len() > max {
+            return found.push(at(Finding::new(
+                Code::LimitTrailers,
+                format!(
+                    "the commit carries {} `{}:` trailers; the limit is {max} (limit `trailers`)",
+                    values.len(),
+                    approval::TRAILER
+                ),
+                Limits::raise_help("trailers"),
+            )));
+        }
+
+        // Who wrote the change.
+        let (authors, unverified) = match landing.topic() {
+            Some(topic) => match self.authors(parents[0], topic) {
                 Ok(x) => x,
                 Err(f) => return found.push(at(f)),
-            };
-            (clean, authors, unknown)
-        } else {
-            // A single commit (e.g. a squash merge): its signer is its author.
-            (None, merger.iter().cloned().collect(), Vec::new())
+            },
+            // A single commit of its own: its signer is its author.
+            None => (merger.iter().cloned().collect(), Vec::new()),
         };
-        let clean = clean_tree == Some(tree);
         if (rule.approvers_distinct_from_authors || rule.merger_distinct_from_authors)
             && !unverified.is_empty()
         {
-            let list: Vec<String> = unverified.iter().map(|o| short(*o)).collect();
+            let list: Vec<String> = unverified.iter().take(20).map(|o| short(*o)).collect();
+            let more = unverified.len().saturating_sub(list.len());
             found.push(at(Finding::new(
                 Code::UnverifiableAuthor,
-                format!("commits in the merged range have no verified signer, so the distinct-people rules cannot be checked: {}", list.join(", ")),
+                format!(
+                    "commits in the merged range have no verified signer, so the distinct-people rules cannot be checked: {}{}",
+                    list.join(", "),
+                    if more > 0 { format!(" and {more} more") } else { String::new() }
+                ),
                 "sign every commit of the topic with a key listed in the policy",
             )));
         }
 
-        // Judge every approval trailer.
+        // Judge every approval trailer (no merge computed yet: cheap first).
         let names = self.names_for(&u.refname);
         let mut records = Vec::new();
-        let mut eligible: BTreeMap<String, usize> = BTreeMap::new(); // person -> record index
-        for (i, value) in approval::trailers(&message).into_iter().enumerate() {
+        // person -> (record index, has an approval of the exact result)
+        let mut eligible: BTreeMap<String, (usize, bool)> = BTreeMap::new();
+        for (i, value) in values.iter().enumerate() {
             let index = i + 1;
             let mut rec = ApprovalRecord {
                 index,
@@ -239,14 +353,12 @@ impl<'a> Verifier<'a> {
                 eligible: false,
                 issued_at: None,
             };
-            let result = self.judge_approval(&value, &names, &parents, tree, clean, &mut rec);
-            match result {
+            match self.judge_approval(value, &names, &parents, landing.topic(), tree, &mut rec) {
                 Err(f) => {
                     rec.status = f.message.clone();
                     found.push(at(f));
                 }
-                Ok(None) => {}
-                Ok(Some(person)) => {
+                Ok((person, kind)) => {
                     if rule.approvers_distinct_from_authors && authors.contains(&person) {
                         rec.status = format!(
                             "{person} signed commits in the merged range and may not approve it"
@@ -268,12 +380,13 @@ impl<'a> Verifier<'a> {
                             ),
                             "have someone else merge it, or someone else approve it",
                         )));
-                    } else if let Some(first) = eligible.get(&person) {
-                        rec.status = format!("{person} already approved (approval #{}); a person counts once, however many keys they hold", first + 1);
+                    } else if let Some((first, has_result)) = eligible.get_mut(&person) {
+                        *has_result |= kind == Kind::Result;
+                        rec.status = format!("{person} already approved (approval #{}); a person counts once, however many keys they hold", records.get(*first).map_or(0, |r: &ApprovalRecord| r.index));
                     } else {
                         rec.status = "verified".into();
                         rec.eligible = true;
-                        eligible.insert(person.clone(), records.len());
+                        eligible.insert(person.clone(), (records.len(), kind == Kind::Result));
                     }
                     rec.person = Some(person);
                 }
@@ -283,58 +396,73 @@ impl<'a> Verifier<'a> {
 
         if rule.merger_distinct_from_authors {
             if let Some(m) = merger.as_ref().filter(|m| authors.contains(*m)) {
-                found.push(at(Finding::new(
-                    Code::MergerIsAuthor,
-                    format!("{m} merged a change that includes their own commits"),
-                    "have someone who did not write the change merge it",
-                )));
+                found.push(at(if landing == Landing::Direct {
+                    Finding::new(
+                        Code::MergerIsAuthor,
+                        format!("{m} signed a commit that lands directly on the ref, so they are its author and may not also land it"),
+                        "land it as a merge of a topic branch (`countersign merge`), or as a squash that names its topic (`countersign merge --squash`)",
+                    )
+                } else {
+                    Finding::new(
+                        Code::MergerIsAuthor,
+                        format!("{m} merged a change that includes their own commits"),
+                        "have someone who did not write the change merge it",
+                    )
+                }));
             }
+        }
+
+        // The clean merge, only when everything cheaper passed: a merge
+        // whose signature or approvals already failed is rejected anyway.
+        // Not enough approvals even if every topic approval counted: the
+        // change is rejected whatever the merge computes.
+        let needed: usize = rule.approvals.iter().map(|r| r.count).sum();
+        let everyone: Vec<String> = eligible.keys().cloned().collect();
+        let short_anyway = self.assign(&everyone, &rule.approvals).len() < needed;
+        let failed_cheap = found.len() > before || merger.is_none() || short_anyway;
+        let computed = match landing.topic() {
+            Some(topic) if !failed_cheap => match self.clean_merge_of(parents[0], topic) {
+                Ok(c) => Some(c),
+                Err(f) => return found.push(at(f)),
+            },
+            _ => None,
+        };
+        let clean = computed == Some(CleanMerge::Tree(tree));
+        // Topic approvals count when the result is the clean merge, or
+        // provisionally when it was not computed (the change is rejected
+        // for other reasons, and the listing should still be useful).
+        let topic_counts = clean || (computed.is_none() && landing != Landing::Direct);
+        if !topic_counts {
+            for (ri, has_result) in eligible.values() {
+                if !has_result {
+                    records[*ri].eligible = false;
+                    records[*ri].status = "approves the topic, but this change's result differs from the clean merge; only approvals of the exact result count".into();
+                }
+            }
+            eligible.retain(|_, (_, has_result)| *has_result);
         }
 
         // Fill the role slots with distinct people (maximum matching).
         let people: Vec<String> = eligible.keys().cloned().collect();
         let assignment = self.assign(&people, &rule.approvals);
         for (person, role) in &assignment {
-            if let Some(&ri) = eligible.get(person) {
+            if let Some(&(ri, _)) = eligible.get(person) {
                 records[ri].counted_as = Some(role.clone());
                 records[ri].status = format!("counts as {role}");
             }
         }
-        for &ri in eligible.values() {
+        for &(ri, _) in eligible.values() {
             if records[ri].counted_as.is_none() {
                 records[ri].status =
                     "verified, but fills no required role that is still open".into();
             }
         }
-        let needed: usize = rule.approvals.iter().map(|r| r.count).sum();
         // A result that is not the clean merge needs at least one approval
         // of that exact result, even where the rule counts none.
-        let enough = assignment.len() >= needed && (clean || !eligible.is_empty());
-        if !enough {
+        let enough = assignment.len() >= needed && (topic_counts || !eligible.is_empty());
+        if !enough && computed != Some(CleanMerge::TimedOut) {
             let listing = listing(&rule.approvals, &assignment, &records);
-            let (code, what, help) = if parents.len() == 1 {
-                (
-                    Code::MergeRequired,
-                    "this commit landed directly on the ref, which only accepts approved merges".to_string(),
-                    "push it to a topic branch, have it approved, and merge it with `countersign merge` (or have approvers sign this exact result with `countersign approve --result`)",
-                )
-            } else if !clean {
-                let what = match clean_tree {
-                    Some(t) => format!("the merge's tree {} is not the clean merge of its parents ({}): it carries changes no approval of the topic covers", short(tree), short(t)),
-                    None => format!("its parents do not merge cleanly, and the tree {} was resolved by hand: no approval of the topic covers it", short(tree)),
-                };
-                (
-                    Code::EvilMerge,
-                    what,
-                    "approvers must sign this exact result: `countersign approve --result <merge> --ref <ref>`, then add the trailers to the merge",
-                )
-            } else {
-                (
-                    Code::InsufficientApprovals,
-                    "the approvals do not meet the rule".to_string(),
-                    "collect approvals from other people holding the missing roles (`countersign approve <topic> --ref <ref>`), then `countersign merge`",
-                )
-            };
+            let (code, what, help) = self.shortfall(landing, computed.as_ref(), tree, parents[0]);
             found.push(at(Finding::new(code, format!("{what}\n{listing}"), help)));
         }
         outcome.merges.push(MergeRecord {
@@ -343,32 +471,96 @@ impl<'a> Verifier<'a> {
             authors: authors.into_iter().collect(),
             approvals: records,
             clean,
+            squash_of: match landing {
+                Landing::Squash(t) => Some(t.to_string()),
+                _ => None,
+            },
         });
     }
 
-    /// Verify one trailer and check what it binds. `Ok(Some(person))`: it
-    /// verifies and binds this change; `Ok(None)`: it verifies but binds a
-    /// form (topic) that does not apply to this merge; `Err`: rejected.
-    #[allow(clippy::too_many_arguments)]
+    /// Why a change's approvals fall short: code, message and help.
+    fn shortfall(
+        &self,
+        landing: Landing,
+        computed: Option<&CleanMerge>,
+        tree: Oid,
+        base: Oid,
+    ) -> (Code, String, &'static str) {
+        const RESULT_HELP: &str = "approvers must sign this exact result: `countersign approve --result <commit> --ref <ref>`, then add the trailers to the commit";
+        let what = match landing {
+            Landing::Merge(_) => "merge",
+            Landing::Squash(_) => "squash",
+            Landing::Direct => {
+                return (
+                    Code::MergeRequired,
+                    "this commit landed directly on the ref, which only accepts approved merges".to_string(),
+                    "push it to a topic branch, have it approved, and merge it with `countersign merge` (or squash it with `countersign merge --squash`, or have approvers sign this exact result with `countersign approve --result`)",
+                )
+            }
+        };
+        let topic = landing.topic().map(short).unwrap_or_default();
+        match computed {
+            Some(CleanMerge::Tree(t)) if *t != tree => (
+                Code::EvilMerge,
+                format!("the {what}'s tree {} is not the clean merge of {topic} into {} ({}): it carries changes no approval of the topic covers", short(tree), short(base), short(*t)),
+                RESULT_HELP,
+            ),
+            Some(CleanMerge::Conflicts) => (
+                Code::EvilMerge,
+                format!("{topic} does not merge cleanly into {}, and the tree {} was resolved by hand: no approval of the topic covers it", short(base), short(tree)),
+                RESULT_HELP,
+            ),
+            Some(CleanMerge::Unrelated) => (
+                Code::EvilMerge,
+                format!("{topic} shares no history with {}, so there is no clean merge to compare the tree {} with", short(base), short(tree)),
+                RESULT_HELP,
+            ),
+            Some(CleanMerge::MultipleBases(n)) => (
+                Code::MultipleMergeBases,
+                format!("{topic} and {} have {n} merge bases (a criss-cross history), so countersign does not compute a clean merge and approvals of the topic do not cover the result", short(base)),
+                "approvers must sign this exact result (`countersign approve --result <commit> --ref <ref>`), or merge the target into the topic first so that one merge base remains, and have that approved",
+            ),
+            _ => (
+                Code::InsufficientApprovals,
+                "the approvals do not meet the rule".to_string(),
+                "collect approvals from other people holding the missing roles (`countersign approve <topic> --ref <ref>`), then `countersign merge`",
+            ),
+        }
+    }
+
+    /// Verify one trailer and check what it binds. `Ok((person, kind))`: it
+    /// verifies and binds this change (a topic approval counts only if the
+    /// result turns out to be the clean merge); `Err`: rejected.
     fn judge_approval(
         &self,
         value: &str,
         names: &[String],
         parents: &[Oid],
+        topic: Option<Oid>,
         tree: Oid,
-        clean: bool,
         rec: &mut ApprovalRecord,
-    ) -> Result<Option<String>, Finding> {
+    ) -> Result<(String, Kind), Finding> {
         let index = rec.index;
         let a = Approval::parse(value).map_err(|e| {
             Finding::new(
                 Code::MalformedApproval,
-                format!("approval #{index} cannot be parsed: {e}"),
+                format!("approval #{index} cannot be parsed: {}", self.clip(&e)),
                 "copy the trailer exactly as `countersign approve` printed it",
             )
         })?;
-        rec.claimed_by = a.by.clone();
+        rec.claimed_by = self.clip(&a.by);
         rec.issued_at = Some(a.statement.issued_at);
+        let max = self.budget.limits.signature_bytes;
+        if a.signature.len() > max {
+            return Err(Finding::new(
+                Code::LimitSignatureBytes,
+                format!(
+                    "approval #{index}'s signature is {} bytes; the limit is {max} (limit `signature-bytes`)",
+                    a.signature.len()
+                ),
+                Limits::raise_help("signature-bytes"),
+            ));
+        }
         let st = &a.statement;
         let verified = signature::verify_approval(
             &self.policy.keyring,
@@ -376,7 +568,7 @@ impl<'a> Verifier<'a> {
             &st.canonical(),
             self.now,
         )
-        .map_err(|e| approval_sig_finding(index, &a.by, e))?;
+        .map_err(|e| approval_sig_finding(index, &rec.claimed_by, e))?;
         let (key, person) = self.signer_of(verified.key)?;
         rec.person = Some(person.id.clone());
         if let Some(f) = self.date_problem(
@@ -392,7 +584,9 @@ impl<'a> Verifier<'a> {
                 Code::ApprovalWrongRepository,
                 format!(
                     "approval #{index} by {} is for repository `{}`, not `{}`",
-                    person.id, st.repository, self.policy.repository_id
+                    person.id,
+                    self.clip(&st.repository),
+                    self.policy.repository_id
                 ),
                 "approvals are bound to one repository; approve this change here",
             ));
@@ -403,7 +597,7 @@ impl<'a> Verifier<'a> {
                 format!(
                     "approval #{index} by {} is for `{}`, not `{}`",
                     person.id,
-                    st.refname,
+                    self.clip(&st.refname),
                     names.join("` / `")
                 ),
                 "approvals are bound to one target ref; approve the change for this ref",
@@ -414,14 +608,13 @@ impl<'a> Verifier<'a> {
                 commit,
                 tree: approved_tree,
             } => {
-                if parents.len() != 2 {
+                let Some(topic) = topic else {
                     return Err(Finding::new(
                         Code::ApprovalWrongCommit,
-                        format!("approval #{index} by {} approves a topic, but this is not a merge", person.id),
-                        "land changes as merges, or approve the exact result with `countersign approve --result`",
+                        format!("approval #{index} by {} approves a topic, but this commit is neither a merge nor a squash naming its topic", person.id),
+                        "land changes as merges (or squashes with `countersign merge --squash`), or approve the exact result with `countersign approve --result`",
                     ));
-                }
-                let topic = parents[1];
+                };
                 if *commit != topic {
                     let stale = self
                         .repo
@@ -430,13 +623,13 @@ impl<'a> Verifier<'a> {
                     return Err(if stale {
                         Finding::new(
                             Code::StaleApproval,
-                            format!("approval #{index} by {} is stale: it approved {}, an older tip of the topic; the merge brings {}", person.id, short(*commit), short(topic)),
+                            format!("approval #{index} by {} is stale: it approved {}, an older tip of the topic; the change brings {}", person.id, short(*commit), short(topic)),
                             "the topic changed after it was approved; ask for a new approval of the current tip",
                         )
                     } else {
                         Finding::new(
                             Code::ApprovalWrongCommit,
-                            format!("approval #{index} by {} approved {}, which is not the merged topic {}", person.id, short(*commit), short(topic)),
+                            format!("approval #{index} by {} approved {}, which is not the landed topic {}", person.id, short(*commit), short(topic)),
                             "an approval counts only for the exact topic tip it names",
                         )
                     });
@@ -458,10 +651,7 @@ impl<'a> Verifier<'a> {
                         "re-create the approval with `countersign approve`",
                     ));
                 }
-                if !clean {
-                    rec.status = "approves the topic, but this merge's result differs from the clean merge; only result approvals count".into();
-                    return Ok(None);
-                }
+                Ok((person.id.clone(), Kind::Topic))
             }
             Binding::Result {
                 parents: approved,
@@ -482,9 +672,9 @@ impl<'a> Verifier<'a> {
                         "a result approval counts only for the exact parents and tree it names",
                     ));
                 }
+                Ok((person.id.clone(), Kind::Result))
             }
         }
-        Ok(Some(person.id.clone()))
     }
 
     /// Assign people to role slots so that as many slots as possible are
@@ -591,4 +781,125 @@ fn listing(
         ));
     }
     out
+}
+
+/// What `git merge-tree --write-tree` made of two commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CleanMerge {
+    /// It merges cleanly into this tree.
+    Tree(Oid),
+    /// It conflicts.
+    Conflicts,
+    /// The two commits share no history.
+    Unrelated,
+    /// More than one merge base: not computed (see README, clean merges).
+    MultipleBases(usize),
+    /// The time budget ran out; the child was killed.
+    TimedOut,
+}
+
+/// Bytes of `git merge-tree` output kept (the tree id is on the first line).
+const MERGE_TREE_OUTPUT: usize = 4096;
+
+/// The clean merge of `theirs` into `ours`, computed by the `git` binary on
+/// this machine (`git merge-tree --write-tree`, merge-ort, git >= 2.38), so
+/// the answer is the one `git merge` gives. Histories with more than one
+/// merge base are not merged at all: merge-ort would merge the bases into
+/// virtual ones recursively, which costs exponential time on a crafted
+/// criss-cross history. The child is killed when `timeout` runs out. The
+/// result tree is written to the object database (the quarantine, in a
+/// hook), where nothing references it.
+///
+/// # Errors
+///
+/// When git cannot be run or fails in a way other than a conflict.
+pub fn clean_merge(
+    repo: &git2::Repository,
+    ours: Oid,
+    theirs: Oid,
+    timeout: Option<std::time::Duration>,
+) -> Result<CleanMerge, String> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    match repo.merge_bases(ours, theirs) {
+        Ok(bases) if bases.len() == 1 => {}
+        Ok(bases) if bases.len() > 1 => return Ok(CleanMerge::MultipleBases(bases.len())),
+        Ok(_) => return Ok(CleanMerge::Unrelated),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(CleanMerge::Unrelated),
+        Err(e) => return Err(format!("cannot compute merge bases: {}", e.message())),
+    }
+    if timeout.is_some_and(|t| t.is_zero()) {
+        return Ok(CleanMerge::TimedOut);
+    }
+    let mut child = Command::new("git")
+        .arg("--git-dir")
+        .arg(repo.path())
+        .args(["merge-tree", "--write-tree", "--no-messages"])
+        .arg(ours.to_string())
+        .arg(theirs.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `git merge-tree`: {e}"))?;
+    // Drain both pipes in threads (keeping a bounded prefix), so a child
+    // with much to say can neither block nor grow our memory.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            if let Some(mut p) = pipe {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = p.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let room = MERGE_TREE_OUTPUT.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+            kept
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => return Err(format!("cannot wait for `git merge-tree`: {e}")),
+        }
+        if timeout.is_some_and(|t| started.elapsed() >= t) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(CleanMerge::TimedOut);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
+    };
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    let first = String::from_utf8_lossy(&out);
+    let first = first.lines().next().unwrap_or("").trim();
+    match status.code() {
+        Some(0) => crate::verify::parse_oid(first, repo.object_format())
+            .map(CleanMerge::Tree)
+            .ok_or_else(|| format!("`git merge-tree` printed no tree id (got `{}`)", crate::sanitize::escape(first))),
+        Some(1) => Ok(CleanMerge::Conflicts),
+        _ => Err(format!(
+            "`git merge-tree --write-tree` failed ({status}): {} (countersign needs git 2.38 or later on the server)",
+            crate::sanitize::escape(String::from_utf8_lossy(&err).trim())
+        )),
+    }
 }

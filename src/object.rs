@@ -7,6 +7,16 @@
 //! signature armor. Anything ambiguous (two `gpgsig` headers, a SHA-256
 //! signature header in a SHA-1 repository) is refused, never guessed.
 
+/// The repository's object format: it decides which commit header holds
+/// the signature (`gpgsig` for SHA-1, `gpgsig-sha256` for SHA-256, as git).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashFormat {
+    /// 40-hex object ids; signature header `gpgsig`.
+    Sha1,
+    /// 64-hex object ids; signature header `gpgsig-sha256`.
+    Sha256,
+}
+
 /// A signed object split into its parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signed {
@@ -25,8 +35,11 @@ pub enum ObjectError {
     #[error("the commit has more than one `gpgsig` header")]
     DuplicateSignatureHeader,
     /// A signature for another hash algorithm.
-    #[error("the commit carries a `gpgsig-sha256` header (SHA-256 object format), which countersign cannot verify in a SHA-1 repository")]
+    #[error("the commit carries a `gpgsig-sha256` header (a signature over the SHA-256 form of the object), which does not sign this SHA-1 repository's object")]
     Sha256Signature,
+    /// A SHA-1 compatibility signature in a SHA-256 repository.
+    #[error("the commit carries a `gpgsig` header (a signature over the SHA-1 form of the object), which does not sign this SHA-256 repository's object")]
+    Sha1Signature,
     /// No blank line between headers and message, or a header that is not
     /// `name value`.
     #[error("the object's header is malformed")]
@@ -66,8 +79,20 @@ fn subject_of(message: &[u8]) -> String {
     String::from_utf8_lossy(first).trim_end().to_string()
 }
 
-/// Split a raw commit object.
+/// Split a raw commit object of a SHA-1 repository.
 pub fn split_commit(raw: &[u8]) -> Result<Signed, ObjectError> {
+    split_commit_in(raw, HashFormat::Sha1)
+}
+
+/// Split a raw commit object of a repository in `format`: the signature is
+/// the header git uses for that format; the other format's header is
+/// refused (git would strip it from the payload, so it could never count
+/// and only makes the object ambiguous).
+pub fn split_commit_in(raw: &[u8], format: HashFormat) -> Result<Signed, ObjectError> {
+    let (ours, theirs, foreign): (&[u8], &[u8], ObjectError) = match format {
+        HashFormat::Sha1 => (b"gpgsig", b"gpgsig-sha256", ObjectError::Sha256Signature),
+        HashFormat::Sha256 => (b"gpgsig-sha256", b"gpgsig", ObjectError::Sha1Signature),
+    };
     let mut payload = Vec::with_capacity(raw.len());
     let mut signature: Option<Vec<u8>> = None;
     let mut in_sig = false;
@@ -95,7 +120,7 @@ pub fn split_commit(raw: &[u8]) -> Result<Signed, ObjectError> {
         // As git: a header is a signature only when a space follows its name.
         let has_value = line.get(name_end) == Some(&b' ');
         match &line[..name_end] {
-            b"gpgsig" if has_value => {
+            name if name == ours && has_value => {
                 if signature.is_some() {
                     return Err(ObjectError::DuplicateSignatureHeader);
                 }
@@ -103,7 +128,7 @@ pub fn split_commit(raw: &[u8]) -> Result<Signed, ObjectError> {
                 signature = Some(value.to_vec());
                 in_sig = true;
             }
-            b"gpgsig-sha256" if has_value => return Err(ObjectError::Sha256Signature),
+            name if name == theirs && has_value => return Err(foreign),
             b"" => return Err(ObjectError::MalformedHeader),
             _ => payload.extend_from_slice(line),
         }
@@ -205,6 +230,14 @@ mod tests {
             Err(ObjectError::Sha256Signature)
         );
         assert_eq!(split_commit(b"tree x"), Err(ObjectError::MalformedHeader));
+        // In a SHA-256 repository the roles swap.
+        let s = split_commit_in(sha256.as_bytes(), HashFormat::Sha256).unwrap();
+        assert_eq!(s.payload, split_commit(SIGNED).unwrap().payload);
+        assert!(s.signature.is_some());
+        assert_eq!(
+            split_commit_in(SIGNED, HashFormat::Sha256),
+            Err(ObjectError::Sha1Signature)
+        );
         assert_eq!(split_commit(b""), Err(ObjectError::MalformedHeader));
     }
 

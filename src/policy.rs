@@ -15,6 +15,7 @@ use toml_edit::{ImDocument, Item, TableLike, Value};
 
 use crate::glob::RefPattern;
 use crate::keys::{self, KeyDates, KeySource, Keyring};
+use crate::limits::Limits;
 use crate::time::{self, Timestamp};
 
 /// Where `expires`/`revoked` dates apply: a person or a single key.
@@ -128,6 +129,8 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Every key, mapped to its person.
     pub keyring: Keyring,
+    /// Budgets for one run (`[limits]`, else defaults).
+    pub limits: Limits,
 }
 
 /// One problem found in a policy file, with its position.
@@ -253,9 +256,10 @@ pub fn parse(text: &str, base: &Path) -> Result<Policy, Vec<Problem>> {
     let root = doc.as_table();
     ctx.unknown_keys(
         root,
-        &["repository", "roles", "people", "rule"],
+        &["repository", "roles", "people", "rule", "limits"],
         "top level",
     );
+    let limits = parse_limits(&mut ctx, root.get("limits"));
 
     // [repository]
     let mut repository_id = String::new();
@@ -388,10 +392,41 @@ pub fn parse(text: &str, base: &Path) -> Result<Policy, Vec<Problem>> {
             people,
             rules,
             keyring,
+            limits,
         })
     } else {
         Err(ctx.problems)
     }
+}
+
+/// `[limits]`: each key a whole number within the limit's range.
+fn parse_limits(ctx: &mut Ctx, item: Option<&Item>) -> Limits {
+    let mut limits = Limits::default();
+    let Some(item) = item else {
+        return limits;
+    };
+    let Some(t) = item.as_table_like() else {
+        ctx.push(item.span(), "`limits` must be a table: [limits]".into());
+        return limits;
+    };
+    let keys: Vec<&str> = crate::limits::SPECS.iter().map(|s| s.key).collect();
+    ctx.unknown_keys(t, &keys, "[limits]");
+    for spec in crate::limits::SPECS {
+        let Some(v) = t.get(spec.key) else { continue };
+        match v.as_integer().and_then(|n| u64::try_from(n).ok()) {
+            Some(n) if (spec.min..=spec.max).contains(&n) => {
+                limits.set(spec.key, n);
+            }
+            _ => ctx.push(
+                v.span(),
+                format!(
+                    "`{}` in [limits] must be a whole number from {} to {} (default {}): {}",
+                    spec.key, spec.min, spec.max, spec.default, spec.what
+                ),
+            ),
+        }
+    }
+    limits
 }
 
 fn valid_name(s: &str) -> bool {
@@ -542,12 +577,12 @@ fn parse_rule(
     let delete = ctx.boolean(t, "delete", &where_).unwrap_or(false);
     let baseline = match ctx.string(t, "baseline", &where_) {
         Some((b, span)) => {
-            if b.len() == 40 && b.bytes().all(|c| c.is_ascii_hexdigit()) {
+            if (b.len() == 40 || b.len() == 64) && b.bytes().all(|c| c.is_ascii_hexdigit()) {
                 Some(b.to_ascii_lowercase())
             } else {
                 ctx.push(
                     span,
-                    "`baseline` must be a full 40-hex-digit commit id".into(),
+                    "`baseline` must be a full commit id (40 hex digits, or 64 in a SHA-256 repository)".into(),
                 );
                 None
             }

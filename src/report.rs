@@ -56,7 +56,7 @@ pub fn text(decision: &Decision, mode: Mode, limit: usize) -> String {
         r.dedup();
         r.len()
     };
-    let n = decision.findings.len();
+    let n = decision.findings.len() + decision.omitted;
     let affected = refs_with_problems.max(usize::from(decision.updates.is_empty()));
     let total = decision.updates.len();
     out.push_str(&match mode {
@@ -69,12 +69,37 @@ pub fn text(decision: &Decision, mode: Mode, limit: usize) -> String {
         out.push('\n');
         out.push_str(&finding_block(f));
     }
-    if decision.findings.len() > limit {
+    let shown = decision.findings.len().min(limit);
+    if n > shown {
         out.push_str(&format!(
             "\n{PREFIX}: ... and {} more problem(s); run `countersign verify` on the range to see them all\n",
-            decision.findings.len() - limit
+            n - shown
         ));
     }
+    if let Some(why) = &decision.stopped {
+        out.push_str(&format!(
+            "{PREFIX}: note: not every object was examined: {}\n",
+            escape(why)
+        ));
+    }
+    out
+}
+
+/// Cut rendered text to at most `max` bytes (on a character boundary),
+/// saying so on a last line of its own.
+pub fn cap(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let note = format!(
+        "\n{PREFIX}: ... output cut at {max} bytes (limit `stderr-bytes`); the audit log holds the decision\n"
+    );
+    let mut end = max.saturating_sub(note.len());
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = text[..end].to_string();
+    out.push_str(&note);
     out
 }
 
@@ -157,11 +182,18 @@ mod tests {
         let d = Decision {
             updates: Vec::new(),
             findings: vec![f.clone(), f.clone(), f],
+            omitted: 2,
+            stopped: Some("checking stopped after 3 findings".into()),
         };
         let t = text(&d, Mode::Push, 2);
-        assert!(t.starts_with("countersign: push rejected: 3 problem(s)"));
+        assert!(t.starts_with("countersign: push rejected: 5 problem(s)"));
         assert_eq!(t.matches("error[force-push]").count(), 2);
-        assert!(t.contains("and 1 more problem(s)"));
+        assert!(t.contains("and 3 more problem(s)"));
+        assert!(t.contains("note: not every object was examined: checking stopped after 3"));
+        let capped = cap(t.clone(), 120);
+        assert!(capped.len() <= 120, "{capped}");
+        assert!(capped.ends_with("(limit `stderr-bytes`); the audit log holds the decision\n"));
+        assert_eq!(cap(t.clone(), t.len()), t);
         assert!(json(&d).contains("\"verdict\": \"rejected\""));
     }
 }

@@ -9,12 +9,14 @@
 //! verdict can only be "accepted" when every check ran and passed.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use git2::{ObjectType, Oid, Repository};
 use serde::Serialize;
 
 use crate::finding::{Code, Finding};
 use crate::keys::PolicyKey;
+use crate::limits::{self, Limits};
 use crate::object::{self, ObjectError, Signed};
 use crate::policy::{Person, Policy, Rule};
 use crate::signature::{self, SigError};
@@ -75,8 +77,19 @@ pub struct UpdateOutcome {
 pub struct Decision {
     /// Each ref update.
     pub updates: Vec<UpdateOutcome>,
-    /// Every reason for rejection; empty means accepted.
+    /// Every reason for rejection kept (at most `limits.findings`); empty
+    /// means accepted.
     pub findings: Vec<Finding>,
+    /// Findings found beyond the `findings` limit and left out.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub omitted: usize,
+    /// Why checking stopped before every object was examined, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Decision {
@@ -90,6 +103,8 @@ impl Decision {
         Decision {
             updates: updates.iter().map(|u| outcome_for(u, Vec::new())).collect(),
             findings: vec![finding],
+            omitted: 0,
+            stopped: None,
         }
     }
 }
@@ -118,6 +133,116 @@ pub(crate) struct Checked {
     pub(crate) signed_at: Option<Timestamp>,
 }
 
+/// What one run may still spend; see [`crate::limits`].
+pub(crate) struct Budget {
+    pub(crate) limits: Limits,
+    started: Instant,
+    /// Counting limits (`commits`, `merges`, `seconds`) apply; off for
+    /// history mode, which an admin or auditor runs on purpose.
+    counted: bool,
+    commits: usize,
+    merges: usize,
+    /// Findings already moved into the decision.
+    pub(crate) kept: usize,
+    /// The first limit exceeded; it rejects and stops checking.
+    pub(crate) exceeded: Option<Finding>,
+}
+
+impl Budget {
+    fn new(limits: Limits) -> Self {
+        Budget {
+            limits,
+            started: Instant::now(),
+            counted: true,
+            commits: 0,
+            merges: 0,
+            kept: 0,
+            exceeded: None,
+        }
+    }
+
+    fn exceed(&mut self, code: Code, key: &str, message: String) {
+        if self.exceeded.is_none() {
+            self.exceeded = Some(Finding::new(code, message, Limits::raise_help(key)));
+        }
+    }
+
+    /// Time left before the `seconds` budget runs out (`None`: no limit).
+    pub(crate) fn remaining(&mut self) -> Option<std::time::Duration> {
+        if !self.counted {
+            return None;
+        }
+        let total = std::time::Duration::from_secs(self.limits.seconds);
+        let left = total.saturating_sub(self.started.elapsed());
+        if left.is_zero() {
+            self.timed_out();
+        }
+        Some(left)
+    }
+
+    pub(crate) fn timed_out(&mut self) {
+        let secs = self.limits.seconds;
+        self.exceed(
+            Code::LimitTime,
+            "seconds",
+            format!("checking this push took longer than the hook's budget of {secs} s (limit `seconds`); nothing was accepted"),
+        );
+    }
+
+    /// Count one commit examined; false when checking must stop.
+    pub(crate) fn commit(&mut self) -> bool {
+        if self.exceeded.is_some() {
+            return false;
+        }
+        if !self.counted {
+            return true;
+        }
+        self.commits += 1;
+        if self.commits > self.limits.commits {
+            let n = self.limits.commits;
+            self.exceed(
+                Code::LimitCommits,
+                "commits",
+                format!("this push makes the hook examine more than {n} commits (limit `commits`)"),
+            );
+            return false;
+        }
+        if self.commits.is_multiple_of(64) {
+            self.remaining();
+        }
+        self.exceeded.is_none()
+    }
+
+    /// Count one landing change judged; false when checking must stop.
+    pub(crate) fn merge(&mut self) -> bool {
+        if self.exceeded.is_some() {
+            return false;
+        }
+        if !self.counted {
+            return true;
+        }
+        self.merges += 1;
+        if self.merges > self.limits.merges {
+            let n = self.limits.merges;
+            self.exceed(
+                Code::LimitMerges,
+                "merges",
+                format!(
+                    "this push lands more than {n} changes on merge-rule refs (limit `merges`)"
+                ),
+            );
+            return false;
+        }
+        self.remaining();
+        self.exceeded.is_none()
+    }
+
+    /// Should checking stop, given `pending` findings not yet kept?
+    pub(crate) fn full(&self, pending: usize) -> bool {
+        self.exceeded.is_some() || self.kept + pending >= self.limits.findings
+    }
+}
+
 /// Runs the checks; caches per-object signature results across updates.
 pub struct Verifier<'a> {
     pub(crate) repo: &'a Repository,
@@ -126,6 +251,7 @@ pub struct Verifier<'a> {
     ignore_case: bool,
     history: bool,
     cache: HashMap<Oid, Checked>,
+    pub(crate) budget: Budget,
 }
 
 impl<'a> Verifier<'a> {
@@ -152,14 +278,31 @@ impl<'a> Verifier<'a> {
             ignore_case,
             history: false,
             cache: HashMap::new(),
+            budget: Budget::new(policy.limits),
         }
+    }
+
+    /// Lift the counting budgets (`commits`, `merges`, `seconds`,
+    /// `findings`): for verification an admin or auditor runs on purpose,
+    /// not for the hook. Per-object limits (sizes, trailers) stay.
+    pub fn unbounded(mut self) -> Self {
+        self.budget.counted = false;
+        self.budget.limits.findings = usize::MAX;
+        self
+    }
+
+    /// Count the `seconds` budget from `started` (the hook's start)
+    /// rather than from the creation of the verifier.
+    pub fn started_at(mut self, started: Instant) -> Self {
+        self.budget.started = started;
+        self
     }
 
     /// Judge existing history rather than a push: a retired key's
     /// signatures made before its retirement stay valid.
     pub fn for_history(mut self) -> Self {
         self.history = true;
-        self
+        self.unbounded()
     }
 
     /// The names an update of `refname` really moves: the ref itself and,
@@ -191,6 +334,19 @@ impl<'a> Verifier<'a> {
         names
     }
 
+    /// Every existing ref by its ASCII-lowercased name (direct refs only).
+    fn refs_by_folded_name(&self) -> HashMap<String, Oid> {
+        let mut map = HashMap::new();
+        if let Ok(refs) = self.repo.references() {
+            for r in refs.flatten() {
+                if let (Ok(name), Some(target)) = (r.name(), r.target()) {
+                    map.insert(name.to_ascii_lowercase(), target);
+                }
+            }
+        }
+        map
+    }
+
     /// The rules that apply to an update of `refname`.
     pub fn rules_for(&self, refname: &str) -> Vec<&'a Rule> {
         let names = self.names_for(refname);
@@ -206,12 +362,62 @@ impl<'a> Verifier<'a> {
         let mut decision = Decision {
             updates: Vec::new(),
             findings: Vec::new(),
+            omitted: 0,
+            stopped: None,
         };
+        if self.budget.counted && updates.len() > self.budget.limits.updates {
+            let n = self.budget.limits.updates;
+            decision.findings.push(Finding::new(
+                Code::LimitUpdates,
+                format!(
+                    "this push updates {} refs; the limit is {n} (limit `updates`)",
+                    updates.len()
+                ),
+                Limits::raise_help("updates"),
+            ));
+            decision.updates = updates
+                .iter()
+                .take(n)
+                .map(|u| outcome_for(u, Vec::new()))
+                .collect();
+            return decision;
+        }
         let mut seen = std::collections::HashSet::new();
+        let mut folded: Option<HashMap<String, Oid>> = None;
         for u in updates {
             let rules = self.rules_for(&u.refname);
             let mut outcome = outcome_for(u, rules.iter().map(|r| r.label()).collect());
-            if u.refname.starts_with(REPLACE_PREFIX) {
+            // Where case is ignored, `refs/heads/MAIN` arriving as a
+            // creation may really move `main` (packed-refs are matched
+            // case-sensitively by git, loose ref files are not): judge it
+            // against the value of any existing ref that differs only in
+            // case, so the force-push and tag rules still apply.
+            let effective;
+            let u = if self.ignore_case && u.old.is_zero() && !u.new.is_zero() && !rules.is_empty()
+            {
+                let map = folded.get_or_insert_with(|| self.refs_by_folded_name());
+                match map.get(&u.refname.to_ascii_lowercase()) {
+                    Some(existing) => {
+                        effective = RefUpdate {
+                            old: *existing,
+                            new: u.new,
+                            refname: u.refname.clone(),
+                        };
+                        &effective
+                    }
+                    None => u,
+                }
+            } else {
+                u
+            };
+            let is_replace = if self.ignore_case {
+                u.refname
+                    .get(..REPLACE_PREFIX.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(REPLACE_PREFIX))
+            } else {
+                u.refname.starts_with(REPLACE_PREFIX)
+            };
+            if is_replace {
                 // git (but not libgit2) shows replacement objects in place
                 // of the originals: a replace ref would let unsigned
                 // content stand in for signed history on the server.
@@ -222,11 +428,15 @@ impl<'a> Verifier<'a> {
                 )
                 .at_ref(&u.refname);
                 decision.findings.push(f);
+                self.budget.kept += 1;
                 outcome
                     .rules
                     .push("built-in: refs/replace/* is refused".into());
             }
             for rule in rules {
+                if self.budget.full(0) {
+                    break;
+                }
                 let mut found = Vec::new();
                 self.check_rule(u, rule, &mut outcome, &mut found);
                 for f in found {
@@ -239,11 +449,27 @@ impl<'a> Verifier<'a> {
                         f.message.clone(),
                     );
                     if seen.insert(key) {
-                        decision.findings.push(f);
+                        if decision.findings.len() < self.budget.limits.findings {
+                            decision.findings.push(f);
+                            self.budget.kept += 1;
+                        } else {
+                            decision.omitted += 1;
+                        }
                     }
                 }
             }
             decision.updates.push(outcome);
+        }
+        if let Some(f) = self.budget.exceeded.take() {
+            // The limit is the reason to show first: it explains why other
+            // objects may not have been examined.
+            decision.findings.insert(0, f);
+            decision.stopped = Some("a limit was exceeded".into());
+        } else if self.budget.full(0) && self.budget.limits.findings != usize::MAX {
+            decision.stopped = Some(format!(
+                "checking stopped after {} findings (limit `findings`); fix these and push again",
+                self.budget.limits.findings
+            ));
         }
         decision
     }
@@ -267,8 +493,8 @@ impl<'a> Verifier<'a> {
         }
         let baseline = match &rule.baseline {
             None => None,
-            Some(hex) => match Oid::from_str(hex)
-                .ok()
+            Some(hex) => match self
+                .parse_oid(hex)
                 .filter(|o| self.repo.find_commit(*o).is_ok())
             {
                 Some(o) => Some(o),
@@ -350,13 +576,55 @@ impl<'a> Verifier<'a> {
 
     pub(crate) fn subject_of(&self, id: Oid) -> Option<String> {
         let odb = self.repo.odb().ok()?;
+        let (size, _) = odb.read_header(id).ok()?;
+        if size > self.budget.limits.object_bytes {
+            return None;
+        }
         let obj = odb.read(id).ok()?;
         let signed = match obj.kind() {
-            ObjectType::Commit => object::split_commit(obj.data()),
+            ObjectType::Commit => object::split_commit_in(obj.data(), self.format()),
             ObjectType::Tag => object::split_tag(obj.data()),
             _ => return None,
         };
-        signed.ok().map(|s| s.subject)
+        signed.ok().map(|s| self.clip(&s.subject))
+    }
+
+    /// The repository's object format.
+    pub(crate) fn format(&self) -> object::HashFormat {
+        match self.repo.object_format() {
+            git2::ObjectFormat::Sha1 => object::HashFormat::Sha1,
+            git2::ObjectFormat::Sha256 => object::HashFormat::Sha256,
+        }
+    }
+
+    /// Parse a full hex object id in this repository's format.
+    pub(crate) fn parse_oid(&self, hex: &str) -> Option<Oid> {
+        parse_oid(hex, self.repo.object_format())
+    }
+
+    /// Text the pusher wrote, cut to `limits.subject-chars`.
+    pub(crate) fn clip(&self, text: &str) -> String {
+        limits::truncate(text, self.budget.limits.subject_chars)
+    }
+
+    /// Refuse an object larger than `limits.object-bytes` before reading it.
+    pub(crate) fn size_check(&self, id: Oid) -> Result<(), Finding> {
+        let odb = self.repo.odb().map_err(|e| internal(&e))?;
+        let (size, kind) = odb.read_header(id).map_err(|e| missing(id, &e))?;
+        let max = self.budget.limits.object_bytes;
+        if size > max {
+            return Err(Finding::new(
+                Code::LimitObjectBytes,
+                format!(
+                    "{} {} is {size} bytes; the limit is {max} (limit `object-bytes`)",
+                    kind_name(kind),
+                    short(id)
+                ),
+                Limits::raise_help("object-bytes"),
+            )
+            .at_object(id, None));
+        }
+        Ok(())
     }
 
     fn check_tag(
@@ -407,8 +675,59 @@ impl<'a> Verifier<'a> {
                 return;
             }
         }
+        if let Err(f) = self.tag_binding(u.new, expected) {
+            found.push(f.at_object(u.new, self.subject_of(u.new)));
+        }
         let checked = self.check_object(u.new, ObjectType::Tag);
         self.authorize(u.new, &checked, roles, "tag", outcome, found);
+    }
+
+    /// A protected tag must name this repository in a
+    /// `Countersign-Repository:` trailer of its (signed) message, so a tag
+    /// signed for another repository — a public SDK's `v2.0`, say — cannot
+    /// be replayed here, bringing that repository's history with it.
+    fn tag_binding(&self, id: Oid, name: &str) -> Result<(), Finding> {
+        self.size_check(id)?;
+        let odb = self.repo.odb().map_err(|e| internal(&e))?;
+        let raw = odb.read(id).map_err(|e| missing(id, &e))?;
+        let payload = object::split_tag(raw.data())
+            .map_err(|e| {
+                Finding::new(
+                    Code::MalformedObject,
+                    e.to_string(),
+                    "re-create the tag with git",
+                )
+            })?
+            .payload;
+        let message = payload
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .map_or(&payload[..0], |i| &payload[i + 2..]);
+        let values = crate::approval::trailer_values(message, crate::approval::REPOSITORY_TRAILER);
+        let want = &self.policy.repository_id;
+        let help = format!(
+            "create the tag with the trailer as the last paragraph of its message: `git tag -s {name} -m \"<message>\" -m \"{}: {want}\"`",
+            crate::approval::REPOSITORY_TRAILER
+        );
+        match values.as_slice() {
+            [v] if v == want => Ok(()),
+            [] => Err(Finding::new(
+                Code::TagNotBound,
+                format!(
+                    "the signed tag does not name the repository it is for (no `{}: {want}` trailer)",
+                    crate::approval::REPOSITORY_TRAILER
+                ),
+                help,
+            )),
+            vals => Err(Finding::new(
+                Code::TagWrongRepository,
+                format!(
+                    "the tag names repository `{}`, not `{want}`: it was signed for another repository",
+                    vals.iter().map(|v| self.clip(v)).collect::<Vec<_>>().join("`, `")
+                ),
+                help,
+            )),
+        }
     }
 
     fn check_commits(
@@ -480,6 +799,9 @@ impl<'a> Verifier<'a> {
             }
         }
         for id in walk {
+            if !self.budget.commit() || self.budget.full(found.len()) {
+                return;
+            }
             let id = match id {
                 Ok(id) => id,
                 Err(e) => {
@@ -504,6 +826,13 @@ impl<'a> Verifier<'a> {
     }
 
     fn check_object_uncached(&self, id: Oid, kind: ObjectType) -> Checked {
+        if let Err(f) = self.size_check(id) {
+            return Checked {
+                subject: String::new(),
+                result: Err((f.code, f.message, f.help)),
+                signed_at: None,
+            };
+        }
         let what = kind_name(kind);
         let fail = |subject: String, code: Code, msg: String, help: &str| Checked {
             signed_at: None,
@@ -542,16 +871,16 @@ impl<'a> Verifier<'a> {
         };
         let split: Result<Signed, ObjectError> = match kind {
             ObjectType::Tag => object::split_tag(&raw),
-            _ => object::split_commit(&raw),
+            _ => object::split_commit_in(&raw, self.format()),
         };
         let signed = match split {
             Ok(s) => s,
-            Err(e @ ObjectError::Sha256Signature) => {
+            Err(e @ (ObjectError::Sha256Signature | ObjectError::Sha1Signature)) => {
                 return fail(
                     String::new(),
                     Code::UnsupportedObjectFormat,
                     e.to_string(),
-                    "sign with a SHA-1 repository's `gpgsig` header (plain `git commit -S`)",
+                    "sign with git in this repository (plain `git commit -S`), which writes the signature header of the repository's object format",
                 )
             }
             Err(e) => {
@@ -563,7 +892,7 @@ impl<'a> Verifier<'a> {
                 )
             }
         };
-        let subject = signed.subject.clone();
+        let subject = self.clip(&signed.subject);
         let Some(sig) = &signed.signature else {
             let (code, help) = if kind == ObjectType::Tag {
                 (
@@ -575,6 +904,18 @@ impl<'a> Verifier<'a> {
             };
             return fail(subject, code, format!("the {what} is not signed"), help);
         };
+        let max = self.budget.limits.signature_bytes;
+        if sig.len() > max {
+            return fail(
+                subject,
+                Code::LimitSignatureBytes,
+                format!(
+                    "the {what}'s signature is {} bytes; the limit is {max} (limit `signature-bytes`)",
+                    sig.len()
+                ),
+                &Limits::raise_help("signature-bytes"),
+            );
+        }
         let mut created = None;
         let result = signature::verify(&self.policy.keyring, sig, &signed.payload, GIT_NAMESPACE, self.now).map(|v| {
                 created = v.created;
@@ -781,6 +1122,18 @@ fn kind_name(kind: ObjectType) -> &'static str {
         ObjectType::Blob => "blob",
         ObjectType::Any => "object",
     }
+}
+
+/// Parse a full hex object id of `format` (40 or 64 hex digits).
+pub fn parse_oid(hex: &str, format: git2::ObjectFormat) -> Option<Oid> {
+    let len = match format {
+        git2::ObjectFormat::Sha1 => 40,
+        git2::ObjectFormat::Sha256 => 64,
+    };
+    if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Oid::from_str_ext(hex, format).ok()
 }
 
 /// Short id for messages.

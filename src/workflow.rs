@@ -436,17 +436,21 @@ pub fn trial(
     let theirs = repo
         .find_commit(topic)
         .map_err(|e| git_err("cannot read the topic", e))?;
-    let mut index = repo
-        .merge_commits(&ours, &theirs, None)
-        .map_err(|e| git_err("cannot merge", e))?;
-    if index.has_conflicts() {
-        return Err(WorkflowError::Usage(
-            "the topic does not merge cleanly; merge by hand, have the result approved with `countersign approve --result HEAD`, and add the trailers (see README)".into(),
-        ));
-    }
-    let tree_id = index
-        .write_tree_to(repo)
-        .map_err(|e| git_err("cannot write the merge tree", e))?;
+    let tree_id = match crate::merge::clean_merge(repo, base, topic, None)
+        .map_err(WorkflowError::Git)?
+    {
+        crate::merge::CleanMerge::Tree(t) => t,
+        crate::merge::CleanMerge::MultipleBases(n) => {
+            return Err(WorkflowError::Usage(format!(
+                "the topic and the target have {n} merge bases (criss-cross history); merge the target into the topic first, or merge by hand and have the exact result approved with `countersign approve --result HEAD`"
+            )))
+        }
+        _ => {
+            return Err(WorkflowError::Usage(
+                "the topic does not merge cleanly; merge by hand, have the result approved with `countersign approve --result HEAD`, and add the trailers (see README)".into(),
+            ))
+        }
+    };
     let tree = repo
         .find_tree(tree_id)
         .map_err(|e| git_err("cannot read the merge tree", e))?;
