@@ -4,17 +4,25 @@
 //! with `ssh-key`, and only in the namespace the caller asks for) and
 //! OpenPGP (checked with sequoia under its StandardPolicy: the certificate
 //! and signing (sub)key must be valid and unrevoked at signature time, and
-//! at the time of the check). The answer is the policy key that made the
-//! signature, or a precise reason it does not count. Person dates and roles
-//! are the caller's business.
+//! at the time of the check; a revocation by a third party such as a
+//! designated revoker counts, since sequoia cannot verify it). The answer is
+//! the policy key that made the signature, or a precise reason it does not
+//! count. Person dates and roles are the caller's business.
+//!
+//! Before any parsing, a signature longer than [`MAX_SIGNATURE_BYTES`] is
+//! refused, and an OpenPGP signature is dearmored and its packet framing
+//! walked here, in time linear in its size: it must be exactly one
+//! Signature packet, so sequoia never sees Marker packets, trailing
+//! packets or garbage.
 
+use base64ct::{Base64, Encoding as _};
 use openpgp::cert::prelude::*;
 use openpgp::parse::stream::{
     DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError, VerificationHelper,
 };
 use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
-use openpgp::types::{RevocationStatus, SignatureType};
+use openpgp::types::{RevocationKey, RevocationStatus, SignatureType};
 use sequoia_openpgp as openpgp;
 
 use crate::keys::{ssh_fingerprint, Keyring, Material};
@@ -75,6 +83,19 @@ pub enum SigError {
     Revoked(String),
 }
 
+/// The largest armored signature accepted, in bytes, whatever the format.
+///
+/// Real signatures are far smaller (an RSA-4096 OpenPGP signature is under
+/// 1 KiB armored); this hard cap bounds the work an attacker can make the
+/// hook do per signature. The engine may apply a lower, configurable limit.
+pub const MAX_SIGNATURE_BYTES: usize = 64 * 1024;
+
+fn too_big(len: usize, what: &str) -> SigError {
+    SigError::Malformed(format!(
+        "the {what} is {len} bytes, more than the limit of {MAX_SIGNATURE_BYTES} bytes (MAX_SIGNATURE_BYTES)"
+    ))
+}
+
 /// Which format an armored signature claims to be.
 pub fn format_of(sig: &[u8]) -> Option<Format> {
     let trimmed = sig.trim_ascii_start();
@@ -96,6 +117,10 @@ pub fn verify_approval(
     statement: &[u8],
     now: Timestamp,
 ) -> Result<Verified, SigError> {
+    // Armor only grows it: refuse before spending anything on it.
+    if binary.len() > MAX_SIGNATURE_BYTES {
+        return Err(too_big(binary.len(), "approval signature"));
+    }
     let armored = crate::approval::armor(binary);
     verify(
         keyring,
@@ -115,6 +140,9 @@ pub fn verify(
     namespace: &str,
     now: Timestamp,
 ) -> Result<Verified, SigError> {
+    if sig.len() > MAX_SIGNATURE_BYTES {
+        return Err(too_big(sig.len(), "armored signature"));
+    }
     match format_of(sig) {
         Some(Format::Ssh) => verify_ssh(keyring, sig, payload, namespace),
         Some(Format::OpenPgp) => verify_openpgp(keyring, sig, payload, now),
@@ -276,12 +304,19 @@ impl Helper<'_> {
             }),
             Err(VerificationError::BadKey { ka, error, .. }) => {
                 let what = format!("openpgp cert {}", ka.cert().fingerprint());
-                if matches!(
-                    ka.valid_cert().revocation_status(),
-                    RevocationStatus::Revoked(_)
-                ) || matches!(ka.revocation_status(), RevocationStatus::Revoked(_))
+                let revokers: Vec<&RevocationKey> = ka.valid_cert().revocation_keys().collect();
+                let fpr = ka.key().fingerprint();
+                if let Some(m) =
+                    revocation_problem(ka.valid_cert().revocation_status(), &what, &revokers)
+                        .or_else(|| {
+                            revocation_problem(
+                                ka.revocation_status(),
+                                &format!("the signing key {fpr} of {what}"),
+                                &revokers,
+                            )
+                        })
                 {
-                    Err(SigError::Revoked(format!("{what} is revoked")))
+                    Err(SigError::Revoked(m))
                 } else if ka.valid_cert().alive().is_err() || ka.alive().is_err() {
                     Err(SigError::Expired(format!(
                         "{what} had expired when it signed"
@@ -322,7 +357,11 @@ fn verify_openpgp(
         outcome: None,
         sig_count: 0,
     };
-    let builder = DetachedVerifierBuilder::from_bytes(sig)
+    // Check the packet framing before sequoia sees anything: sequoia
+    // would skip any number of Marker packets, at a cost per packet.
+    let binary = dearmor_openpgp(sig)?;
+    check_single_signature_packet(&binary)?;
+    let builder = DetachedVerifierBuilder::from_bytes(&binary)
         .map_err(|e| SigError::Malformed(format!("cannot parse the OpenPGP signature: {e}")))?;
     let mut verifier = builder
         .with_policy(&policy, Some(time::to_system_time(now)), helper)
@@ -344,6 +383,274 @@ fn verify_openpgp(
     Ok(verified)
 }
 
+const PGP_BEGIN: &[u8] = b"-----BEGIN PGP SIGNATURE-----";
+const PGP_END: &[u8] = b"-----END PGP SIGNATURE-----";
+
+fn is_base64(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'+' || c == b'/'
+}
+
+/// Decode an ASCII-armored OpenPGP signature (RFC 9580, section 6):
+/// the `BEGIN` line, optional `Key: value` headers and a blank line, the
+/// base64 body, an optional `=XXXX` checksum line, the `END` line, and
+/// nothing but white space around. Linear in the input.
+///
+/// The CRC-24 checksum must be well-formed but its value is not checked:
+/// RFC 9580 forbids rejecting an object for a CRC mismatch, and the
+/// signature itself authenticates the bytes.
+fn dearmor_openpgp(sig: &[u8]) -> Result<Vec<u8>, SigError> {
+    let bad = |m: &str| SigError::Malformed(format!("malformed OpenPGP armor: {m}"));
+    let mut lines = sig
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .skip_while(|l| l.is_empty());
+    if lines.next() != Some(PGP_BEGIN) {
+        return Err(bad(
+            "it does not start with `-----BEGIN PGP SIGNATURE-----`",
+        ));
+    }
+    let mut line = lines.next();
+    // Armor headers (`Version: ...`, `Comment: ...`); base64 has no `:`.
+    while line.is_some_and(|l| l.contains(&b':')) {
+        line = lines.next();
+    }
+    if line == Some(b"") {
+        line = lines.next();
+    }
+    let mut body: Vec<u8> = Vec::new();
+    loop {
+        let Some(l) = line else {
+            return Err(bad("no `-----END PGP SIGNATURE-----` line"));
+        };
+        if l == PGP_END {
+            break;
+        }
+        // A line of only padding (`=` or `==`) can follow a line break
+        // inside the last quartet; longer `=` lines are the checksum.
+        if l.first() == Some(&b'=') && l.len() > 2 {
+            if l.len() != 5 || !l.iter().skip(1).all(|&c| is_base64(c)) {
+                return Err(bad(
+                    "the checksum line is not `=` and four base64 characters",
+                ));
+            }
+            if lines.next() != Some(PGP_END) {
+                return Err(bad(
+                    "the checksum line is not followed by `-----END PGP SIGNATURE-----`",
+                ));
+            }
+            break;
+        }
+        if let Some(&c) = l.iter().find(|&&c| !is_base64(c) && c != b'=') {
+            return Err(bad(&format!(
+                "the body holds the byte 0x{c:02x}, which is not base64"
+            )));
+        }
+        body.extend_from_slice(l);
+        line = lines.next();
+    }
+    if lines.any(|l| !l.is_empty()) {
+        return Err(bad("text follows `-----END PGP SIGNATURE-----`"));
+    }
+    let mut out = vec![0u8; body.len() / 4 * 3 + 3];
+    let len = Base64::decode(&body, &mut out)
+        .map_err(|e| bad(&format!("the body is not valid base64: {e}")))?
+        .len();
+    out.truncate(len);
+    Ok(out)
+}
+
+/// OpenPGP packet tag of a Signature packet.
+const TAG_SIGNATURE: u8 = 2;
+
+fn packet_name(tag: u8) -> &'static str {
+    match tag {
+        1 => "Public-Key Encrypted Session Key",
+        2 => "Signature",
+        3 => "Symmetric-Key Encrypted Session Key",
+        4 => "One-Pass Signature",
+        5 => "Secret-Key",
+        6 => "Public-Key",
+        7 => "Secret-Subkey",
+        8 => "Compressed Data",
+        9 => "Symmetrically Encrypted Data",
+        10 => "Marker",
+        11 => "Literal Data",
+        12 => "Trust",
+        13 => "User ID",
+        14 => "Public-Subkey",
+        17 => "User Attribute",
+        18 => "Symmetrically Encrypted and Integrity Protected Data",
+        19 => "Modification Detection Code",
+        20 => "AEAD Encrypted Data",
+        21 => "Padding",
+        _ => "unknown",
+    }
+}
+
+/// The framing of the packet starting at `pos`: its tag and the offset
+/// just past its body. Old and new formats and every definite length
+/// encoding are understood. Partial body lengths (new format) and
+/// indeterminate lengths (old format) are refused: only data packets may
+/// use them, and a signature holds none.
+fn packet_at(bin: &[u8], pos: usize) -> Result<(u8, usize), String> {
+    let byte = |i: usize| pos.checked_add(i).and_then(|j| bin.get(j)).copied();
+    let Some(first) = byte(0) else {
+        return Err(format!("no packet at offset {pos}"));
+    };
+    if first & 0x80 == 0 {
+        return Err(format!(
+            "byte 0x{first:02x} at offset {pos} is not an OpenPGP packet header"
+        ));
+    }
+    let truncated = |tag: u8| {
+        format!(
+            "the length of the {} packet (tag {tag}) at offset {pos} is cut short",
+            packet_name(tag)
+        )
+    };
+    let be = |from: usize, n: usize, tag: u8| -> Result<usize, String> {
+        (from..from + n).try_fold(0usize, |acc, i| {
+            byte(i)
+                .map(|b| (acc << 8) | usize::from(b))
+                .ok_or_else(|| truncated(tag))
+        })
+    };
+    let (tag, header, len) = if first & 0x40 != 0 {
+        // New format: tag in the low six bits, then a length of 1, 2 or 5
+        // octets, or a partial body length.
+        let tag = first & 0x3f;
+        let Some(o1) = byte(1) else {
+            return Err(truncated(tag));
+        };
+        match o1 {
+            0..=191 => (tag, 2, usize::from(o1)),
+            192..=223 => {
+                let Some(o2) = byte(2) else {
+                    return Err(truncated(tag));
+                };
+                (tag, 3, ((usize::from(o1) - 192) << 8) + usize::from(o2) + 192)
+            }
+            255 => (tag, 6, be(2, 4, tag)?),
+            224..=254 => {
+                return Err(format!(
+                    "the {} packet (tag {tag}) at offset {pos} uses a partial body length, which a git signature never does (only data packets may)",
+                    packet_name(tag)
+                ))
+            }
+        }
+    } else {
+        // Old format: tag in bits 5..2, length type in bits 1..0.
+        let tag = (first >> 2) & 0x0f;
+        match first & 0x03 {
+            0 => (tag, 2, be(1, 1, tag)?),
+            1 => (tag, 3, be(1, 2, tag)?),
+            2 => (tag, 5, be(1, 4, tag)?),
+            _ => {
+                return Err(format!(
+                    "the {} packet (tag {tag}) at offset {pos} has an indeterminate length, which a git signature never does (only data packets may)",
+                    packet_name(tag)
+                ))
+            }
+        }
+    };
+    let end = pos
+        .checked_add(header)
+        .and_then(|h| h.checked_add(len))
+        .filter(|&e| e <= bin.len())
+        .ok_or_else(|| {
+            format!(
+                "the {} packet (tag {tag}) at offset {pos} claims {len} bytes of body, but only {} follow its header",
+                packet_name(tag),
+                bin.len().saturating_sub(pos.saturating_add(header))
+            )
+        })?;
+    Ok((tag, end))
+}
+
+/// A git commit or tag OpenPGP signature is exactly one Signature packet:
+/// no Marker packets before it, no packets or bytes after it. Checked on
+/// the framing alone, in constant time per packet header.
+fn check_single_signature_packet(bin: &[u8]) -> Result<(), SigError> {
+    let bad = |m: String| {
+        SigError::Malformed(format!(
+            "the OpenPGP signature must be exactly one Signature packet: {m}"
+        ))
+    };
+    if bin.is_empty() {
+        return Err(bad("it holds no packet at all".into()));
+    }
+    let (tag, end) = packet_at(bin, 0).map_err(bad)?;
+    if tag != TAG_SIGNATURE {
+        return Err(bad(format!(
+            "it starts with a {} packet (tag {tag})",
+            packet_name(tag)
+        )));
+    }
+    if end < bin.len() {
+        let rest = bin.len() - end;
+        return Err(bad(match packet_at(bin, end) {
+            Ok((next, _)) => format!(
+                "the Signature packet is followed by {rest} more bytes, starting with a {} packet (tag {next})",
+                packet_name(next)
+            ),
+            Err(e) => format!(
+                "the Signature packet is followed by {rest} bytes of trailing garbage ({e})"
+            ),
+        }));
+    }
+    Ok(())
+}
+
+/// Why `status` makes `what` (a certificate or one of its keys) count as
+/// revoked, if it does.
+///
+/// A revocation issued by someone other than the key holder comes back as
+/// `CouldBe`: sequoia cannot verify it without the revoker's certificate,
+/// which the policy does not hold. It counts as a revocation all the same
+/// (fail closed): the policy's own copy of the certificate says a third
+/// party revoked it, and an admin who finds the revocation bogus can
+/// remove it from the certificate file.
+fn revocation_problem(
+    status: RevocationStatus<'_>,
+    what: &str,
+    revokers: &[&RevocationKey],
+) -> Option<String> {
+    let revs = match status {
+        RevocationStatus::NotAsFarAsWeKnow => return None,
+        RevocationStatus::Revoked(_) => return Some(format!("{what} is revoked")),
+        RevocationStatus::CouldBe(revs) => revs,
+    };
+    let issuers: Vec<openpgp::KeyHandle> = revs.iter().flat_map(|r| r.get_issuers()).collect();
+    let designated: Vec<String> = revokers
+        .iter()
+        .map(|rk| rk.revoker().1)
+        .filter(|fpr| {
+            issuers
+                .iter()
+                .any(|h| h.aliases(openpgp::KeyHandle::from(*fpr)))
+        })
+        .map(|fpr| fpr.to_hex())
+        .collect();
+    let remedy = "countersign cannot verify such a revocation without the revoker's certificate, so it counts it (fail closed); \
+        if the revocation is bogus, an admin must remove that revocation signature from the certificate file in the policy";
+    Some(if designated.is_empty() {
+        let by: Vec<String> = issuers.iter().map(|h| h.to_hex()).collect();
+        let by = if by.is_empty() {
+            "an unnamed key".to_string()
+        } else {
+            by.join(" / ")
+        };
+        format!(
+            "{what} carries a revocation by third-party key {by}, which the certificate does not list as a designated revoker: {remedy}"
+        )
+    } else {
+        format!(
+            "{what} was revoked by designated revoker {}: {remedy}",
+            designated.join(" / ")
+        )
+    })
+}
+
 /// The certificate must also be valid, alive and unrevoked at `now`: a key
 /// that expired or was revoked cannot push, whatever its signature's date.
 fn check_openpgp_now(
@@ -357,11 +664,9 @@ fn check_openpgp_now(
     };
     let what = format!("openpgp cert {}", cert.fingerprint());
     let t = time::to_system_time(now);
-    if matches!(
-        cert.revocation_status(policy, t),
-        RevocationStatus::Revoked(_)
-    ) {
-        return Err(SigError::Revoked(format!("{what} is revoked")));
+    let revokers: Vec<&RevocationKey> = cert.revocation_keys(policy).collect();
+    if let Some(m) = revocation_problem(cert.revocation_status(policy, t), &what, &revokers) {
+        return Err(SigError::Revoked(m));
     }
     let valid = cert
         .with_policy(policy, t)
@@ -385,10 +690,12 @@ fn check_openpgp_now(
             "the signing key {fpr} of {what} is not valid now"
         )));
     };
-    if matches!(ka.revocation_status(), RevocationStatus::Revoked(_)) {
-        return Err(SigError::Revoked(format!(
-            "the signing key {fpr} of {what} is revoked"
-        )));
+    if let Some(m) = revocation_problem(
+        ka.revocation_status(),
+        &format!("the signing key {fpr} of {what}"),
+        &revokers,
+    ) {
+        return Err(SigError::Revoked(m));
     }
     if ka.alive().is_err() {
         return Err(SigError::Expired(format!(
@@ -407,6 +714,7 @@ fn check_openpgp_now(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openpgp::cert::CertRevocationBuilder;
 
     fn check(sig: &[u8]) -> Result<Verified, SigError> {
         verify(&Keyring::default(), sig, b"payload", "git", 0)
@@ -517,6 +825,431 @@ mod tests {
         let got = verify(&keyring, &sig, payload, "git", time::from_system_time(now));
         assert!(
             matches!(got, Err(SigError::Expired(ref m)) if m.contains("signing key")),
+            "{got:?}"
+        );
+    }
+
+    const DAY: std::time::Duration = std::time::Duration::from_secs(86400);
+    const PAYLOAD: &[u8] = b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\npacket tests\n";
+
+    /// A fresh certificate (with secrets) created 30 days ago, with a
+    /// signing subkey.
+    fn test_cert(name: &str) -> Cert {
+        CertBuilder::new()
+            .set_creation_time(std::time::SystemTime::now() - DAY * 30)
+            .add_userid(name)
+            .add_signing_subkey()
+            .generate()
+            .unwrap()
+            .0
+    }
+
+    /// An armored detached signature over `payload` by `cert`'s signing
+    /// subkey, dated a day ago.
+    fn sign_with(cert: &Cert, payload: &[u8]) -> Vec<u8> {
+        use openpgp::serialize::stream::{Armorer, Message, Signer};
+        use std::io::Write as _;
+        let p = StandardPolicy::new();
+        let key = cert
+            .keys()
+            .with_policy(&p, None)
+            .secret()
+            .for_signing()
+            .next()
+            .unwrap()
+            .key()
+            .clone()
+            .into_keypair()
+            .unwrap();
+        let mut sig = Vec::new();
+        {
+            let message = Armorer::new(Message::new(&mut sig))
+                .kind(openpgp::armor::Kind::Signature)
+                .build()
+                .unwrap();
+            let mut signer = Signer::new(message, key)
+                .unwrap()
+                .detached()
+                .creation_time(std::time::SystemTime::now() - DAY)
+                .build()
+                .unwrap();
+            signer.write_all(payload).unwrap();
+            signer.finalize().unwrap();
+        }
+        sig
+    }
+
+    fn keyring_of(cert: &Cert) -> Keyring {
+        let mut keyring = Keyring::default();
+        keyring
+            .add_openpgp(
+                "p",
+                cert.clone().strip_secret_key_material(),
+                crate::keys::KeyDates::default(),
+                crate::keys::KeySource::Inline,
+            )
+            .unwrap();
+        keyring
+    }
+
+    fn now() -> Timestamp {
+        time::from_system_time(std::time::SystemTime::now())
+    }
+
+    fn malformed_containing(got: Result<Verified, SigError>, needle: &str) {
+        assert!(
+            matches!(got, Err(SigError::Malformed(ref m)) if m.contains(needle)),
+            "expected Malformed containing {needle:?}, got {got:?}"
+        );
+    }
+
+    /// A new-format Marker packet (tag 10, body `PGP`), and an old-format one.
+    const MARKER_NEW: &[u8] = &[0xca, 0x03, b'P', b'G', b'P'];
+    const MARKER_OLD: &[u8] = &[0xa8, 0x03, b'P', b'G', b'P'];
+
+    /// Marker packets before a good signature: sequoia skips them (one by
+    /// one, at a cost: a million take seconds), we refuse them outright.
+    #[test]
+    fn marker_packets_are_refused() {
+        let cert = test_cert("Marker <m@example.com>");
+        let keyring = keyring_of(&cert);
+        let sig = sign_with(&cert, PAYLOAD);
+        let good = verify(&keyring, &sig, PAYLOAD, "git", now());
+        assert!(good.is_ok(), "{good:?}");
+        let binary = dearmor_openpgp(&sig).unwrap();
+        for marker in [MARKER_NEW, MARKER_OLD] {
+            let mut bytes = marker.to_vec();
+            bytes.extend(&binary);
+            let armored = crate::approval::armor(&bytes);
+            malformed_containing(
+                verify(&keyring, &armored, PAYLOAD, "git", now()),
+                "starts with a Marker packet (tag 10)",
+            );
+            // The same through the approval path (binary in a trailer).
+            malformed_containing(
+                verify_approval(&keyring, &bytes, PAYLOAD, now()),
+                "starts with a Marker packet (tag 10)",
+            );
+        }
+        // Only markers: refused on the first packet header, whatever follows.
+        let million: Vec<u8> = MARKER_NEW.repeat(1_000_000);
+        assert!(matches!(
+            check_single_signature_packet(&million),
+            Err(SigError::Malformed(ref m)) if m.contains("Marker")
+        ));
+        // And far over the size limit as armor.
+        malformed_containing(
+            verify(
+                &keyring,
+                &crate::approval::armor(&million),
+                PAYLOAD,
+                "git",
+                now(),
+            ),
+            "65536 bytes",
+        );
+    }
+
+    /// A good signature followed by anything (another packet, garbage), or
+    /// cut short, is refused.
+    #[test]
+    fn extra_packet_after_signature_is_refused() {
+        let cert = test_cert("Trailing <t@example.com>");
+        let keyring = keyring_of(&cert);
+        let binary = dearmor_openpgp(&sign_with(&cert, PAYLOAD)).unwrap();
+        let with = |extra: &[u8]| {
+            let mut b = binary.clone();
+            b.extend(extra);
+            verify(&keyring, &crate::approval::armor(&b), PAYLOAD, "git", now())
+        };
+        malformed_containing(
+            with(MARKER_NEW),
+            "followed by 5 more bytes, starting with a Marker packet (tag 10)",
+        );
+        malformed_containing(with(MARKER_OLD), "starting with a Marker packet (tag 10)");
+        // A Padding packet (RFC 9580) and a second copy of the signature.
+        malformed_containing(
+            with(&[0xd5, 0x02, 0, 0]),
+            "starting with a Padding packet (tag 21)",
+        );
+        malformed_containing(
+            with(&binary.clone()),
+            "starting with a Signature packet (tag 2)",
+        );
+        malformed_containing(with(b"\x00\x01junk"), "trailing garbage");
+        malformed_containing(with(&[0xca]), "trailing garbage");
+        // Truncated: the declared body runs past the end.
+        let cut = &binary[..binary.len() - 1];
+        malformed_containing(
+            verify(
+                &keyring,
+                &crate::approval::armor(cut),
+                PAYLOAD,
+                "git",
+                now(),
+            ),
+            "only",
+        );
+        // Still fine on its own.
+        let alone = verify(
+            &keyring,
+            &crate::approval::armor(&binary),
+            PAYLOAD,
+            "git",
+            now(),
+        );
+        assert!(alone.is_ok(), "{alone:?}");
+    }
+
+    /// Every length encoding of both packet formats; partial and
+    /// indeterminate lengths and short length fields refused.
+    #[test]
+    fn packet_framing() {
+        let body = |n: usize| vec![0x55u8; n];
+        let cat = |h: &[u8], n: usize| [h, &body(n)].concat();
+        // New format: one, two and five length octets.
+        assert_eq!(packet_at(&cat(&[0xc2, 100], 100), 0), Ok((2, 102)));
+        assert_eq!(packet_at(&cat(&[0xc2, 191], 191), 0), Ok((2, 193)));
+        assert_eq!(packet_at(&cat(&[0xc2, 192, 0], 192), 0), Ok((2, 195)));
+        assert_eq!(packet_at(&cat(&[0xc2, 223, 255], 8383), 0), Ok((2, 8386)));
+        assert_eq!(packet_at(&cat(&[0xc2, 0xc3, 0x28], 1000), 0), Ok((2, 1003)));
+        assert_eq!(
+            packet_at(&cat(&[0xc2, 255, 0, 1, 0x11, 0x70], 70000), 0),
+            Ok((2, 70006))
+        );
+        // Old format: one, two and four length octets.
+        assert_eq!(packet_at(&cat(&[0x88, 100], 100), 0), Ok((2, 102)));
+        assert_eq!(packet_at(&cat(&[0x89, 0x03, 0xe8], 1000), 0), Ok((2, 1003)));
+        assert_eq!(
+            packet_at(&cat(&[0x8a, 0, 1, 0x11, 0x70], 70000), 0),
+            Ok((2, 70005))
+        );
+        // A packet further in.
+        let two = [cat(&[0xc2, 1], 1), MARKER_OLD.to_vec()].concat();
+        assert_eq!(packet_at(&two, 3), Ok((10, 8)));
+        // Refused: partial body length, indeterminate length, no header
+        // bit, lengths cut short, bodies cut short.
+        for (bytes, needle) in [
+            (cat(&[0xc2, 0xe9], 512), "partial body length"),
+            (cat(&[0x8b], 100), "indeterminate length"),
+            (cat(&[0x42], 10), "not an OpenPGP packet header"),
+            (vec![0xc2], "cut short"),
+            (vec![0xc2, 200], "cut short"),
+            (vec![0xc2, 255, 0, 0, 1], "cut short"),
+            (vec![0x89, 0x01], "cut short"),
+            (vec![0x8a, 0, 0, 0], "cut short"),
+            (
+                cat(&[0xc2, 100], 99),
+                "claims 100 bytes of body, but only 99",
+            ),
+            (cat(&[0xc2, 255, 0xff, 0xff, 0xff, 0xff], 10), "only 10"),
+            (cat(&[0x8a, 0xff, 0xff, 0xff, 0xff], 10), "only 10"),
+        ] {
+            let got = packet_at(&bytes, 0);
+            assert!(
+                matches!(got, Err(ref m) if m.contains(needle)),
+                "{bytes:02x?}: {got:?}"
+            );
+            assert!(check_single_signature_packet(&bytes).is_err());
+        }
+        assert!(check_single_signature_packet(&[]).is_err());
+        assert!(check_single_signature_packet(&cat(&[0xc2, 5], 5)).is_ok());
+        assert!(check_single_signature_packet(&cat(&[0x8a, 0, 0, 0, 5], 5)).is_ok());
+        // A lone User ID or Literal Data packet is not a signature.
+        assert!(check_single_signature_packet(&cat(&[0xcd, 3], 3)).is_err());
+        assert!(check_single_signature_packet(&cat(&[0xcb, 3], 3)).is_err());
+    }
+
+    /// The armor as gpg, sequoia and `approval::armor` write it is read;
+    /// anything around or after it is refused.
+    #[test]
+    fn armor_parsing() {
+        let cert = test_cert("Armor <a@example.com>");
+        let keyring = keyring_of(&cert);
+        let sig = sign_with(&cert, PAYLOAD);
+        let binary = dearmor_openpgp(&sig).unwrap();
+        let b64 = Base64::encode_string(&binary);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let body = lines.join("\n");
+        let ok = |text: String| {
+            let got = verify(&keyring, text.as_bytes(), PAYLOAD, "git", now());
+            assert!(got.is_ok(), "{text}\n{got:?}");
+        };
+        // gpg style, with a header, a checksum and CRLF line ends.
+        ok(format!(
+            "-----BEGIN PGP SIGNATURE-----\nVersion: GnuPG v2\nComment: x\n\n{body}\n=AbCd\n-----END PGP SIGNATURE-----\n"
+        ));
+        ok(format!(
+            "-----BEGIN PGP SIGNATURE-----\r\n\r\n{}\r\n-----END PGP SIGNATURE-----\r\n",
+            lines.join("\r\n")
+        ));
+        // No blank line, leading and trailing white space.
+        ok(format!(
+            "\n  -----BEGIN PGP SIGNATURE-----\n{body}\n-----END PGP SIGNATURE-----  \n\n"
+        ));
+        // `approval::armor` wraps at 70 characters, so padding can land on
+        // a line of its own.
+        for extra in 0..3 {
+            let mut b = binary.clone();
+            b.truncate(binary.len() - extra);
+            let armored = String::from_utf8(crate::approval::armor(&b)).unwrap();
+            assert_eq!(dearmor_openpgp(armored.as_bytes()), Ok(b));
+        }
+        let padded_line = "-----BEGIN PGP SIGNATURE-----\n\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n==\n-----END PGP SIGNATURE-----\n";
+        assert_eq!(
+            dearmor_openpgp(padded_line.as_bytes()).map(|b| b.len()),
+            Ok(52)
+        );
+        for (text, needle) in [
+            (
+                format!("-----BEGIN PGP SIGNATURE-----\n\n{body}\n-----END PGP SIGNATURE-----\ntrailing\n"),
+                "text follows",
+            ),
+            (format!("-----BEGIN PGP SIGNATURE-----\n\n{body}\n"), "no `-----END"),
+            (
+                format!("-----BEGIN PGP SIGNATURE-----\n\n{body}\n=AbCdE\n-----END PGP SIGNATURE-----\n"),
+                "checksum line",
+            ),
+            (
+                format!("-----BEGIN PGP SIGNATURE-----\n\n{body}\n=AbCd\n{body}\n-----END PGP SIGNATURE-----\n"),
+                "checksum line is not followed",
+            ),
+            (
+                format!("-----BEGIN PGP SIGNATURE-----\n\n{body}!\n-----END PGP SIGNATURE-----\n"),
+                "not base64",
+            ),
+            (
+                format!("-----BEGIN PGP SIGNATURE-----\n\n{body}A\n-----END PGP SIGNATURE-----\n"),
+                "not valid base64",
+            ),
+            (
+                format!("-----BEGIN PGP SIGNATURE----- x\n\n{body}\n-----END PGP SIGNATURE-----\n"),
+                "does not start with",
+            ),
+            (
+                format!("-----BEGIN PGP MESSAGE-----\n\n{body}\n-----END PGP MESSAGE-----\n"),
+                "does not start with",
+            ),
+        ] {
+            assert!(
+                matches!(dearmor_openpgp(text.as_bytes()), Err(SigError::Malformed(ref m)) if m.contains(needle)),
+                "{needle}: {:?}",
+                dearmor_openpgp(text.as_bytes())
+            );
+        }
+    }
+
+    /// Signatures over the hard cap are refused before any parsing, in
+    /// both formats and through both entry points.
+    #[test]
+    fn oversized_signatures_are_refused() {
+        let cert = test_cert("Big <b@example.com>");
+        let keyring = keyring_of(&cert);
+        let limit = "65536 bytes";
+        let big_pgp = [
+            &b"-----BEGIN PGP SIGNATURE-----\n\n"[..],
+            &b"A".repeat(MAX_SIGNATURE_BYTES),
+            b"\n-----END PGP SIGNATURE-----\n",
+        ]
+        .concat();
+        malformed_containing(verify(&keyring, &big_pgp, PAYLOAD, "git", now()), limit);
+        let big_ssh = [
+            &b"-----BEGIN SSH SIGNATURE-----\n"[..],
+            &b"A".repeat(MAX_SIGNATURE_BYTES),
+            b"\n-----END SSH SIGNATURE-----\n",
+        ]
+        .concat();
+        malformed_containing(verify(&keyring, &big_ssh, PAYLOAD, "git", now()), limit);
+        // A valid signature padded (in an armor header) past the limit.
+        let sig = sign_with(&cert, PAYLOAD);
+        let padded = [
+            &b"-----BEGIN PGP SIGNATURE-----\nComment: "[..],
+            &b"x".repeat(MAX_SIGNATURE_BYTES),
+            &sig[b"-----BEGIN PGP SIGNATURE-----".len()..],
+        ]
+        .concat();
+        malformed_containing(verify(&keyring, &padded, PAYLOAD, "git", now()), limit);
+        let unpadded = [
+            &b"-----BEGIN PGP SIGNATURE-----\nComment: x"[..],
+            &sig[b"-----BEGIN PGP SIGNATURE-----".len()..],
+        ]
+        .concat();
+        assert!(verify(&keyring, &unpadded, PAYLOAD, "git", now()).is_ok());
+        // Approvals: the binary itself, and the binary whose armor is.
+        let mut huge = b"SSHSIG".to_vec();
+        huge.resize(MAX_SIGNATURE_BYTES + 1, 0);
+        malformed_containing(verify_approval(&keyring, &huge, PAYLOAD, now()), limit);
+        huge.truncate(MAX_SIGNATURE_BYTES - 1000);
+        malformed_containing(verify_approval(&keyring, &huge, PAYLOAD, now()), limit);
+    }
+
+    /// A certificate revoked by its designated revoker (a revocation
+    /// sequoia reports as `CouldBe`, unable to check it) no longer signs;
+    /// nor one revoked by some other third party.
+    #[test]
+    fn designated_revoker_revocation_is_refused() {
+        use openpgp::types::ReasonForRevocation;
+        let p = StandardPolicy::new();
+        let revoker = test_cert("Revoker <r@example.com>");
+        let stranger = test_cert("Stranger <s@example.com>");
+        let cert = CertBuilder::new()
+            .set_creation_time(std::time::SystemTime::now() - DAY * 30)
+            .add_userid("Alice <alice@example.com>")
+            .add_signing_subkey()
+            .set_revocation_keys(vec![(&revoker).into()])
+            .generate()
+            .unwrap()
+            .0;
+        let revoke_by = |who: &Cert| {
+            let mut signer = who
+                .primary_key()
+                .key()
+                .clone()
+                .parts_into_secret()
+                .unwrap()
+                .into_keypair()
+                .unwrap();
+            let rev = CertRevocationBuilder::new()
+                .set_signature_creation_time(std::time::SystemTime::now() - DAY * 2)
+                .unwrap()
+                .set_reason_for_revocation(ReasonForRevocation::KeyCompromised, b"stolen")
+                .unwrap()
+                .build(&mut signer, &cert, None)
+                .unwrap();
+            cert.clone().insert_packets(rev).unwrap().0
+        };
+        let sig = sign_with(&cert, PAYLOAD);
+        let fine = verify(&keyring_of(&cert), &sig, PAYLOAD, "git", now());
+        assert!(fine.is_ok(), "{fine:?}");
+
+        let revoked = revoke_by(&revoker);
+        assert!(matches!(
+            revoked.revocation_status(&p, None),
+            RevocationStatus::CouldBe(_)
+        ));
+        let got = verify(&keyring_of(&revoked), &sig, PAYLOAD, "git", now());
+        let revoker_fpr = revoker.fingerprint().to_hex();
+        assert!(
+            matches!(got, Err(SigError::Revoked(ref m))
+                if m.contains("revoked by designated revoker")
+                    && m.contains(&revoker_fpr)
+                    && m.contains("remove that revocation")),
+            "{got:?}"
+        );
+        // Approvals too.
+        let binary = dearmor_openpgp(&sig).unwrap();
+        let got = verify_approval(&keyring_of(&revoked), &binary, PAYLOAD, now());
+        assert!(matches!(got, Err(SigError::Revoked(_))), "{got:?}");
+
+        let revoked = revoke_by(&stranger);
+        let got = verify(&keyring_of(&revoked), &sig, PAYLOAD, "git", now());
+        assert!(
+            matches!(got, Err(SigError::Revoked(ref m))
+                if m.contains("not list as a designated revoker")),
             "{got:?}"
         );
     }
