@@ -126,6 +126,10 @@ enum Command {
         /// Subject line of the merge commit.
         #[arg(short = 'm', long = "message", value_name = "SUBJECT")]
         message: Option<String>,
+        /// Land the topic as one squashed commit (one parent) naming the
+        /// topic in a `Countersign-Squash:` trailer, instead of a merge.
+        #[arg(long)]
+        squash: bool,
     },
     /// Show what the policy needs to merge a topic into a ref, and which
     /// approvals are there: whose, which role each fills, stale or not.
@@ -272,7 +276,8 @@ pub fn run() -> Exit {
             policy,
             approvals,
             message,
-        } => merge(&topic, into, policy, approvals, message),
+            squash,
+        } => merge(&topic, into, policy, approvals, message, squash),
         Command::Status {
             topic,
             refname,
@@ -616,8 +621,14 @@ fn merge(
     policy: Option<PathBuf>,
     extra: Vec<String>,
     message: Option<String>,
+    squash: bool,
 ) -> Exit {
     use countersign::workflow;
+    let shape = if squash {
+        workflow::Shape::Squash
+    } else {
+        workflow::Shape::Merge
+    };
     let (repo, policy) = match repo_and_policy(policy) {
         Ok(x) => x,
         Err(code) => return code,
@@ -651,7 +662,9 @@ fn merge(
             }
         }
         let now = time::now();
-        let plan = workflow::plan(&repo, &policy, &target, base, topic_id, &trailers, now)?;
+        let plan = workflow::plan(
+            &repo, &policy, &target, base, topic_id, shape, &trailers, now,
+        )?;
         for a in plan
             .judged
             .iter()
@@ -679,19 +692,36 @@ fn merge(
             );
             return Ok(Exit::Rejected);
         }
-        let subject = message
-            .clone()
-            .unwrap_or_else(|| format!("Merge {topic} into {into}"));
-        let msg = workflow::merge_message(&subject, &keep);
+        let subject = message.clone().unwrap_or_else(|| {
+            if squash {
+                format!("Squash {topic} into {into}")
+            } else {
+                format!("Merge {topic} into {into}")
+            }
+        });
+        let msg = if squash {
+            let mut all = vec![workflow::squash_trailer(topic_id)];
+            all.extend(keep.iter().cloned());
+            workflow::merge_message(&subject, &all)
+        } else {
+            workflow::merge_message(&subject, &keep)
+        };
         let msg_path = repo.path().join("COUNTERSIGN_MERGE_MSG");
         std::fs::write(&msg_path, &msg).map_err(|e| {
             workflow::WorkflowError::Git(format!("cannot write the merge message: {e}"))
         })?;
         let path = msg_path.display().to_string();
-        let out = workflow::git(
-            &repo,
-            &["merge", "--no-ff", "-S", "-F", &path, &topic_id.to_string()],
-        )?;
+        let topic_hex = topic_id.to_string();
+        let out = if squash {
+            let out = workflow::git(&repo, &["merge", "--squash", &topic_hex])?;
+            if out.status.success() {
+                workflow::git(&repo, &["commit", "-S", "-F", &path])?
+            } else {
+                out
+            }
+        } else {
+            workflow::git(&repo, &["merge", "--no-ff", "-S", "-F", &path, &topic_hex])?
+        };
         let _ = std::fs::remove_file(&msg_path);
         if !out.status.success() {
             let _ = workflow::git(&repo, &["merge", "--abort"]);
@@ -796,6 +826,7 @@ fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
             &target,
             base,
             topic_id,
+            workflow::Shape::Merge,
             &trailers,
             time::now(),
         )?;

@@ -873,7 +873,10 @@ impl Scenario<'_> {
         } else {
             self.say("bob tags the tip of main with an annotated tag signed by his SSH key; its last paragraph names the repository, so the tag cannot be replayed into another one.")?;
             let bound = format!("Countersign-Repository: {REPO_ID}");
-            self.show_git(bob, &["tag", "-s", "v1.0", "-m", "payments 1.0", "-m", &bound])?;
+            self.show_git(
+                bob,
+                &["tag", "-s", "v1.0", "-m", "payments 1.0", "-m", &bound],
+            )?;
             let got = self.push(bob, &["origin", "v1.0"])?;
             self.verdict(
                 got,

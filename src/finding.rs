@@ -228,4 +228,24 @@ mod tests {
         }
         assert_eq!(seen.len(), Code::ALL.len());
     }
+
+    /// The README's code table lists exactly the codes that exist, in order.
+    #[test]
+    fn readme_lists_every_code() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("| code | meaning |")
+            .expect("README has a code table");
+        let listed: Vec<&str> = readme[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with("| `"))
+            .filter_map(|l| l.split('`').nth(1))
+            .collect();
+        let codes: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, codes);
+        for c in Code::ALL {
+            assert!(!c.description().is_empty(), "{c}");
+        }
+    }
 }

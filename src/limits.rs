@@ -253,6 +253,27 @@ mod tests {
         assert_eq!(codes.len(), n);
     }
 
+    /// The README's Limits table lists every limit with its default and code.
+    #[test]
+    fn readme_lists_every_limit() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("| limit | default |")
+            .expect("README has a Limits table");
+        let rows: Vec<&str> = readme[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with("| `"))
+            .collect();
+        assert_eq!(rows.len(), SPECS.len());
+        for (row, spec) in rows.iter().zip(SPECS) {
+            assert!(row.starts_with(&format!("| `{}` |", spec.key)), "{row}");
+            if let Some(code) = spec.code {
+                assert!(row.contains(&format!("`{code}`")), "{row}");
+            }
+        }
+    }
+
     #[test]
     fn truncates_on_char_boundaries() {
         assert_eq!(truncate("abc", 3), "abc");

@@ -360,23 +360,25 @@ pub struct Plan {
 
 /// Judge `trailers` for merging `topic` into `target_ref` at `base`, keep
 /// the eligible ones, and decide on a merge carrying only those.
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     repo: &Repository,
     policy: &Policy,
     target_ref: &str,
     base: Oid,
     topic: Oid,
+    shape: Shape,
     trailers: &[String],
     now: Timestamp,
 ) -> Result<Plan, WorkflowError> {
-    let (_, judged) = trial(repo, policy, target_ref, base, topic, trailers, now)?;
+    let (_, judged) = trial(repo, policy, target_ref, base, topic, shape, trailers, now)?;
     let keep: Vec<String> = judged
         .iter()
         .flat_map(|r| r.approvals.iter())
         .filter(|a| a.eligible)
         .filter_map(|a| trailers.get(a.index - 1).cloned())
         .collect();
-    let (decision, _) = trial(repo, policy, target_ref, base, topic, &keep, now)?;
+    let (decision, _) = trial(repo, policy, target_ref, base, topic, shape, &keep, now)?;
     Ok(Plan {
         judged,
         keep,
@@ -403,6 +405,22 @@ pub fn notes_for(repo: &Repository, commit: Oid) -> Result<Vec<String>, Workflow
         .collect())
 }
 
+/// How a topic lands: a two-parent merge, or one commit that squashes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `git merge --no-ff`: parents are the target and the topic.
+    Merge,
+    /// `git merge --squash` + commit: one parent, and a
+    /// `Countersign-Squash: <topic>` trailer so the topic's authors stay
+    /// its authors.
+    Squash,
+}
+
+/// The trailer line naming the squashed topic.
+pub fn squash_trailer(topic: Oid) -> String {
+    format!("{}: {topic}", approval::SQUASH_TRAILER)
+}
+
 /// The merge message: subject, blank line, one trailer per approval.
 pub fn merge_message(subject: &str, trailers: &[String]) -> String {
     let mut m = format!("{subject}\n");
@@ -421,12 +439,14 @@ pub fn merge_message(subject: &str, trailers: &[String]) -> String {
 /// (written to the object database, referenced by nothing). Findings about
 /// the trial commit's own (missing) signature are left out: the real merge
 /// is signed when it is made.
+#[allow(clippy::too_many_arguments)]
 pub fn trial(
     repo: &Repository,
     policy: &Policy,
     target_ref: &str,
     base: Oid,
     topic: Oid,
+    shape: Shape,
     trailers: &[String],
     now: Timestamp,
 ) -> Result<(Decision, Option<MergeRecord>), WorkflowError> {
@@ -456,9 +476,19 @@ pub fn trial(
         .map_err(|e| git_err("cannot read the merge tree", e))?;
     let sig = git2::Signature::now("countersign trial", "trial@countersign.invalid")
         .map_err(|e| git_err("signature", e))?;
-    let msg = merge_message("countersign trial merge", trailers);
+    let (msg, parents) = match shape {
+        Shape::Merge => (
+            merge_message("countersign trial merge", trailers),
+            vec![&ours, &theirs],
+        ),
+        Shape::Squash => {
+            let mut all = vec![squash_trailer(topic)];
+            all.extend(trailers.iter().cloned());
+            (merge_message("countersign trial squash", &all), vec![&ours])
+        }
+    };
     let trial = repo
-        .commit(None, &sig, &sig, &msg, &tree, &[&ours, &theirs])
+        .commit(None, &sig, &sig, &msg, &tree, &parents)
         .map_err(|e| git_err("cannot write the trial merge", e))?;
     let mut decision = Verifier::new(repo, policy, now).decide(&[RefUpdate {
         old: base,

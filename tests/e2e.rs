@@ -3137,3 +3137,28 @@ fn ignorecase_server_judges_case_variants_against_the_existing_ref() {
     let out = sb.push(&[&format!("{other}:refs/REPLACE/{base}")]);
     assert_rejected_with(&out, "replace-ref");
 }
+
+/// `countersign merge --squash` lands an approved topic as one commit that
+/// names the topic, with the topic's approvals; the hook accepts it.
+#[test]
+fn merge_squash_command_lands_an_approved_topic() {
+    let t = Team::new(
+        &usual_members(Kind::Ssh, Kind::Ssh, Kind::Ssh, Kind::Ssh),
+        &format!("{APPROVALS_2R_1S}\nmerger-distinct-from-authors = true"),
+    );
+    let topic = t.commit_on("alice", "topic", "feature.txt");
+    t.usual_approvals(&topic);
+    let dir = t.on_main("mia");
+    let out = t.cs("mia", &["merge", "--squash", "origin/topic"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let head = t.sb.git_ok_in(&dir, ["rev-parse", "HEAD"]);
+    assert_eq!(t.parents("mia", &head), vec![t.base.clone()]);
+    let msg = t.sb.git_ok_in(&dir, ["log", "-1", "--format=%B"]);
+    assert!(
+        msg.contains(&format!("Countersign-Squash: {topic}")),
+        "{msg}"
+    );
+    assert_eq!(msg.matches("Countersign-Approval:").count(), 3, "{msg}");
+    assert_accepted(&t.push_from("mia", &["main"]));
+    t.sb.assert_server_ref(MAIN, Some(&head));
+}
