@@ -1346,7 +1346,17 @@ impl Team {
     /// `[rule.merge]` after `signers`), make the first commit, set it as
     /// the rule's baseline, install, and push main (creation).
     fn new(members: &[Member], merge: &str) -> Team {
-        let mut sb = Sandbox::new();
+        Team::new_in(members, merge, &[])
+    }
+
+    /// As [`Team::new`], with extra `git init` arguments for the server
+    /// (e.g. `--object-format=sha256`).
+    fn new_in(members: &[Member], merge: &str, init_args: &[&str]) -> Team {
+        let mut sb = if init_args.is_empty() {
+            Sandbox::new()
+        } else {
+            Sandbox::new_with_init(init_args)
+        };
         let mut keys = std::collections::BTreeMap::new();
         let mut people = Vec::new();
         for m in members {
@@ -3159,6 +3169,36 @@ fn merge_squash_command_lands_an_approved_topic() {
         "{msg}"
     );
     assert_eq!(msg.matches("Countersign-Approval:").count(), 3, "{msg}");
+    assert_accepted(&t.push_from("mia", &["main"]));
+    t.sb.assert_server_ref(MAIN, Some(&head));
+}
+
+/// Approvals, merges and squashes in a SHA-256 repository: 64-hex ids in
+/// the approval statements, `gpgsig-sha256` on every commit, the clean merge
+/// by git in SHA-256; and a stale approval is still refused.
+#[test]
+fn sha256_repository_approved_merge_is_accepted() {
+    let t = Team::new_in(
+        &usual_members(Kind::Ssh, Kind::Pgp, Kind::Ssh, Kind::Ssh),
+        APPROVALS_2R_1S,
+        &["--object-format=sha256"],
+    );
+    assert_eq!(t.base.len(), 64);
+    let old = t.commit_on("alice", "topic", "feature.txt");
+    let stale = t.approve("bob", &old, &["--no-note"]);
+    assert!(stale.contains(&format!("commit={old}")), "{stale}");
+    let topic = t.commit_on("alice", "topic", "feature2.txt");
+    let trailers = t.usual_approvals(&topic);
+    let mut with_stale = trailers.clone();
+    with_stale.push(stale);
+    t.hand_merge("mia", &["origin/topic"], &with_stale);
+    t.push_main_rejected("mia", "stale-approval");
+    t.on_main("mia");
+    let out = t.cs("mia", &["merge", "origin/topic"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let dir = t.sb.root().join("c-mia");
+    let head = t.sb.git_ok_in(&dir, ["rev-parse", "HEAD"]);
+    assert_eq!(head.len(), 64);
     assert_accepted(&t.push_from("mia", &["main"]));
     t.sb.assert_server_ref(MAIN, Some(&head));
 }
