@@ -695,21 +695,9 @@ fn find_repo() -> Option<git2::Repository> {
 }
 
 fn policy_path(given: &Option<PathBuf>, repo: Option<&git2::Repository>) -> Result<PathBuf, Exit> {
-    if let Some(p) = given {
-        return Ok(p.clone());
-    }
-    let Some(repo) = repo else {
-        return Err(usage(
-            "no policy given and no repository found",
-            "pass `--policy FILE`, or run inside the server repository (or set GIT_DIR)",
-        ));
-    };
-    hook::policy_path(repo).map_err(|e| {
-        usage(
-            &format!("cannot read `{}`: {}", hook::POLICY_CONFIG_KEY, e.message()),
-            "fix the repository's git config, or pass `--policy FILE`",
-        )
-    })
+    hook::locate_policy(given.as_deref(), repo)
+        .map(|l| l.path)
+        .map_err(|e| usage(&e.to_string(), e.help()))
 }
 
 fn read_policy_text(path: &Path, bytes: Vec<u8>) -> Result<String, Exit> {

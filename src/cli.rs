@@ -334,20 +334,13 @@ fn pre_receive() -> Exit {
 }
 
 fn resolve_policy(policy: Option<PathBuf>) -> Result<(Option<git2::Repository>, PathBuf), Finding> {
-    match policy {
-        Some(p) => Ok((hook::open_repo().ok(), p)),
-        None => {
-            let repo = hook::open_repo()?;
-            let path = hook::policy_path(&repo).map_err(|e| {
-                Finding::new(
-                    Code::PolicyInvalid,
-                    format!("cannot read `{}`: {}", hook::POLICY_CONFIG_KEY, e.message()),
-                    "fix the repository's git config",
-                )
-            })?;
-            Ok((Some(repo), path))
-        }
-    }
+    let repo = match &policy {
+        Some(_) => hook::open_repo().ok(),
+        None => Some(hook::open_repo()?),
+    };
+    let located = hook::locate_policy(policy.as_deref(), repo.as_ref())
+        .map_err(|e| Finding::new(Code::PolicyInvalid, e.to_string(), e.help()))?;
+    Ok((repo, located.path))
 }
 
 fn policy_check(policy: Option<PathBuf>) -> Exit {
@@ -498,19 +491,9 @@ fn repo_and_policy(
         Exit::Error
     };
     let repo = hook::open_repo().map_err(fail)?;
-    let path = match policy {
-        Some(p) => p,
-        None => match repo
-            .config()
-            .and_then(|c| c.get_path(hook::POLICY_CONFIG_KEY))
-        {
-            Ok(p) => p,
-            Err(_) => {
-                error("no policy given\n  help: pass `--policy FILE`, or set `git config countersign.policy <path>` in this clone");
-                return Err(Exit::Error);
-            }
-        },
-    };
+    let path = hook::locate_policy(policy.as_deref(), Some(&repo))
+        .map_err(|e| fail(Finding::new(Code::PolicyInvalid, e.to_string(), e.help())))?
+        .path;
     let policy = hook::load_policy(&path).map_err(fail)?;
     Ok((repo, policy))
 }
@@ -532,11 +515,16 @@ fn approve(
             return Exit::Error;
         }
     };
-    let configured_policy = policy.or_else(|| {
-        repo.config()
-            .and_then(|c| c.get_path(hook::POLICY_CONFIG_KEY))
-            .ok()
-    });
+    // The policy is optional here (only to warn about an approval that
+    // would not count): the default file may be absent.
+    let configured_policy = match hook::locate_policy(policy.as_deref(), Some(&repo)) {
+        Ok(l) if l.source == hook::PolicySource::Default && !l.path.exists() => None,
+        Ok(l) => Some(l.path),
+        Err(e) => {
+            error(&format!("{e}\n  help: {}", e.help()));
+            return Exit::Error;
+        }
+    };
     let loaded = match configured_policy {
         Some(p) => match hook::load_policy(&p) {
             Ok(p) => Some(p),

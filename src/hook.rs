@@ -97,21 +97,85 @@ fn bad_input(message: String) -> Finding {
     Finding::new(Code::BadInput, message, "this input must come from git's pre-receive hook; run `countersign hook pre-receive` only as a hook")
 }
 
-/// The policy path for `repo`: `countersign.policy` from its config
-/// (relative paths are taken from `$GIT_DIR`), else
-/// `$GIT_DIR/countersign.toml`.
-pub fn policy_path(repo: &Repository) -> Result<PathBuf, git2::Error> {
+/// Where a policy path came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicySource {
+    /// `--policy FILE` on the command line (relative to the current directory).
+    Given,
+    /// `countersign.policy` in the repository's git config.
+    Configured,
+    /// Nothing said: `$GIT_DIR/countersign.toml`.
+    Default,
+}
+
+/// A policy path and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The file.
+    pub path: PathBuf,
+    /// Why this file.
+    pub source: PolicySource,
+}
+
+/// Why no policy path could be found.
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    /// No `--policy` and no repository to read the config of.
+    #[error("no policy given and no repository found")]
+    NoRepository,
+    /// The repository's config could not be read.
+    #[error("cannot read `{POLICY_CONFIG_KEY}` from the repository config: {0}")]
+    Config(String),
+}
+
+impl LocateError {
+    /// What to do about it.
+    pub fn help(&self) -> &'static str {
+        match self {
+            LocateError::NoRepository => {
+                "pass `--policy FILE`, or run inside the repository (or set GIT_DIR)"
+            }
+            LocateError::Config(_) => "fix the repository's git config, or pass `--policy FILE`",
+        }
+    }
+}
+
+/// The one policy locator, used by the hook and by every command: a path
+/// given on the command line (taken as typed, relative to the current
+/// directory), else `countersign.policy` from the repository's config
+/// (relative paths are taken from `$GIT_DIR`, in a clone as on the
+/// server), else `$GIT_DIR/countersign.toml`.
+///
+/// # Errors
+///
+/// [`LocateError`] when there is neither a given path nor a repository, or
+/// the repository's config cannot be read.
+pub fn locate_policy(
+    given: Option<&Path>,
+    repo: Option<&Repository>,
+) -> Result<Located, LocateError> {
+    if let Some(p) = given {
+        return Ok(Located {
+            path: p.to_path_buf(),
+            source: PolicySource::Given,
+        });
+    }
+    let repo = repo.ok_or(LocateError::NoRepository)?;
     let git_dir = repo.path().to_path_buf();
-    let configured = match repo.config()?.get_path(POLICY_CONFIG_KEY) {
-        Ok(p) => Some(p),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
-        Err(e) => return Err(e),
-    };
-    Ok(match configured {
-        Some(p) if p.is_absolute() => p,
-        Some(p) => git_dir.join(p),
-        None => git_dir.join(DEFAULT_POLICY_FILE),
-    })
+    let config = repo
+        .config()
+        .map_err(|e| LocateError::Config(e.message().to_string()))?;
+    match config.get_path(POLICY_CONFIG_KEY) {
+        Ok(p) => Ok(Located {
+            path: if p.is_absolute() { p } else { git_dir.join(p) },
+            source: PolicySource::Configured,
+        }),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(Located {
+            path: git_dir.join(DEFAULT_POLICY_FILE),
+            source: PolicySource::Default,
+        }),
+        Err(e) => Err(LocateError::Config(e.message().to_string())),
+    }
 }
 
 /// Load the policy, turning every failure into a rejecting finding.
@@ -178,17 +242,14 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
         Ok(u) => u,
         Err(f) => return reject(&[], f),
     };
-    let path = match policy_path(&repo) {
-        Ok(p) => p,
+    let path = match locate_policy(None, Some(&repo)) {
+        Ok(l) => l.path,
         Err(e) => {
             return reject(
                 &updates,
                 Finding::new(
                     Code::PolicyInvalid,
-                    format!(
-                        "cannot read `{POLICY_CONFIG_KEY}` from the repository config: {}",
-                        e.message()
-                    ),
+                    e.to_string(),
                     "the admin must fix the repository's git config",
                 ),
             )
@@ -351,6 +412,48 @@ mod tests {
 
     const A: &str = "1111111111111111111111111111111111111111";
     const Z: &str = "0000000000000000000000000000000000000000";
+
+    /// Relative `countersign.policy` means the same file to every command:
+    /// relative to `$GIT_DIR`, never to the current directory.
+    #[test]
+    fn one_locator_for_relative_paths() {
+        let dir = std::env::temp_dir().join(format!("cs-locate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let repo = Repository::init(&dir).unwrap();
+        let git_dir = repo.path().to_path_buf();
+        let l = locate_policy(None, Some(&repo)).unwrap();
+        assert_eq!(
+            (l.path, l.source),
+            (git_dir.join(DEFAULT_POLICY_FILE), PolicySource::Default)
+        );
+        repo.config()
+            .unwrap()
+            .set_str(POLICY_CONFIG_KEY, "sub/cs.toml")
+            .unwrap();
+        let l = locate_policy(None, Some(&repo)).unwrap();
+        assert_eq!(
+            (l.path, l.source),
+            (git_dir.join("sub/cs.toml"), PolicySource::Configured)
+        );
+        repo.config()
+            .unwrap()
+            .set_str(POLICY_CONFIG_KEY, "/abs/cs.toml")
+            .unwrap();
+        assert_eq!(
+            locate_policy(None, Some(&repo)).unwrap().path,
+            PathBuf::from("/abs/cs.toml")
+        );
+        let given = locate_policy(Some(Path::new("rel.toml")), Some(&repo)).unwrap();
+        assert_eq!(
+            (given.path, given.source),
+            (PathBuf::from("rel.toml"), PolicySource::Given)
+        );
+        assert!(matches!(
+            locate_policy(None, None),
+            Err(LocateError::NoRepository)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn parses_updates() {

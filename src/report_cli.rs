@@ -78,17 +78,9 @@ pub fn run(args: ReportArgs) -> Exit {
         Ok(r) => r,
         Err(f) => return error(&f.message, "run inside a clone of the repository"),
     };
-    let path = match args.policy {
-        Some(p) => p,
-        None => match hook::policy_path(&repo) {
-            Ok(p) => p,
-            Err(e) => {
-                return error(
-                    &format!("cannot read `{}`: {}", hook::POLICY_CONFIG_KEY, e.message()),
-                    "fix the repository's git config, or pass `--policy FILE`",
-                )
-            }
-        },
+    let path = match hook::locate_policy(args.policy.as_deref(), Some(&repo)) {
+        Ok(l) => l.path,
+        Err(e) => return error(&e.to_string(), e.help()),
     };
     let policy = match hook::load_policy(&path) {
         Ok(p) => p,

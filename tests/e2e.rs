@@ -3202,3 +3202,34 @@ fn sha256_repository_approved_merge_is_accepted() {
     assert_accepted(&t.push_from("mia", &["main"]));
     t.sb.assert_server_ref(MAIN, Some(&head));
 }
+
+/// One policy locator: a relative `countersign.policy` in a clone is taken
+/// from `$GIT_DIR`, as the hook takes it on the server, whatever directory
+/// `status` or `approve` is run from.
+#[test]
+fn relative_policy_config_means_the_same_file_to_every_command() {
+    let t = Team::usual(Kind::Ssh, Kind::Ssh, Kind::Ssh, Kind::Ssh);
+    let topic = t.commit_on("alice", "topic", "feature.txt");
+    let dir = t.clone_of("bob");
+    fs::copy(&t.sb.policy, dir.join(".git").join("team-policy.toml")).unwrap();
+    t.sb.git_ok_in(&dir, ["config", "countersign.policy", "team-policy.toml"]);
+    let sub = dir.join("sub");
+    fs::create_dir_all(&sub).unwrap();
+    let out = t.sb.countersign_as(
+        &sub,
+        t.key("bob"),
+        ["status", "origin/topic", "--ref", "main"],
+    );
+    assert!(
+        out.stdout
+            .contains("needs: approvals [2 x reviewer, 1 x security]"),
+        "{out}"
+    );
+    let out = t.sb.countersign_as(
+        &sub,
+        t.key("bob"),
+        ["approve", &topic, "--ref", "main", "--no-note"],
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(!out.stderr.contains("will not count"), "{out}");
+}
