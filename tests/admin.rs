@@ -119,8 +119,8 @@ impl Env {
     }
 
     fn ssh_fpr(&self, public: &str) -> String {
-        let k = countersign::keys::parse_ssh(public).unwrap();
-        countersign::keys::ssh_fingerprint(k.key_data())
+        let k = countersign::policy::keys::parse_ssh(public).unwrap();
+        countersign::policy::keys::ssh_fingerprint(k.key_data())
     }
 
     /// A new OpenPGP key with User ID `name <email>`; returns its fingerprint.

@@ -146,7 +146,7 @@ fn full_disk_rejects_the_push_without_tearing_the_log_then_recovers() {
     while !(64..=main_record.saturating_sub(128)).contains(&slack(&log)) {
         pads += 1;
         assert!(pads <= 60, "could not bring the log to a useful length");
-        let name = format!("HEAD:refs/heads/pad/{}{pads}", "p".repeat(pads * 37 % 300));
+        let name = format!("HEAD:refs/heads/pad/{}{pads}", "p".repeat(pads * 37 % 200));
         assert_accepted(&sb.push(&[name.as_str()]));
     }
 

@@ -33,7 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 
 /// The pre-receive shim, as `install.sh` installs it.
-const HOOK_SHIM: &str = include_str!("../hooks/pre-receive");
+const HOOK_SHIM: &str = include_str!("../../hooks/pre-receive");
 /// Where the shim expects the absolute path of the countersign binary.
 const BIN_PLACEHOLDER: &str = "@COUNTERSIGN_BIN@";
 /// The oldest git that signs with SSH keys (`gpg.format=ssh`).

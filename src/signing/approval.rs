@@ -361,7 +361,7 @@ mod tests {
 
     #[test]
     fn canonical_statement_matches_vector() {
-        let vector = include_str!("../tests/vectors/approval-v1.txt");
+        let vector = include_str!("../../tests/vectors/approval-v1.txt");
         let (topic, result) = vector.split_once("\n%%\n").unwrap();
         let topic: String = topic
             .lines()

@@ -10,15 +10,17 @@
 //! material next to the policy.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs;
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use sequoia_openpgp::serialize::SerializeInto;
 
+use countersign::admin::store::{self, Fail, StoreError};
 use countersign::admin::{self, AdminError, CertSource, Change};
-use countersign::{audit, hook, keys, report, sanitize, time};
+use countersign::policy::keys;
+use countersign::{audit, hook, report, sanitize, time};
 
 use crate::cli::Exit;
 
@@ -540,7 +542,7 @@ fn store_cert(
         fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
     }
-    write_atomic(&path, &bytes, None)
+    store::write_atomic(&path, &bytes, None)
         .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
     created.push(path);
     Ok(())
@@ -612,20 +614,6 @@ fn import_openpgp(common: &Common, path: &Path, map: &BTreeMap<String, String>) 
 // ---------------------------------------------------------------------------
 // The transaction: lock, edit, write, record
 // ---------------------------------------------------------------------------
-
-/// Why an edit did not happen.
-enum Fail {
-    /// Refused by the policy logic (exit 1).
-    Refused(AdminError),
-    /// Could not be done (exit 2): message, help.
-    Error(String, String),
-}
-
-impl From<AdminError> for Fail {
-    fn from(e: AdminError) -> Fail {
-        Fail::Refused(e)
-    }
-}
 
 fn error(msg: &str, help: &str) {
     eprintln!("{}: error: {msg}\n  help: {help}", report::PREFIX);
@@ -738,7 +726,7 @@ fn list(
         Ok(t) => t,
         Err(code) => return code,
     };
-    match show(&text, &policy_dir(&path)) {
+    match show(&text, &store::policy_dir(&path)) {
         Ok(lines) => {
             let mut out = std::io::stdout().lock();
             for l in lines {
@@ -750,82 +738,8 @@ fn list(
     }
 }
 
-fn policy_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Open and exclusively lock the policy file; retry if it was replaced
-/// (renamed over) while we waited for the lock.
-fn lock_policy(path: &Path) -> std::io::Result<File> {
-    for _ in 0..20 {
-        let file = File::open(path)?;
-        file.lock()?;
-        if same_file(&file, path)? {
-            return Ok(file);
-        }
-    }
-    Err(std::io::Error::other(
-        "the policy file keeps being replaced; try again",
-    ))
-}
-
-#[cfg(unix)]
-fn same_file(file: &File, path: &Path) -> std::io::Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let a = file.metadata()?;
-    let b = fs::metadata(path)?;
-    Ok(a.dev() == b.dev() && a.ino() == b.ino())
-}
-
-#[cfg(not(unix))]
-fn same_file(_file: &File, _path: &Path) -> std::io::Result<bool> {
-    Ok(true)
-}
-
-/// Write `bytes` to `path` atomically: a temp file in the same directory,
-/// fsync, rename over `path`, fsync the directory.
-fn write_atomic(path: &Path, bytes: &[u8], perms: Option<fs::Permissions>) -> std::io::Result<()> {
-    let dir = policy_dir(path);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "policy".into());
-    let mut attempt = 0;
-    let (tmp, mut file) = loop {
-        let tmp = dir.join(format!(".{name}.tmp-{}-{attempt}", std::process::id()));
-        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-            Ok(f) => break (tmp, f),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
-                attempt += 1
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    let result = (|| {
-        file.write_all(bytes)?;
-        if let Some(p) = perms {
-            fs::set_permissions(&tmp, p)?;
-        }
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 /// Lock the policy, compute the change with `edit`, write it atomically and
-/// record it. `edit` may create files (certificates); they are removed
-/// again if the change does not happen.
+/// record it (the library's [`store::apply`]); print what happened.
 fn apply(
     common: &Common,
     command: &str,
@@ -847,154 +761,47 @@ fn apply(
         }
     };
     let actor = common.actor.clone().unwrap_or_else(audit::os_user);
-    // Write through symlinks to the real file.
-    let real = match fs::canonicalize(&path) {
-        Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return usage(
-                &format!("no policy file at `{}`", path.display()),
-                "create one first: `countersign policy init --id OWNER/REPO > FILE`",
-            )
-        }
-        Err(e) => {
-            return usage(
-                &format!("cannot open the policy `{}`: {e}", path.display()),
-                "check the path and its permissions",
-            )
-        }
-    };
-    let mut lock = match lock_policy(&real) {
-        Ok(f) => f,
-        Err(e) => {
-            return usage(
-                &format!("cannot lock the policy `{}`: {e}", path.display()),
-                "check the path and its permissions",
-            )
-        }
-    };
-    let mut before = Vec::new();
-    if let Err(e) = lock.read_to_end(&mut before) {
-        return usage(
-            &format!("cannot read the policy `{}`: {e}", path.display()),
-            "check its permissions",
-        );
-    }
-    let perms = lock.metadata().ok().map(|m| m.permissions());
-    let text = match read_policy_text(&path, before.clone()) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
-    // A damaged log would refuse the record after the policy changed.
-    match fs::read(&log) {
-        Ok(bytes) => {
-            if let Some(b) = audit::verify(&bytes).first_break {
-                return usage(
-                    &format!(
-                        "the audit log `{}` is damaged at line {}: {}; nothing was changed",
-                        log.display(),
-                        b.line,
-                        b.message
-                    ),
-                    "repair the log first (`countersign audit verify`); changes are not made while they cannot be recorded",
-                );
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return usage(
-                &format!(
-                    "cannot read the audit log `{}`: {e}; nothing was changed",
-                    log.display()
-                ),
-                "make the audit log readable and writable, or pass `--audit-log FILE`",
-            )
-        }
-    }
-    let dir = policy_dir(&real);
-    let mut created = Vec::new();
-    let cleanup = |created: &[PathBuf]| {
-        for f in created {
-            let _ = fs::remove_file(f);
-        }
-    };
-    let change = match edit(&text, &dir, &mut created) {
-        Ok(c) => c,
-        Err(f) => {
-            cleanup(&created);
-            return match f {
-                Fail::Refused(e) => report_admin_error(&e, &path),
-                Fail::Error(m, h) => usage(&m, &h),
-            };
-        }
-    };
     let mut out = std::io::stdout().lock();
-    for line in &change.report {
-        let _ = writeln!(out, "  {}", sanitize::escape(line));
-    }
-    if change.text == text {
-        cleanup(&created);
-        let _ = writeln!(
-            out,
-            "{}: nothing to change in `{}`",
-            report::PREFIX,
-            path.display()
-        );
-        return Exit::Ok;
-    }
-    let after = change.text.as_bytes();
-    if let Err(e) = write_atomic(&real, after, perms.clone()) {
-        cleanup(&created);
-        return usage(
-            &format!(
-                "cannot write the policy `{}`: {e}; nothing was changed",
-                path.display()
-            ),
-            "check the directory's permissions",
-        );
-    }
-    let fields = serde_json::json!({
-        "actor": actor,
-        "command": command,
-        "change": change.summary,
-        "policy": real.display().to_string(),
-        "before": audit::digest(&before),
-        "after": audit::digest(after),
-    });
-    match audit::append(&log, "policy-change", fields, time::now()) {
-        Ok(record) => {
-            drop(lock);
-            let seq = record
-                .get("seq")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "{}: {}",
-                report::PREFIX,
-                sanitize::escape(&change.summary)
-            );
-            let _ = writeln!(
-                out,
-                "  policy `{}` updated; recorded as record {seq} of `{}`",
-                path.display(),
-                log.display()
-            );
+    match store::apply(&path, &log, &actor, command, edit) {
+        Ok(applied) => {
+            for line in &applied.report {
+                let _ = writeln!(out, "  {}", sanitize::escape(line));
+            }
+            match applied.recorded {
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "{}: nothing to change in `{}`",
+                        report::PREFIX,
+                        path.display()
+                    );
+                }
+                Some(seq) => {
+                    let _ = writeln!(
+                        out,
+                        "{}: {}",
+                        report::PREFIX,
+                        sanitize::escape(&applied.summary)
+                    );
+                    let _ = writeln!(
+                        out,
+                        "  policy `{}` updated; recorded as record {seq} of `{}`",
+                        path.display(),
+                        log.display()
+                    );
+                }
+            }
             Exit::Ok
         }
-        Err(e) => {
-            let undone = write_atomic(&real, &before, perms);
-            cleanup(&created);
-            drop(lock);
-            match undone {
-                Ok(()) => usage(
-                    &format!("the change could not be recorded, so it was undone: {e}"),
-                    "make the audit log writable (and repair it if `countersign audit verify` reports damage), then try again",
-                ),
-                Err(u) => usage(
-                    &format!("the change could not be recorded ({e}) and undoing it failed ({u}): the policy `{}` holds the UNRECORDED change", path.display()),
-                    "restore the policy by hand, then fix the audit log",
-                ),
-            }
-        }
+        Err(StoreError::Edit(Fail::Refused(e))) => report_admin_error(&e, &path),
+        Err(StoreError::Edit(Fail::Error(m, h))) => usage(&m, &h),
+        Err(StoreError::NotUtf8(p)) => refuse(
+            &format!("the policy `{}` is not valid UTF-8", p.display()),
+            &format!(
+                "check it with `countersign policy check --policy {}`",
+                p.display()
+            ),
+        ),
+        Err(e) => usage(&e.to_string(), e.help()),
     }
 }

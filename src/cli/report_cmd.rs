@@ -1,7 +1,7 @@
 //! `countersign report`: the compliance evidence report, for auditors.
 //!
 //! Opens the repository (any clone: no server needed), loads the policy,
-//! builds [`countersign::evidence::Evidence`] by re-verifying every change
+//! builds [`countersign::report::evidence::Evidence`] by re-verifying every change
 //! on the ref's first-parent chain, and renders it. Producing a report that
 //! lists exceptions is a success (exit 0) unless `--fail-on-exceptions` is
 //! given (exit 1); a ref, `--since` or policy that cannot be used is an
@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 
-use countersign::evidence;
 use countersign::hook;
+use countersign::report::evidence;
 use countersign::report::PREFIX;
 use countersign::time;
 
@@ -23,7 +23,7 @@ use crate::cli::Exit;
 pub enum ReportFormat {
     /// Readable Markdown.
     Md,
-    /// JSON, field names documented in `countersign::evidence`.
+    /// JSON, field names documented in `countersign::report::evidence`.
     Json,
     /// One self-contained HTML file (inline CSS, no scripts).
     Html,

@@ -5,17 +5,21 @@
 //! a contract: 0 accepted/valid, 1 rejected/invalid, 2 usage or internal
 //! error.
 
+pub mod admin_cmds;
+pub mod demo;
+pub mod report_cmd;
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use countersign::engine::{Decision, RefUpdate, Verifier};
 use countersign::finding::{Code, Finding};
 use countersign::hook;
 use countersign::report;
 use countersign::sanitize;
 use countersign::time;
-use countersign::verify::{Decision, RefUpdate, Verifier};
 
 /// Exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,19 +156,19 @@ enum Command {
     /// recorded in the audit log).
     People {
         #[command(subcommand)]
-        action: crate::admin_cli::PeopleAction,
+        action: crate::cli::admin_cmds::PeopleAction,
     },
     /// Add, retire, remove, list and import people's keys.
     Keys {
         #[command(subcommand)]
-        action: crate::admin_cli::KeysAction,
+        action: crate::cli::admin_cmds::KeysAction,
     },
     /// Declare roles; grant and revoke them.
     Roles {
         #[command(subcommand)]
-        action: crate::admin_cli::RolesAction,
+        action: crate::cli::admin_cmds::RolesAction,
     },
-    Report(crate::report_cli::ReportArgs),
+    Report(crate::cli::report_cmd::ReportArgs),
     /// Make a sandbox server repository and show accepted and rejected pushes.
     Demo,
 }
@@ -284,11 +288,11 @@ pub fn run() -> Exit {
             policy,
         } => status(&topic, &refname, policy),
         Command::Audit { action } => audit(action),
-        Command::Report(args) => crate::report_cli::run(args),
-        Command::People { action } => crate::admin_cli::people(action),
-        Command::Keys { action } => crate::admin_cli::keys(action),
-        Command::Roles { action } => crate::admin_cli::roles(action),
-        Command::Demo => match crate::demo::run(&mut std::io::stdout()) {
+        Command::Report(args) => crate::cli::report_cmd::run(args),
+        Command::People { action } => crate::cli::admin_cmds::people(action),
+        Command::Keys { action } => crate::cli::admin_cmds::keys(action),
+        Command::Roles { action } => crate::cli::admin_cmds::roles(action),
+        Command::Demo => match crate::cli::demo::run(&mut std::io::stdout()) {
             Ok(()) => Exit::Ok,
             Err(e) => {
                 error(&format!("{e:#}"));
@@ -319,7 +323,7 @@ fn pre_receive() -> Exit {
                     "run only as a git hook",
                 ),
             ),
-            limits: countersign::limits::Limits::default(),
+            limits: countersign::policy::limits::Limits::default(),
         },
     };
     let decision = &outcome.decision;
@@ -553,7 +557,7 @@ fn approve(
         let approval = workflow::sign(&repo, statement)?;
         if let Some(p) = &loaded {
             let st = approval.statement.canonical();
-            if let Err(e) = countersign::signature::verify_approval(
+            if let Err(e) = countersign::signing::signature::verify_approval(
                 &p.keyring,
                 &approval.signature,
                 &st,
@@ -590,19 +594,6 @@ fn approve(
     }
 }
 
-fn trailer_line(t: &str) -> String {
-    let t = t.trim();
-    match t.split_once(':') {
-        Some((k, _))
-            if k.trim()
-                .eq_ignore_ascii_case(countersign::approval::TRAILER) =>
-        {
-            t.to_string()
-        }
-        _ => format!("{}: {t}", countersign::approval::TRAILER),
-    }
-}
-
 fn merge(
     topic: &str,
     into: Option<String>,
@@ -611,142 +602,76 @@ fn merge(
     message: Option<String>,
     squash: bool,
 ) -> Exit {
-    use countersign::workflow;
-    let shape = if squash {
-        workflow::Shape::Squash
-    } else {
-        workflow::Shape::Merge
-    };
+    use countersign::workflow::{self, Landed};
     let (repo, policy) = match repo_and_policy(policy) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let current = repo
-        .head()
-        .ok()
-        .and_then(|h| h.shorthand().ok().map(str::to_string));
-    let into = match (into, current) {
-        (Some(i), Some(c)) if i != c => {
-            error(&format!(
-                "the current branch is `{c}`, not `{i}`\n  help: `git switch {i}` first"
-            ));
-            return Exit::Error;
-        }
-        (_, None) => {
-            error("not on a branch\n  help: `git switch <branch>` first");
-            return Exit::Error;
-        }
-        (_, Some(c)) => c,
+    let req = workflow::LandRequest {
+        topic: topic.to_string(),
+        into,
+        extra,
+        message,
+        shape: if squash {
+            workflow::Shape::Squash
+        } else {
+            workflow::Shape::Merge
+        },
     };
-    let target = workflow::full_ref(&into);
-    let run = || -> Result<Exit, workflow::WorkflowError> {
-        let base = workflow::resolve_commit(&repo, "HEAD")?;
-        let topic_id = workflow::resolve_commit(&repo, topic)?;
-        let mut trailers = workflow::notes_in_range(&repo, base, topic_id)?;
-        for t in &extra {
-            let line = trailer_line(t);
-            if !trailers.contains(&line) {
-                trailers.push(line);
-            }
+    let landed = match workflow::land(&repo, &policy, &req, time::now()) {
+        Ok(l) => l,
+        Err(e) => {
+            error(&e.to_string());
+            return Exit::Error;
         }
-        let now = time::now();
-        let plan = workflow::plan(
-            &repo, &policy, &target, base, topic_id, shape, &trailers, now,
-        )?;
-        for a in plan
-            .judged
-            .iter()
-            .flat_map(|r| r.approvals.iter())
-            .filter(|a| !a.eligible)
-        {
-            eprintln!(
-                "{}: leaving out approval #{} (by={}): {}",
-                report::PREFIX,
-                a.index,
-                sanitize::escape(&a.claimed_by),
-                sanitize::escape(&a.status)
-            );
-        }
-        let keep = plan.keep;
-        let decision = plan.decision;
-        if !decision.accepted() {
+    };
+    let left_out = match &landed {
+        Landed::Made { left_out, .. }
+        | Landed::Refused { left_out, .. }
+        | Landed::Undone { left_out, .. } => left_out,
+    };
+    for a in left_out {
+        eprintln!(
+            "{}: leaving out approval #{} (by={}): {}",
+            report::PREFIX,
+            a.index,
+            sanitize::escape(&a.claimed_by),
+            sanitize::escape(&a.status)
+        );
+    }
+    match &landed {
+        Landed::Refused { decision, .. } => {
             eprint!(
                 "{}",
-                report::text(&decision, report::Mode::Verify, usize::MAX)
+                report::text(decision, report::Mode::Verify, usize::MAX)
             );
             eprintln!(
                 "{}: not merged: the hook would reject this merge",
                 report::PREFIX
             );
-            return Ok(Exit::Rejected);
+            Exit::Rejected
         }
-        let subject = message.clone().unwrap_or_else(|| {
-            if squash {
-                format!("Squash {topic} into {into}")
-            } else {
-                format!("Merge {topic} into {into}")
-            }
-        });
-        let msg = if squash {
-            let mut all = vec![workflow::squash_trailer(topic_id)];
-            all.extend(keep.iter().cloned());
-            workflow::merge_message(&subject, &all)
-        } else {
-            workflow::merge_message(&subject, &keep)
-        };
-        let msg_path = repo.path().join("COUNTERSIGN_MERGE_MSG");
-        std::fs::write(&msg_path, &msg).map_err(|e| {
-            workflow::WorkflowError::Git(format!("cannot write the merge message: {e}"))
-        })?;
-        let path = msg_path.display().to_string();
-        let topic_hex = topic_id.to_string();
-        let out = if squash {
-            let out = workflow::git(&repo, &["merge", "--squash", &topic_hex])?;
-            if out.status.success() {
-                workflow::git(&repo, &["commit", "-S", "-F", &path])?
-            } else {
-                out
-            }
-        } else {
-            workflow::git(&repo, &["merge", "--no-ff", "-S", "-F", &path, &topic_hex])?
-        };
-        let _ = std::fs::remove_file(&msg_path);
-        if !out.status.success() {
-            let _ = workflow::git(&repo, &["merge", "--abort"]);
-            return Err(workflow::WorkflowError::Git(format!(
-                "`git merge` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let merged = workflow::resolve_commit(&repo, "HEAD")?;
-        let decision = Verifier::new(&repo, &policy, now).decide(&[RefUpdate {
-            old: base,
-            new: merged,
-            refname: target.clone(),
-        }]);
-        if !decision.accepted() {
+        Landed::Undone { decision, .. } => {
             eprint!(
                 "{}",
-                report::text(&decision, report::Mode::Verify, usize::MAX)
+                report::text(decision, report::Mode::Verify, usize::MAX)
             );
-            let _ = workflow::git(&repo, &["reset", "--keep", &base.to_string()]);
             eprintln!("{}: merge undone: the hook would reject it", report::PREFIX);
-            return Ok(Exit::Rejected);
+            Exit::Rejected
         }
-        println!(
-            "{}: merged {} into {into} as {} with {} approval(s); push it with `git push origin {into}`",
-            report::PREFIX,
-            sanitize::escape(topic),
-            &merged.to_string()[..12],
-            keep.len()
-        );
-        Ok(Exit::Ok)
-    };
-    match run() {
-        Ok(code) => code,
-        Err(e) => {
-            error(&e.to_string());
-            Exit::Error
+        Landed::Made {
+            commit,
+            into,
+            approvals,
+            ..
+        } => {
+            println!(
+                "{}: merged {} into {into} as {} with {approvals} approval(s); push it with `git push origin {into}`",
+                report::PREFIX,
+                sanitize::escape(topic),
+                &commit.to_string()[..12],
+            );
+            Exit::Ok
         }
     }
 }

@@ -12,13 +12,15 @@
 //! every change in the audit log). Names and e-mails are only ever used to
 //! *propose* a person id on import; identity still comes from keys alone.
 
+pub mod store;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use sequoia_openpgp as openpgp;
 use toml_edit::{Array, Datetime, DocumentMut, InlineTable, Item, Table, TableLike, Value};
 
-use crate::keys::{self, Material};
+use crate::policy::keys::{self, Material};
 use crate::policy::{self, Policy, Problem};
 use crate::time::{self, Timestamp};
 

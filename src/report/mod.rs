@@ -4,11 +4,13 @@
 //! quoting them) is escaped here, in one place, before it reaches a
 //! terminal. The `countersign:` prefix is added here and nowhere else.
 
+pub mod evidence;
+
 use serde::Serialize;
 
+use crate::engine::Decision;
 use crate::finding::Finding;
 use crate::sanitize::escape;
-use crate::verify::Decision;
 
 /// Program prefix for every line a person reads.
 pub const PREFIX: &str = "countersign";

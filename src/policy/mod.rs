@@ -6,6 +6,10 @@
 //! round. Unknown fields are errors: a typo must never weaken a rule. The
 //! policy never trusts names or e-mails; only keys identify people.
 
+pub mod glob;
+pub mod keys;
+pub mod limits;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Range;
@@ -13,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use toml_edit::{ImDocument, Item, TableLike, Value};
 
-use crate::glob::RefPattern;
-use crate::keys::{self, KeyDates, KeySource, Keyring};
-use crate::limits::Limits;
+use self::glob::RefPattern;
+use self::keys::{KeyDates, KeySource, Keyring};
+use self::limits::Limits;
 use crate::time::{self, Timestamp};
 
 /// Where `expires`/`revoked` dates apply: a person or a single key.
@@ -409,9 +413,9 @@ fn parse_limits(ctx: &mut Ctx, item: Option<&Item>) -> Limits {
         ctx.push(item.span(), "`limits` must be a table: [limits]".into());
         return limits;
     };
-    let keys: Vec<&str> = crate::limits::SPECS.iter().map(|s| s.key).collect();
+    let keys: Vec<&str> = crate::policy::limits::SPECS.iter().map(|s| s.key).collect();
     ctx.unknown_keys(t, &keys, "[limits]");
-    for spec in crate::limits::SPECS {
+    for spec in crate::policy::limits::SPECS {
         let Some(v) = t.get(spec.key) else { continue };
         match v.as_integer().and_then(|n| u64::try_from(n).ok()) {
             Some(n) if (spec.min..=spec.max).contains(&n) => {

@@ -66,11 +66,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use git2::{Oid, Repository, Sort};
 use serde::Serialize;
 
+use crate::engine::{RefUpdate, Signer, Verifier};
 use crate::finding::Finding;
 use crate::policy::Policy;
 use crate::sanitize::escape;
 use crate::time::{self, Timestamp};
-use crate::verify::{RefUpdate, Signer, Verifier};
 
 /// The format tag written into every report.
 pub const FORMAT: &str = "countersign-evidence/1";

@@ -15,12 +15,12 @@ use std::process::{Command, Stdio};
 
 use git2::{Oid, Repository};
 
-use crate::approval::{self, Approval, Binding, Statement};
+use crate::engine::merge::MergeRecord;
+use crate::engine::{Decision, RefUpdate, Verifier};
 use crate::finding::Code;
-use crate::merge::MergeRecord;
 use crate::policy::Policy;
+use crate::signing::approval::{self, Approval, Binding, Statement};
 use crate::time::Timestamp;
-use crate::verify::{Decision, RefUpdate, Verifier};
 
 /// Notes ref where approvals are shared.
 pub const NOTES_REF: &str = "refs/notes/countersign";
@@ -456,11 +456,11 @@ pub fn trial(
     let theirs = repo
         .find_commit(topic)
         .map_err(|e| git_err("cannot read the topic", e))?;
-    let tree_id = match crate::merge::clean_merge(repo, base, topic, None)
+    let tree_id = match crate::engine::merge::clean_merge(repo, base, topic, None)
         .map_err(WorkflowError::Git)?
     {
-        crate::merge::CleanMerge::Tree(t) => t,
-        crate::merge::CleanMerge::MultipleBases(n) => {
+        crate::engine::merge::CleanMerge::Tree(t) => t,
+        crate::engine::merge::CleanMerge::MultipleBases(n) => {
             return Err(WorkflowError::Usage(format!(
                 "the topic and the target have {n} merge bases (criss-cross history); merge the target into the topic first, or merge by hand and have the exact result approved with `countersign approve --result HEAD`"
             )))
@@ -506,4 +506,174 @@ pub fn trial(
         .first()
         .and_then(|u| u.merges.iter().find(|m| m.commit == trial_hex).cloned());
     Ok((decision, record))
+}
+
+/// What `countersign merge` was asked to do.
+#[derive(Debug, Clone)]
+pub struct LandRequest {
+    /// The topic as typed (branch or commit), for messages.
+    pub topic: String,
+    /// The branch to land on; it must be the current branch.
+    pub into: Option<String>,
+    /// Extra approval trailers (with or without the `Countersign-Approval:` key).
+    pub extra: Vec<String>,
+    /// Subject of the new commit.
+    pub message: Option<String>,
+    /// Merge or squash.
+    pub shape: Shape,
+}
+
+/// What became of a [`LandRequest`].
+#[derive(Debug)]
+pub enum Landed {
+    /// The commit was made and the hook's engine accepts it.
+    Made {
+        /// The new commit.
+        commit: Oid,
+        /// The branch it was made on.
+        into: String,
+        /// Approvals carried.
+        approvals: usize,
+        /// Approvals found and left out, with why.
+        left_out: Vec<crate::engine::merge::ApprovalRecord>,
+    },
+    /// Nothing was made: the hook would reject the change.
+    Refused {
+        /// The trial decision.
+        decision: Decision,
+        /// Approvals found and left out, with why.
+        left_out: Vec<crate::engine::merge::ApprovalRecord>,
+    },
+    /// The commit was made, then undone: the hook would reject it.
+    Undone {
+        /// The decision on the real commit.
+        decision: Decision,
+        /// Approvals found and left out, with why.
+        left_out: Vec<crate::engine::merge::ApprovalRecord>,
+    },
+}
+
+/// A trailer line for `value`, adding the `Countersign-Approval:` key if
+/// it is missing.
+pub fn trailer_line(value: &str) -> String {
+    let t = value.trim();
+    match t.split_once(':') {
+        Some((k, _)) if k.trim().eq_ignore_ascii_case(approval::TRAILER) => t.to_string(),
+        _ => format!("{}: {t}", approval::TRAILER),
+    }
+}
+
+/// Land a topic on the current branch as the hook would accept it: gather
+/// approvals from the notes and `extra`, judge them on a trial commit,
+/// keep the eligible ones, make the signed merge (or squash) with git, and
+/// undo it if the hook's engine rejects the real commit.
+///
+/// # Errors
+///
+/// [`WorkflowError`] when git fails, the branch is wrong, or the topic
+/// does not merge cleanly.
+pub fn land(
+    repo: &Repository,
+    policy: &Policy,
+    req: &LandRequest,
+    now: Timestamp,
+) -> Result<Landed, WorkflowError> {
+    let current = repo
+        .head()
+        .ok()
+        .and_then(|h| h.shorthand().ok().map(str::to_string));
+    let into = match (&req.into, current) {
+        (Some(i), Some(c)) if *i != c => {
+            return Err(WorkflowError::Usage(format!(
+                "the current branch is `{c}`, not `{i}`\n  help: `git switch {i}` first"
+            )))
+        }
+        (_, None) => {
+            return Err(WorkflowError::Usage(
+                "not on a branch\n  help: `git switch <branch>` first".into(),
+            ))
+        }
+        (_, Some(c)) => c,
+    };
+    let target = full_ref(&into);
+    let base = resolve_commit(repo, "HEAD")?;
+    let topic_id = resolve_commit(repo, &req.topic)?;
+    let mut trailers = notes_in_range(repo, base, topic_id)?;
+    for t in &req.extra {
+        let line = trailer_line(t);
+        if !trailers.contains(&line) {
+            trailers.push(line);
+        }
+    }
+    let plan = plan(
+        repo, policy, &target, base, topic_id, req.shape, &trailers, now,
+    )?;
+    let left_out: Vec<_> = plan
+        .judged
+        .iter()
+        .flat_map(|r| r.approvals.iter())
+        .filter(|a| !a.eligible)
+        .cloned()
+        .collect();
+    if !plan.decision.accepted() {
+        return Ok(Landed::Refused {
+            decision: plan.decision,
+            left_out,
+        });
+    }
+    let squash = req.shape == Shape::Squash;
+    let topic = &req.topic;
+    let subject = req.message.clone().unwrap_or_else(|| {
+        if squash {
+            format!("Squash {topic} into {into}")
+        } else {
+            format!("Merge {topic} into {into}")
+        }
+    });
+    let msg = if squash {
+        let mut all = vec![squash_trailer(topic_id)];
+        all.extend(plan.keep.iter().cloned());
+        merge_message(&subject, &all)
+    } else {
+        merge_message(&subject, &plan.keep)
+    };
+    let msg_path = repo.path().join("COUNTERSIGN_MERGE_MSG");
+    std::fs::write(&msg_path, &msg)
+        .map_err(|e| WorkflowError::Git(format!("cannot write the merge message: {e}")))?;
+    let path = msg_path.display().to_string();
+    let topic_hex = topic_id.to_string();
+    let out = if squash {
+        let out = git(repo, &["merge", "--squash", &topic_hex])?;
+        if out.status.success() {
+            git(repo, &["commit", "-S", "-F", &path])?
+        } else {
+            out
+        }
+    } else {
+        git(repo, &["merge", "--no-ff", "-S", "-F", &path, &topic_hex])?
+    };
+    let _ = std::fs::remove_file(&msg_path);
+    if !out.status.success() {
+        let _ = git(repo, &["merge", "--abort"]);
+        return Err(WorkflowError::Git(format!(
+            "`git merge` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let merged = resolve_commit(repo, "HEAD")?;
+    let decision = Verifier::new(repo, policy, now).decide(&[RefUpdate {
+        old: base,
+        new: merged,
+        refname: target,
+    }]);
+    if !decision.accepted() {
+        let _ = git(repo, &["reset", "--keep", &base.to_string()]);
+        return Ok(Landed::Undone { decision, left_out });
+    }
+    Ok(Landed::Made {
+        commit: merged,
+        into,
+        approvals: plan.keep.len(),
+        left_out,
+    })
 }

@@ -256,7 +256,7 @@ mod tests {
     /// The README's Limits table lists every limit with its default and code.
     #[test]
     fn readme_lists_every_limit() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         let start = readme
             .find("| limit | default |")
             .expect("README has a Limits table");

@@ -25,7 +25,7 @@ use openpgp::policy::StandardPolicy;
 use openpgp::types::{RevocationKey, RevocationStatus, SignatureType};
 use sequoia_openpgp as openpgp;
 
-use crate::keys::{ssh_fingerprint, Keyring, Material};
+use crate::policy::keys::{ssh_fingerprint, Keyring, Material};
 use crate::time::{self, Timestamp};
 
 /// The signature format, from its armor.
@@ -121,12 +121,12 @@ pub fn verify_approval(
     if binary.len() > MAX_SIGNATURE_BYTES {
         return Err(too_big(binary.len(), "approval signature"));
     }
-    let armored = crate::approval::armor(binary);
+    let armored = crate::signing::approval::armor(binary);
     verify(
         keyring,
         &armored,
         statement,
-        crate::approval::NAMESPACE,
+        crate::signing::approval::NAMESPACE,
         now,
     )
 }
@@ -818,8 +818,8 @@ mod tests {
             .add_openpgp(
                 "old",
                 cert.strip_secret_key_material(),
-                crate::keys::KeyDates::default(),
-                crate::keys::KeySource::Inline,
+                crate::policy::keys::KeyDates::default(),
+                crate::policy::keys::KeySource::Inline,
             )
             .unwrap();
         let got = verify(&keyring, &sig, payload, "git", time::from_system_time(now));
@@ -885,8 +885,8 @@ mod tests {
             .add_openpgp(
                 "p",
                 cert.clone().strip_secret_key_material(),
-                crate::keys::KeyDates::default(),
-                crate::keys::KeySource::Inline,
+                crate::policy::keys::KeyDates::default(),
+                crate::policy::keys::KeySource::Inline,
             )
             .unwrap();
         keyring
@@ -920,7 +920,7 @@ mod tests {
         for marker in [MARKER_NEW, MARKER_OLD] {
             let mut bytes = marker.to_vec();
             bytes.extend(&binary);
-            let armored = crate::approval::armor(&bytes);
+            let armored = crate::signing::approval::armor(&bytes);
             malformed_containing(
                 verify(&keyring, &armored, PAYLOAD, "git", now()),
                 "starts with a Marker packet (tag 10)",
@@ -941,7 +941,7 @@ mod tests {
         malformed_containing(
             verify(
                 &keyring,
-                &crate::approval::armor(&million),
+                &crate::signing::approval::armor(&million),
                 PAYLOAD,
                 "git",
                 now(),
@@ -960,7 +960,13 @@ mod tests {
         let with = |extra: &[u8]| {
             let mut b = binary.clone();
             b.extend(extra);
-            verify(&keyring, &crate::approval::armor(&b), PAYLOAD, "git", now())
+            verify(
+                &keyring,
+                &crate::signing::approval::armor(&b),
+                PAYLOAD,
+                "git",
+                now(),
+            )
         };
         malformed_containing(
             with(MARKER_NEW),
@@ -983,7 +989,7 @@ mod tests {
         malformed_containing(
             verify(
                 &keyring,
-                &crate::approval::armor(cut),
+                &crate::signing::approval::armor(cut),
                 PAYLOAD,
                 "git",
                 now(),
@@ -993,7 +999,7 @@ mod tests {
         // Still fine on its own.
         let alone = verify(
             &keyring,
-            &crate::approval::armor(&binary),
+            &crate::signing::approval::armor(&binary),
             PAYLOAD,
             "git",
             now(),
@@ -1096,7 +1102,7 @@ mod tests {
         for extra in 0..3 {
             let mut b = binary.clone();
             b.truncate(binary.len() - extra);
-            let armored = String::from_utf8(crate::approval::armor(&b)).unwrap();
+            let armored = String::from_utf8(crate::signing::approval::armor(&b)).unwrap();
             assert_eq!(dearmor_openpgp(armored.as_bytes()), Ok(b));
         }
         let padded_line = "-----BEGIN PGP SIGNATURE-----\n\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n==\n-----END PGP SIGNATURE-----\n";
@@ -1269,7 +1275,11 @@ mod tests {
         let public = ssh_key::PublicKey::from(KeyData::SkEd25519(SkEd25519::new(pair.public, app)));
         let mut keyring = Keyring::default();
         keyring
-            .add_ssh("sk", public.clone(), crate::keys::KeyDates::default())
+            .add_ssh(
+                "sk",
+                public.clone(),
+                crate::policy::keys::KeyDates::default(),
+            )
             .unwrap();
         let payload = b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nsk\n";
         let sign = |flags: u8| -> Vec<u8> {

@@ -15,12 +15,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use git2::{ObjectType, Oid};
 use serde::Serialize;
 
-use crate::approval::{self, Approval, Binding};
+use crate::engine::{internal, missing, short, RefUpdate, UpdateOutcome, Verifier};
 use crate::finding::{Code, Finding};
-use crate::limits::Limits;
+use crate::policy::limits::Limits;
 use crate::policy::{ApprovalRequirement, MergeRule};
-use crate::signature::{self, SigError};
-use crate::verify::{internal, missing, short, RefUpdate, UpdateOutcome, Verifier};
+use crate::signing::approval::{self, Approval, Binding};
+use crate::signing::signature::{self, SigError};
 
 /// What the hook concluded about one change landing on the ref.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -893,7 +893,7 @@ pub fn clean_merge(
     let first = String::from_utf8_lossy(&out);
     let first = first.lines().next().unwrap_or("").trim();
     match status.code() {
-        Some(0) => crate::verify::parse_oid(first, repo.object_format())
+        Some(0) => crate::engine::parse_oid(first, repo.object_format())
             .map(CleanMerge::Tree)
             .ok_or_else(|| format!("`git merge-tree` printed no tree id (got `{}`)", crate::sanitize::escape(first))),
         Some(1) => Ok(CleanMerge::Conflicts),

@@ -12,11 +12,11 @@ use std::time::Instant;
 use git2::Repository;
 
 use crate::audit;
+use crate::engine::{self, Decision, RefUpdate, Verifier};
 use crate::finding::{Code, Finding};
-use crate::limits::Limits;
+use crate::policy::limits::Limits;
 use crate::policy::{self, Policy, PolicyError};
 use crate::time::Timestamp;
-use crate::verify::{self, Decision, RefUpdate, Verifier};
 use serde_json::Value;
 
 /// The hook reads at most this many bytes of input (git sends one line of
@@ -64,7 +64,7 @@ pub fn parse_updates_in(
             git2::ObjectFormat::Sha1 => 40,
             git2::ObjectFormat::Sha256 => 64,
         };
-        let parse = |s: &str| verify::parse_oid(s, format);
+        let parse = |s: &str| engine::parse_oid(s, format);
         let (Some(old), Some(new)) = (parse(old), parse(new)) else {
             return Err(bad_input(format!(
                 "line {} does not hold two {digits}-hex-digit object ids (this repository's object format is {format})",
@@ -211,7 +211,7 @@ pub fn open_repo() -> Result<Repository, Finding> {
                 "countersign verifies SHA-1 repositories only; the push was rejected rather than left unchecked",
             )
         } else {
-            verify::internal(&format!("cannot open the repository: {}", e.message()))
+            engine::internal(&format!("cannot open the repository: {}", e.message()))
         }
     })
 }
@@ -281,9 +281,9 @@ fn scan_quarantine(limits: &Limits) -> Result<(), Finding> {
     let Some(dir) = std::env::var_os("GIT_QUARANTINE_PATH") else {
         return Ok(());
     };
-    let odb = git2::Odb::new().map_err(|e| verify::internal(&e))?;
+    let odb = git2::Odb::new().map_err(|e| engine::internal(&e))?;
     odb.add_disk_alternate(&Path::new(&dir).to_string_lossy())
-        .map_err(|e| verify::internal(&format!("cannot open the quarantine: {}", e.message())))?;
+        .map_err(|e| engine::internal(&format!("cannot open the quarantine: {}", e.message())))?;
     let mut too_big = None;
     let mut failed = None;
     let walked = odb.foreach(|id| match odb.read_header(*id) {
@@ -295,7 +295,7 @@ fn scan_quarantine(limits: &Limits) -> Result<(), Finding> {
         }
         Ok(_) => true,
         Err(e) => {
-            failed = Some(verify::missing(*id, &e));
+            failed = Some(engine::missing(*id, &e));
             false
         }
     });
@@ -321,7 +321,7 @@ fn scan_quarantine(limits: &Limits) -> Result<(), Finding> {
     match walked {
         Ok(()) => Ok(()),
         Err(e) if e.code() == git2::ErrorCode::User => Ok(()),
-        Err(e) => Err(verify::internal(&format!(
+        Err(e) => Err(engine::internal(&format!(
             "cannot list the pushed objects: {}",
             e.message()
         ))),

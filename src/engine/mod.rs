@@ -8,6 +8,8 @@
 //! never prints, never exits. A check that cannot run is a finding, so the
 //! verdict can only be "accepted" when every check ran and passed.
 
+pub mod merge;
+
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -15,11 +17,11 @@ use git2::{ObjectType, Oid, Repository};
 use serde::Serialize;
 
 use crate::finding::{Code, Finding};
-use crate::keys::PolicyKey;
-use crate::limits::{self, Limits};
-use crate::object::{self, ObjectError, Signed};
+use crate::policy::keys::PolicyKey;
+use crate::policy::limits::{self, Limits};
 use crate::policy::{Person, Policy, Rule};
-use crate::signature::{self, SigError};
+use crate::signing::object::{self, ObjectError, Signed};
+use crate::signing::signature::{self, SigError};
 use crate::time::{self, Timestamp};
 
 /// Refs under this prefix make git substitute objects; always refused.
@@ -69,7 +71,7 @@ pub struct UpdateOutcome {
     /// Every accepted signer.
     pub signers: Vec<Signer>,
     /// Every change that landed through a merge rule.
-    pub merges: Vec<crate::merge::MergeRecord>,
+    pub merges: Vec<crate::engine::merge::MergeRecord>,
 }
 
 /// The verdict and its reasons.
@@ -133,7 +135,7 @@ pub(crate) struct Checked {
     pub(crate) signed_at: Option<Timestamp>,
 }
 
-/// What one run may still spend; see [`crate::limits`].
+/// What one run may still spend; see [`crate::policy::limits`].
 pub(crate) struct Budget {
     pub(crate) limits: Limits,
     started: Instant,
@@ -703,11 +705,14 @@ impl<'a> Verifier<'a> {
             .windows(2)
             .position(|w| w == b"\n\n")
             .map_or(&payload[..0], |i| &payload[i + 2..]);
-        let values = crate::approval::trailer_values(message, crate::approval::REPOSITORY_TRAILER);
+        let values = crate::signing::approval::trailer_values(
+            message,
+            crate::signing::approval::REPOSITORY_TRAILER,
+        );
         let want = &self.policy.repository_id;
         let help = format!(
             "create the tag with the trailer as the last paragraph of its message: `git tag -s {name} -m \"<message>\" -m \"{}: {want}\"`",
-            crate::approval::REPOSITORY_TRAILER
+            crate::signing::approval::REPOSITORY_TRAILER
         );
         match values.as_slice() {
             [v] if v == want => Ok(()),
@@ -715,7 +720,7 @@ impl<'a> Verifier<'a> {
                 Code::TagNotBound,
                 format!(
                     "the signed tag does not name the repository it is for (no `{}: {want}` trailer)",
-                    crate::approval::REPOSITORY_TRAILER
+                    crate::signing::approval::REPOSITORY_TRAILER
                 ),
                 help,
             )),
