@@ -263,7 +263,6 @@ pub fn parse(text: &str, base: &Path) -> Result<Policy, Vec<Problem>> {
         &["repository", "roles", "people", "rule", "limits"],
         "top level",
     );
-    let limits = parse_limits(&mut ctx, root.get("limits"));
 
     // [repository]
     let mut repository_id = String::new();
@@ -387,6 +386,8 @@ pub fn parse(text: &str, base: &Path) -> Result<Policy, Vec<Problem>> {
         ),
         None => {}
     }
+
+    let limits = parse_limits(&mut ctx, root.get("limits"));
 
     if ctx.problems.is_empty() {
         Ok(Policy {

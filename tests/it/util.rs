@@ -7,8 +7,6 @@
 //! without the system git config, so the developer's own configuration
 //! (signing keys, hooks, aliases) never leaks into a test.
 
-#![allow(dead_code)]
-
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
@@ -148,14 +146,12 @@ fn run_ok(cmd: Command, stdin: Option<&[u8]>) -> Out {
 #[derive(Debug, Clone)]
 pub enum Key {
     Ssh {
-        name: String,
         /// The public key in `authorized_keys` form.
         public: String,
         /// Path of the private key file.
         private: PathBuf,
     },
     OpenPgp {
-        name: String,
         /// The GNUPGHOME holding the secret key.
         home: PathBuf,
         fingerprint: String,
@@ -165,12 +161,6 @@ pub enum Key {
 }
 
 impl Key {
-    pub fn name(&self) -> &str {
-        match self {
-            Key::Ssh { name, .. } | Key::OpenPgp { name, .. } => name,
-        }
-    }
-
     /// The key as a plain policy entry (`"ssh-ed25519 AAAA..."` or `"keys/x.asc"`).
     pub fn entry(&self) -> String {
         match self {
@@ -454,11 +444,7 @@ impl Sandbox {
             .unwrap()
             .trim()
             .to_string();
-        Key::Ssh {
-            name: name.into(),
-            public,
-            private,
-        }
+        Key::Ssh { public, private }
     }
 
     /// A fresh OpenPGP key (ed25519, sign-only, 1 year) in its own
@@ -491,7 +477,6 @@ impl Sandbox {
             .unwrap_or_else(|| panic!("no fingerprint in:\n{listing}"))
             .to_string();
         let key = Key::OpenPgp {
-            name: name.into(),
             home,
             fingerprint,
             cert: format!("keys/{name}.asc"),

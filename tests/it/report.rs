@@ -11,12 +11,9 @@
 //!    made in mia's clone and never pushed: an exception
 //!    (`unsigned-commit`, `merge-required`).
 
-#[path = "util/mod.rs"]
-mod util;
-
 use std::path::{Path, PathBuf};
 
-use util::*;
+use crate::util::*;
 
 const EVIL_SUBJECT: &str =
     "Hotfix <script>alert(1)</script> & \"quoted\" | [x](http://evil.example)";

@@ -4,13 +4,11 @@
 //! verifies. The log lives on a small tmpfs mounted for the test (root
 //! only; skipped with a message otherwise).
 
-mod util;
-
+use crate::util::*;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use util::*;
 
 const MAIN: &str = "refs/heads/main";
 /// tmpfs allocates whole pages: free space below a page is only the unused

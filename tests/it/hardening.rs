@@ -1,0 +1,553 @@
+//! No push can wedge the server: bounded time, memory, output; squashes,
+//! tags bound to the repository, criss-cross merges.
+
+use std::fs;
+
+use crate::common::*;
+use crate::util::*;
+
+// ---------------------------------------------------------------------------
+// Hardening: no push can wedge the server (bounded time, memory, output)
+// ---------------------------------------------------------------------------
+
+/// Push main from mia's clone: rejected with `code`, the server's main unmoved.
+#[track_caller]
+fn rejected_at(t: &Team, code: &str) -> Out {
+    let before = t.sb.server_ref(MAIN);
+    let out = t.push_from("mia", &["main"]);
+    assert_rejected_with(&out, code);
+    assert_eq!(t.sb.server_ref(MAIN), before, "main moved");
+    out
+}
+
+/// Run `cmd` with a watchdog: a hook that runs away fails the test after
+/// `secs` instead of hanging CI. (A guard, not a performance target: the
+/// targets live in bench/.)
+#[track_caller]
+fn run_within(mut cmd: std::process::Command, secs: u64, scratch: &std::path::Path) -> Out {
+    let out_path = scratch.join("watchdog.out");
+    let err_path = scratch.join("watchdog.err");
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed().as_secs() >= secs {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the push did not finish within {secs} s: the hook ran away");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    Out {
+        success: status.success(),
+        code: status.code(),
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: String::from_utf8_lossy(&fs::read(&err_path).unwrap()).into_owned(),
+    }
+}
+
+/// `git commit-tree` in `dir` with a tree holding one file `f` = `content`.
+fn commit_tree(
+    sb: &Sandbox,
+    dir: &std::path::Path,
+    content: &str,
+    parents: &[String],
+    msg: &str,
+) -> String {
+    let blob = {
+        let mut c = sb.git_in(dir, ["hash-object", "-w", "--stdin"]);
+        c.stdin(std::process::Stdio::piped());
+        run(c, Some(content.as_bytes())).stdout.trim().to_string()
+    };
+    let tree = {
+        let c = sb.git_in(dir, ["mktree"]);
+        run(c, Some(format!("100644 blob {blob}\tf\n").as_bytes()))
+            .stdout
+            .trim()
+            .to_string()
+    };
+    let mut args = vec!["commit-tree".to_string(), tree];
+    for p in parents {
+        args.push("-p".into());
+        args.push(p.clone());
+    }
+    args.extend(["-m".to_string(), msg.to_string()]);
+    sb.git_ok_in(dir, args)
+}
+
+/// The attack of issue 7, item 1: levels of 4 commits, each with every
+/// commit of the level below as parents, topped by a two-parent merge.
+/// libgit2's recursive merge took minutes on 14 levels (a 12 KB pack);
+/// now the merge bases are counted first and never merged recursively,
+/// and a merge whose own signature failed is not merged at all.
+#[test]
+fn crafted_criss_cross_history_is_decided_quickly() {
+    let t = Team::usual(Kind::Ssh, Kind::Ssh, Kind::Ssh, Kind::Ssh);
+    let dir = t.on_main("mia");
+    let mut prev = vec![t.base.clone()];
+    for level in 0..14 {
+        prev = (0..4)
+            .map(|i| {
+                commit_tree(
+                    &t.sb,
+                    &dir,
+                    &format!("{level}-{i}\n"),
+                    &prev,
+                    &format!("level {level} #{i}"),
+                )
+            })
+            .collect();
+    }
+    let top = commit_tree(&t.sb, &dir, "top\n", &prev[..2], "merge");
+    // Unsigned top merge: rejected without computing any merge.
+    let dst = format!("{top}:refs/heads/main");
+    let mut cmd = t.sb.git_in(&dir, ["push", "origin", dst.as_str()]);
+    cmd.env("GIT_TERMINAL_PROMPT", "0");
+    let out = run_within(cmd, 120, t.sb.root());
+    assert_rejected_with(&out, "octopus-merge");
+    assert!(!out.stderr.contains("limit-time"), "{out}");
+    t.sb.assert_server_ref(MAIN, Some(&t.base));
+
+    // Signed by the maintainer and with approvals claimed: the merge bases
+    // are counted (4), and the answer is immediate.
+    let mut args = t.key("mia").sign_config();
+    args.extend(
+        [
+            "commit-tree",
+            "-S",
+            "-p",
+            prev[0].as_str(),
+            "-p",
+            prev[1].as_str(),
+            "-m",
+            "merge",
+        ]
+        .map(String::from),
+    );
+    args.push(format!("{top}^{{tree}}"));
+    let signed = t.sb.git_out_in(&dir, Some(t.key("mia")), &args);
+    assert!(signed.success, "{signed}");
+    let signed = signed.stdout.trim().to_string();
+    let out = run_within(
+        t.sb.git_in(
+            &dir,
+            ["push", "origin", &format!("{signed}:refs/heads/main")],
+        ),
+        120,
+        t.sb.root(),
+    );
+    assert!(!out.success, "{out}");
+    assert!(!out.stderr.contains("limit-time"), "{out}");
+    t.sb.assert_server_ref(MAIN, Some(&t.base));
+}
+
+/// A criss-cross history between a topic and main has two merge bases:
+/// countersign does not compute a clean merge for it (the answer would
+/// depend on how the bases are merged), so approvals of the topic do not
+/// cover the result; approvals of the exact result do.
+#[test]
+fn criss_cross_merge_needs_approvals_of_the_exact_result() {
+    let t = Team::usual(Kind::Ssh, Kind::Ssh, Kind::Ssh, Kind::Ssh);
+    let a = t.commit_on("alice", "topic-a", "a.txt");
+    let b1 = t.commit_on("dave", "topic-b", "b.txt");
+    t.usual_approvals(&a);
+    t.on_main("mia");
+    assert_eq!(t.cs("mia", &["merge", "origin/topic-a"]).code, Some(0));
+    assert_accepted(&t.push_from("mia", &["main"]));
+    // dave merges main into his topic...
+    let ddir = t.clone_of("dave");
+    t.sb.git_ok_in(&ddir, ["checkout", "-q", "topic-b"]);
+    let b2 = t.sb.merge_in(
+        &ddir,
+        t.key("dave"),
+        &["origin/main"],
+        "Merge main into topic-b\n",
+    );
+    assert_accepted(&t.push_from("dave", &["topic-b"]));
+    // ...while main merges the older tip of the topic.
+    t.usual_approvals(&b1);
+    t.on_main("mia");
+    assert_eq!(t.cs("mia", &["merge", &b1]).code, Some(0));
+    assert_accepted(&t.push_from("mia", &["main"]));
+
+    let trailers = t.usual_approvals(&b2);
+    let m = t.hand_merge("mia", &["origin/topic-b"], &trailers);
+    let out = rejected_at(&t, "multiple-merge-bases");
+    assert!(out.stderr.contains("2 merge bases"), "{out}");
+
+    assert_accepted(&t.push_from("mia", &[&format!("{m}:refs/heads/mia/result")]));
+    let results: Vec<String> = ["bob", "carol", "sam"]
+        .iter()
+        .map(|n| t.approve(n, &m, &["--result", "--no-note"]))
+        .collect();
+    let dir = t.sb.root().join("c-mia");
+    let amended = t.sb.commit_staged_in(
+        &dir,
+        t.key("mia"),
+        &merge_message("Merge topic-b into main", &results),
+        &["--amend"],
+    );
+    assert_accepted(&t.push_from("mia", &["main"]));
+    t.sb.assert_server_ref(MAIN, Some(&amended));
+}
+
+/// Issue 7, item 9: a squash names the topic it squashes, so the topic's
+/// authors stay its authors: bob may not approve the squash of his own
+/// code, and the maintainer who squashed is not blamed as its author.
+#[test]
+fn squash_keeps_the_authors_of_the_squashed_topic() {
+    let t = Team::new(
+        &usual_members(Kind::Ssh, Kind::Ssh, Kind::Ssh, Kind::Ssh),
+        &format!("{APPROVALS_2R_1S}\nmerger-distinct-from-authors = true"),
+    );
+    // bob writes the topic, mia squashes it, bob approves the squash.
+    let topic = t.commit_on("bob", "topic-x", "x.txt");
+    let dir = t.on_main("mia");
+    t.sb.git_ok_in(&dir, ["merge", "-q", "--squash", "origin/topic-x"]);
+    let squash = format!("Countersign-Squash: {topic}");
+    let sq = t.sb.commit_staged_in(
+        &dir,
+        t.key("mia"),
+        &merge_message("Squash topic-x", std::slice::from_ref(&squash)),
+        &[],
+    );
+    assert_accepted(&t.push_from("mia", &[&format!("{sq}:refs/heads/mia/squash")]));
+    let mut trailers = vec![squash.clone()];
+    trailers.extend(
+        ["bob", "carol", "sam"]
+            .iter()
+            .map(|n| t.approve(n, &sq, &["--result", "--no-note"])),
+    );
+    t.sb.commit_staged_in(
+        &dir,
+        t.key("mia"),
+        &merge_message("Squash topic-x", &trailers),
+        &["--amend"],
+    );
+    let out = t.push_main_rejected("mia", "approver-is-author");
+    assert!(
+        !out.stderr.contains("merger-is-author"),
+        "the squasher is not the author\n{out}"
+    );
+
+    // alice's topic, approved as a topic by others, squashed by mia: accepted.
+    let topic = t.commit_on("alice", "topic-y", "y.txt");
+    let approvals = t.usual_approvals(&topic);
+    let dir = t.on_main("mia");
+    t.sb.git_ok_in(&dir, ["merge", "-q", "--squash", "origin/topic-y"]);
+    let mut trailers = vec![format!("Countersign-Squash: {topic}")];
+    trailers.extend(approvals.iter().cloned());
+    // First with a change nobody reviewed: an evil squash.
+    fs::write(dir.join("evil.txt"), "not reviewed\n").unwrap();
+    t.sb.git_ok_in(&dir, ["add", "evil.txt"]);
+    t.sb.commit_staged_in(
+        &dir,
+        t.key("mia"),
+        &merge_message("Squash topic-y", &trailers),
+        &[],
+    );
+    t.push_main_rejected("mia", "evil-merge");
+    t.sb.git_ok_in(&dir, ["rm", "-q", "evil.txt"]);
+    let good = t.sb.commit_staged_in(
+        &dir,
+        t.key("mia"),
+        &merge_message("Squash topic-y", &trailers),
+        &["--amend"],
+    );
+    assert_accepted(&t.push_from("mia", &["main"]));
+    t.sb.assert_server_ref(MAIN, Some(&good));
+
+    // A direct commit by the maintainer is authored by her: with
+    // merger-distinct-from-authors it cannot land, whoever approves it.
+    let c =
+        t.sb.commit_in(&dir, Some(t.key("mia")), "direct.txt", "Direct change");
+    assert_accepted(&t.push_from("mia", &[&format!("{c}:refs/heads/mia/direct")]));
+    let trailers: Vec<String> = ["bob", "carol", "sam"]
+        .iter()
+        .map(|n| t.approve(n, &c, &["--result", "--no-note"]))
+        .collect();
+    t.sb.commit_staged_in(
+        &dir,
+        t.key("mia"),
+        &merge_message("Direct change", &trailers),
+        &["--amend"],
+    );
+    rejected_at(&t, "merger-is-author");
+
+    // A malformed or repeated squash trailer is refused with its own code.
+    t.sb.git_ok_in(&dir, ["reset", "-q", "--hard", "origin/main"]);
+    t.sb.commit_in(
+        &dir,
+        Some(t.key("mia")),
+        "z.txt",
+        "Squash\n\nCountersign-Squash: not-an-id",
+    );
+    rejected_at(&t, "malformed-squash");
+}
+
+/// Issue 7, item 2: a 900 KB subject and a thousand malformed approval
+/// trailers took 1.6 GB. Now the trailers are counted before any is
+/// parsed, subjects are cut in findings, and stderr and the audit record
+/// stay within their limits.
+#[test]
+fn huge_subject_and_trailer_flood_are_bounded() {
+    let t = Team::usual(Kind::Ssh, Kind::Ssh, Kind::Ssh, Kind::Ssh);
+    let topic = t.commit_on("alice", "topic", "feature.txt");
+    let subject = "S".repeat(900_000);
+    let trailers: Vec<String> = (0..1000)
+        .map(|i| format!("Countersign-Approval: by=x{i} {}", "junk=".repeat(20)))
+        .collect();
+    let dir = t.on_main("mia");
+    let file = t.sb.write_message(&merge_message(&subject, &trailers));
+    let mut args = t.key("mia").sign_config();
+    args.extend(["merge", "-q", "--no-ff", "-S", "-F"].map(String::from));
+    args.push(file.display().to_string());
+    args.push(topic.clone());
+    assert!(t.sb.git_out_in(&dir, Some(t.key("mia")), &args).success);
+    let out = t.push_main_rejected("mia", "limit-trailers");
+    assert!(
+        out.stderr.len() < 64 << 10,
+        "stderr is {} bytes",
+        out.stderr.len()
+    );
+    assert!(
+        out.stderr.contains("SSSS…"),
+        "the subject is cut\n{}",
+        &out.stderr[..out.stderr.len().min(2000)]
+    );
+    assert!(!out.stderr.contains(&"S".repeat(1000)));
+    let log = fs::read_to_string(t.sb.server.join("countersign").join("audit.log")).unwrap();
+    let last = log.lines().last().unwrap();
+    assert!(
+        last.len() <= 256 << 10,
+        "audit record of {} bytes",
+        last.len()
+    );
+    assert!(last.contains("limit-trailers"));
+}
+
+/// Commits examined per push and findings kept are limited: many unsigned
+/// commits pushed to several protected refs stop at the limit, with their
+/// own code, and only the first findings are kept (the rest counted).
+#[test]
+fn commit_and_finding_limits_stop_a_flood() {
+    let mut sb = Sandbox::new();
+    let dev = sb.ssh_key("dev");
+    let policy = standard_policy(&[simple_person("dev", &["developer"], &dev)])
+        + "\n[limits]\ncommits = 120\nfindings = 1000\n";
+    sb.install(&policy);
+    create_main(&mut sb, &dev);
+    let base = sb.rev("HEAD");
+    let mut tip = base.clone();
+    let work = sb.work.clone();
+    for i in 0..100 {
+        tip = commit_tree(
+            &sb,
+            &work,
+            &format!("{i}\n"),
+            &[tip],
+            &format!("unsigned {i}"),
+        );
+    }
+    let refs: Vec<String> = (0..3)
+        .map(|i| format!("{tip}:refs/heads/release/{i}"))
+        .collect();
+    let mut args: Vec<&str> = refs.iter().map(String::as_str).collect();
+    args.insert(0, "--atomic");
+    let out = sb.push(&args);
+    assert_rejected_with(&out, "limit-commits");
+    assert!(out.stderr.contains("raise `commits`"), "{out}");
+    assert!(
+        out.stderr.contains("not every object was examined"),
+        "{out}"
+    );
+
+    // Findings: the first 5 are kept, the rest counted, checking stops.
+    sb.write_policy(
+        &(standard_policy(&[simple_person("dev", &["developer"], &dev)])
+            + "\n[limits]\ncommits = 1000\nfindings = 5\n"),
+    );
+    let out = sb.push(&args);
+    assert_rejected_with(&out, "unsigned-commit");
+    assert!(!out.stderr.contains("limit-commits"), "{out}");
+    assert_eq!(
+        out.stderr.matches("error[unsigned-commit]").count(),
+        5,
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("checking stopped after 5 findings"),
+        "{out}"
+    );
+}
+
+/// A commit object larger than `object-bytes` (a few KB of pack can hold
+/// megabytes of zeros) is refused before any history walk inflates it.
+#[test]
+fn oversized_commit_object_is_refused() {
+    let (mut sb, dev, _base) = with_dev(|_| vec![]);
+    let mut msg = b"big\n\n".to_vec();
+    msg.extend(std::iter::repeat_n(b'0', 2 << 20));
+    sb.commit_message_bytes(Some(&dev), &msg, &[]);
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "limit-object-bytes");
+    assert!(out.stderr.contains("raise `object-bytes`"), "{out}");
+}
+
+/// Issue 7, item 6: a `gpgsig` of OpenPGP Marker packets is refused from
+/// its framing (never handed to the OpenPGP parser), and one larger than
+/// `signature-bytes` by its size.
+#[test]
+fn marker_packet_signatures_are_refused_cheaply() {
+    let (mut sb, dev, base) = with_dev(|_| vec![]);
+    let signed = sb.commit_as(Some(&dev), "to be re-signed");
+    let raw = sb.cat_commit(&signed);
+    let (payload, _) = split_gpgsig(&raw);
+    let armor = |n: usize| {
+        use std::fmt::Write as _;
+        let bytes: Vec<u8> = std::iter::repeat_n([0xa8u8, 0x03, b'P', b'G', b'P'], n)
+            .flatten()
+            .collect();
+        let b64 = base64_encode(&bytes);
+        let mut s = String::from("-----BEGIN PGP SIGNATURE-----\n\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            let _ = writeln!(s, "{}", std::str::from_utf8(chunk).unwrap());
+        }
+        s.push_str("-----END PGP SIGNATURE-----\n");
+        s
+    };
+    let small = sb.write_commit(&insert_gpgsig(&payload, &armor(2000)));
+    sb.reset_hard(&small);
+    assert_rejected_with(&sb.push(&["main"]), "malformed-signature");
+    let big = sb.write_commit(&insert_gpgsig(&payload, &armor(20_000)));
+    sb.reset_hard(&big);
+    assert_rejected_with(&sb.push(&["main"]), "limit-signature-bytes");
+    sb.assert_server_ref(MAIN, Some(&base));
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Issue 7, item 7: on a `core.ignorecase` server, `refs/heads/MAIN`
+/// arriving as a creation while `main` is packed is judged against
+/// `main` (force-push applies), and `refs/REPLACE/` is a replace ref.
+#[test]
+fn ignorecase_server_judges_case_variants_against_the_existing_ref() {
+    let (mut sb, dev, base) = with_dev(|_| vec![]);
+    sb.server_git_ok(["config", "core.ignorecase", "true"]);
+    sb.server_git_ok(["pack-refs", "--all"]);
+    // A signed commit that does not descend from main.
+    sb.git_ok(["checkout", "-q", "--orphan", "other"]);
+    let other = sb.commit_as(Some(&dev), "unrelated history");
+    let out = sb.push(&[&format!("{other}:refs/heads/MAIN")]);
+    assert_rejected_with(&out, "force-push");
+    sb.assert_server_ref(MAIN, Some(&base));
+    let out = sb.push(&[&format!("{other}:refs/REPLACE/{base}")]);
+    assert_rejected_with(&out, "replace-ref");
+}
+
+/// `countersign merge --squash` lands an approved topic as one commit that
+/// names the topic, with the topic's approvals; the hook accepts it.
+#[test]
+fn merge_squash_command_lands_an_approved_topic() {
+    let t = Team::new(
+        &usual_members(Kind::Ssh, Kind::Ssh, Kind::Ssh, Kind::Ssh),
+        &format!("{APPROVALS_2R_1S}\nmerger-distinct-from-authors = true"),
+    );
+    let topic = t.commit_on("alice", "topic", "feature.txt");
+    t.usual_approvals(&topic);
+    let dir = t.on_main("mia");
+    let out = t.cs("mia", &["merge", "--squash", "origin/topic"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let head = t.sb.git_ok_in(&dir, ["rev-parse", "HEAD"]);
+    assert_eq!(t.parents("mia", &head), vec![t.base.clone()]);
+    let msg = t.sb.git_ok_in(&dir, ["log", "-1", "--format=%B"]);
+    assert!(
+        msg.contains(&format!("Countersign-Squash: {topic}")),
+        "{msg}"
+    );
+    assert_eq!(msg.matches("Countersign-Approval:").count(), 3, "{msg}");
+    assert_accepted(&t.push_from("mia", &["main"]));
+    t.sb.assert_server_ref(MAIN, Some(&head));
+}
+
+/// Approvals, merges and squashes in a SHA-256 repository: 64-hex ids in
+/// the approval statements, `gpgsig-sha256` on every commit, the clean merge
+/// by git in SHA-256; and a stale approval is still refused.
+#[test]
+fn sha256_repository_approved_merge_is_accepted() {
+    let t = Team::new_in(
+        &usual_members(Kind::Ssh, Kind::Pgp, Kind::Ssh, Kind::Ssh),
+        APPROVALS_2R_1S,
+        &["--object-format=sha256"],
+    );
+    assert_eq!(t.base.len(), 64);
+    let old = t.commit_on("alice", "topic", "feature.txt");
+    let stale = t.approve("bob", &old, &["--no-note"]);
+    assert!(stale.contains(&format!("commit={old}")), "{stale}");
+    let topic = t.commit_on("alice", "topic", "feature2.txt");
+    let trailers = t.usual_approvals(&topic);
+    let mut with_stale = trailers.clone();
+    with_stale.push(stale);
+    t.hand_merge("mia", &["origin/topic"], &with_stale);
+    t.push_main_rejected("mia", "stale-approval");
+    t.on_main("mia");
+    let out = t.cs("mia", &["merge", "origin/topic"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let dir = t.sb.root().join("c-mia");
+    let head = t.sb.git_ok_in(&dir, ["rev-parse", "HEAD"]);
+    assert_eq!(head.len(), 64);
+    assert_accepted(&t.push_from("mia", &["main"]));
+    t.sb.assert_server_ref(MAIN, Some(&head));
+}
+
+/// One policy locator: a relative `countersign.policy` in a clone is taken
+/// from `$GIT_DIR`, as the hook takes it on the server, whatever directory
+/// `status` or `approve` is run from.
+#[test]
+fn relative_policy_config_means_the_same_file_to_every_command() {
+    let t = Team::usual(Kind::Ssh, Kind::Ssh, Kind::Ssh, Kind::Ssh);
+    let topic = t.commit_on("alice", "topic", "feature.txt");
+    let dir = t.clone_of("bob");
+    fs::copy(&t.sb.policy, dir.join(".git").join("team-policy.toml")).unwrap();
+    t.sb.git_ok_in(&dir, ["config", "countersign.policy", "team-policy.toml"]);
+    let sub = dir.join("sub");
+    fs::create_dir_all(&sub).unwrap();
+    let out = t.sb.countersign_as(
+        &sub,
+        t.key("bob"),
+        ["status", "origin/topic", "--ref", "main"],
+    );
+    assert!(
+        out.stdout
+            .contains("needs: approvals [2 x reviewer, 1 x security]"),
+        "{out}"
+    );
+    let out = t.sb.countersign_as(
+        &sub,
+        t.key("bob"),
+        ["approve", &topic, "--ref", "main", "--no-note"],
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(!out.stderr.contains("will not count"), "{out}");
+}
