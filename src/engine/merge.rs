@@ -80,6 +80,17 @@ impl Landing {
     }
 }
 
+/// What approvals of one landing change are judged against.
+struct Judged<'c> {
+    /// The names the update moves (the ref and the refs it points through).
+    names: &'c [String],
+    parents: &'c [Oid],
+    landing: Landing,
+    tree: Oid,
+    authors: &'c BTreeSet<String>,
+    merger: Option<&'c str>,
+}
+
 /// What an approval that verified and binds this change binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -221,6 +232,58 @@ impl<'a> Verifier<'a> {
         }
     }
 
+    /// What kind of landing `id` is: its parents, tree, message and
+    /// [`Landing`]; `None` when the rule lets a direct commit through.
+    #[allow(clippy::type_complexity)]
+    fn classify(
+        &self,
+        id: Oid,
+        rule: &MergeRule,
+    ) -> Result<Option<(Vec<Oid>, Oid, Vec<u8>, Landing)>, Finding> {
+        let commit = self.repo.find_commit(id).map_err(|e| missing(id, &e))?;
+        let parents: Vec<Oid> = commit.parent_ids().collect();
+        let tree = commit.tree_id();
+        let message = commit.message_raw_bytes().to_vec();
+        drop(commit);
+        if parents.len() > 2 {
+            return Err(Finding::new(
+                Code::OctopusMerge,
+                format!(
+                    "merge with {} parents: countersign accepts one topic per merge",
+                    parents.len()
+                ),
+                "merge each topic on its own, with its own approvals",
+            ));
+        }
+        if parents.len() == 1 && !rule.required {
+            // Direct commits are allowed; `commit-signers` still applies.
+            return Ok(None);
+        }
+        if parents.is_empty() {
+            return Err(Finding::new(
+                Code::MergeRequired,
+                "a root commit cannot land on a ref that only accepts approved merges",
+                "set `baseline` on the rule to grandfather existing history",
+            ));
+        }
+        let landing = if parents.len() == 2 {
+            if !approval::trailer_values(&message, approval::SQUASH_TRAILER).is_empty() {
+                return Err(Finding::new(
+                    Code::MalformedSquash,
+                    format!("a merge commit cannot carry `{}`: it already names its topic as its second parent", approval::SQUASH_TRAILER),
+                    "remove the trailer from the merge message",
+                ));
+            }
+            Landing::Merge(parents[1])
+        } else {
+            match self.squash_topic(&message)? {
+                Some(topic) => Landing::Squash(topic),
+                None => Landing::Direct,
+            }
+        };
+        Ok(Some((parents, tree, message, landing)))
+    }
+
     fn check_landing(
         &mut self,
         u: &RefUpdate,
@@ -232,52 +295,12 @@ impl<'a> Verifier<'a> {
         if let Err(f) = self.size_check(id) {
             return found.push(f);
         }
-        let commit = match self.repo.find_commit(id) {
-            Ok(c) => c,
-            Err(e) => return found.push(missing(id, &e)),
-        };
         let subject = self.subject_of(id);
         let at = |f: Finding| f.at_object(id, subject.clone());
-        let parents: Vec<Oid> = commit.parent_ids().collect();
-        let tree = commit.tree_id();
-        let message = commit.message_raw_bytes().to_vec();
-        drop(commit);
-        if parents.len() > 2 {
-            return found.push(at(Finding::new(
-                Code::OctopusMerge,
-                format!(
-                    "merge with {} parents: countersign accepts one topic per merge",
-                    parents.len()
-                ),
-                "merge each topic on its own, with its own approvals",
-            )));
-        }
-        if parents.len() == 1 && !rule.required {
-            // Direct commits are allowed; `commit-signers` still applies.
-            return;
-        }
-        if parents.is_empty() {
-            return found.push(at(Finding::new(
-                Code::MergeRequired,
-                "a root commit cannot land on a ref that only accepts approved merges",
-                "set `baseline` on the rule to grandfather existing history",
-            )));
-        }
-        let landing = if parents.len() == 2 {
-            if !approval::trailer_values(&message, approval::SQUASH_TRAILER).is_empty() {
-                return found.push(at(Finding::new(
-                    Code::MalformedSquash,
-                    format!("a merge commit cannot carry `{}`: it already names its topic as its second parent", approval::SQUASH_TRAILER),
-                    "remove the trailer from the merge message",
-                )));
-            }
-            Landing::Merge(parents[1])
-        } else {
-            match self.squash_topic(&message) {
-                Ok(Some(topic)) => Landing::Squash(topic),
-                Ok(None) => Landing::Direct,
-                Err(f) => return found.push(at(f)),
-            }
+        let (parents, tree, message, landing) = match self.classify(id, rule) {
+            Ok(Some(x)) => x,
+            Ok(None) => return,
+            Err(f) => return found.push(at(f)),
         };
         let before = found.len();
 
@@ -339,60 +362,16 @@ impl<'a> Verifier<'a> {
 
         // Judge every approval trailer (no merge computed yet: cheap first).
         let names = self.names_for(&u.refname);
-        let mut records = Vec::new();
-        // person -> (record index, has an approval of the exact result)
-        let mut eligible: BTreeMap<String, (usize, bool)> = BTreeMap::new();
-        for (i, value) in values.iter().enumerate() {
-            let index = i + 1;
-            let mut rec = ApprovalRecord {
-                index,
-                claimed_by: String::new(),
-                person: None,
-                counted_as: None,
-                status: String::new(),
-                eligible: false,
-                issued_at: None,
-            };
-            match self.judge_approval(value, &names, &parents, landing.topic(), tree, &mut rec) {
-                Err(f) => {
-                    rec.status = f.message.clone();
-                    found.push(at(f));
-                }
-                Ok((person, kind)) => {
-                    if rule.approvers_distinct_from_authors && authors.contains(&person) {
-                        rec.status = format!(
-                            "{person} signed commits in the merged range and may not approve it"
-                        );
-                        found.push(at(Finding::new(
-                            Code::ApproverIsAuthor,
-                            format!("approval #{index}: {person} approved a change that includes their own commits"),
-                            "have the change approved by people who did not write it",
-                        )));
-                    } else if rule.merger_distinct_from_approvers
-                        && merger.as_deref() == Some(person.as_str())
-                    {
-                        rec.status =
-                            format!("{person} signed the merge and may not also approve it");
-                        found.push(at(Finding::new(
-                            Code::ApproverIsMerger,
-                            format!(
-                                "approval #{index}: {person} both approved and merged this change"
-                            ),
-                            "have someone else merge it, or someone else approve it",
-                        )));
-                    } else if let Some((first, has_result)) = eligible.get_mut(&person) {
-                        *has_result |= kind == Kind::Result;
-                        rec.status = format!("{person} already approved (approval #{}); a person counts once, however many keys they hold", records.get(*first).map_or(0, |r: &ApprovalRecord| r.index));
-                    } else {
-                        rec.status = "verified".into();
-                        rec.eligible = true;
-                        eligible.insert(person.clone(), (records.len(), kind == Kind::Result));
-                    }
-                    rec.person = Some(person);
-                }
-            }
-            records.push(rec);
-        }
+        let judged = Judged {
+            names: &names,
+            parents: &parents,
+            landing,
+            tree,
+            authors: &authors,
+            merger: merger.as_deref(),
+        };
+        let (mut records, mut eligible) =
+            self.judge_all(&values, &judged, rule, &mut |f| found.push(at(f)));
 
         if rule.merger_distinct_from_authors {
             if let Some(m) = merger.as_ref().filter(|m| authors.contains(*m)) {
@@ -476,6 +455,79 @@ impl<'a> Verifier<'a> {
                 _ => None,
             },
         });
+    }
+
+    /// Judge every approval trailer of one landing change: the records,
+    /// and the eligible people (person -> (record index, has an approval
+    /// of the exact result)). Findings go to `report`.
+    fn judge_all(
+        &self,
+        values: &[String],
+        c: &Judged<'_>,
+        rule: &MergeRule,
+        report: &mut dyn FnMut(Finding),
+    ) -> (Vec<ApprovalRecord>, BTreeMap<String, (usize, bool)>) {
+        let mut records = Vec::new();
+        let mut eligible: BTreeMap<String, (usize, bool)> = BTreeMap::new();
+        for (i, value) in values.iter().enumerate() {
+            let index = i + 1;
+            let mut rec = ApprovalRecord {
+                index,
+                claimed_by: String::new(),
+                person: None,
+                counted_as: None,
+                status: String::new(),
+                eligible: false,
+                issued_at: None,
+            };
+            match self.judge_approval(
+                value,
+                c.names,
+                c.parents,
+                c.landing.topic(),
+                c.tree,
+                &mut rec,
+            ) {
+                Err(f) => {
+                    rec.status = f.message.clone();
+                    report(f);
+                }
+                Ok((person, kind)) => {
+                    if rule.approvers_distinct_from_authors && c.authors.contains(&person) {
+                        rec.status = format!(
+                            "{person} signed commits in the merged range and may not approve it"
+                        );
+                        report(Finding::new(
+                            Code::ApproverIsAuthor,
+                            format!("approval #{index}: {person} approved a change that includes their own commits"),
+                            "have the change approved by people who did not write it",
+                        ));
+                    } else if rule.merger_distinct_from_approvers
+                        && c.merger == Some(person.as_str())
+                    {
+                        rec.status =
+                            format!("{person} signed the merge and may not also approve it");
+                        report(Finding::new(
+                            Code::ApproverIsMerger,
+                            format!(
+                                "approval #{index}: {person} both approved and merged this change"
+                            ),
+                            "have someone else merge it, or someone else approve it",
+                        ));
+                    } else if let Some((first, has_result)) = eligible.get_mut(&person) {
+                        *has_result |= kind == Kind::Result;
+                        rec.status = format!("{person} already approved (approval #{}); a person counts once, however many keys they hold", records.get(*first).map_or(0, |r: &ApprovalRecord| r.index));
+                    } else {
+                        rec.status = "verified".into();
+                        rec.eligible = true;
+                        eligible.insert(person.clone(), (records.len(), kind == Kind::Result));
+                    }
+                    rec.person = Some(person);
+                }
+            }
+            records.push(rec);
+        }
+        (records, eligible)
     }
 
     /// Why a change's approvals fall short: code, message and help.
