@@ -850,6 +850,23 @@ pub enum CleanMerge {
     TimedOut,
 }
 
+/// Why `git merge-tree` could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeTreeError {
+    /// libgit2 could not compute the merge bases.
+    #[error("cannot compute merge bases: {0}")]
+    Bases(String),
+    /// The git binary could not be run or waited for.
+    #[error("cannot run `git merge-tree`: {0}")]
+    Spawn(std::io::Error),
+    /// git printed no tree id.
+    #[error("`git merge-tree` printed no tree id (got `{0}`)")]
+    NoTree(String),
+    /// git failed in a way other than a conflict.
+    #[error("`git merge-tree --write-tree` failed ({0}): {1} (countersign needs git 2.38 or later on the server)")]
+    Failed(std::process::ExitStatus, String),
+}
+
 /// Bytes of `git merge-tree` output kept (the tree id is on the first line).
 const MERGE_TREE_OUTPUT: usize = 4096;
 
@@ -864,13 +881,14 @@ const MERGE_TREE_OUTPUT: usize = 4096;
 ///
 /// # Errors
 ///
-/// When git cannot be run or fails in a way other than a conflict.
+/// [`MergeTreeError`] when git cannot be run or fails in a way other than
+/// a conflict.
 pub fn clean_merge(
     repo: &git2::Repository,
     ours: Oid,
     theirs: Oid,
     timeout: Option<std::time::Duration>,
-) -> Result<CleanMerge, String> {
+) -> Result<CleanMerge, MergeTreeError> {
     use std::io::Read;
     use std::process::{Command, Stdio};
     match repo.merge_bases(ours, theirs) {
@@ -878,7 +896,7 @@ pub fn clean_merge(
         Ok(bases) if bases.len() > 1 => return Ok(CleanMerge::MultipleBases(bases.len())),
         Ok(_) => return Ok(CleanMerge::Unrelated),
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(CleanMerge::Unrelated),
-        Err(e) => return Err(format!("cannot compute merge bases: {}", e.message())),
+        Err(e) => return Err(MergeTreeError::Bases(e.message().to_string())),
     }
     if timeout.is_some_and(|t| t.is_zero()) {
         return Ok(CleanMerge::TimedOut);
@@ -893,7 +911,7 @@ pub fn clean_merge(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run `git merge-tree`: {e}"))?;
+        .map_err(MergeTreeError::Spawn)?;
     // Drain both pipes in threads (keeping a bounded prefix), so a child
     // with much to say can neither block nor grow our memory.
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
@@ -930,7 +948,7 @@ pub fn clean_merge(
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) => {}
-            Err(e) => return Err(format!("cannot wait for `git merge-tree`: {e}")),
+            Err(e) => return Err(MergeTreeError::Spawn(e)),
         }
         if timeout.is_some_and(|t| started.elapsed() >= t) {
             let _ = child.kill();
@@ -947,11 +965,11 @@ pub fn clean_merge(
     match status.code() {
         Some(0) => crate::engine::parse_oid(first, repo.object_format())
             .map(CleanMerge::Tree)
-            .ok_or_else(|| format!("`git merge-tree` printed no tree id (got `{}`)", crate::sanitize::escape(first))),
+            .ok_or_else(|| MergeTreeError::NoTree(crate::sanitize::escape(first))),
         Some(1) => Ok(CleanMerge::Conflicts),
-        _ => Err(format!(
-            "`git merge-tree --write-tree` failed ({status}): {} (countersign needs git 2.38 or later on the server)",
-            crate::sanitize::escape(String::from_utf8_lossy(&err).trim())
+        _ => Err(MergeTreeError::Failed(
+            status,
+            crate::sanitize::escape(String::from_utf8_lossy(&err).trim()),
         )),
     }
 }

@@ -24,6 +24,9 @@ use crate::signing::object::{self, ObjectError, Signed};
 use crate::signing::signature::{self, SigError};
 use crate::time::{self, Timestamp};
 
+/// Deepest chain of tags of tags that is followed to a commit.
+pub const MAX_TAG_CHAIN: usize = 16;
+
 /// Refs under this prefix make git substitute objects; always refused.
 pub const REPLACE_PREFIX: &str = "refs/replace/";
 
@@ -534,24 +537,45 @@ impl<'a> Verifier<'a> {
         }
     }
 
+    /// The commit `id` names, through annotated tags. Only object headers
+    /// are read until the kind is known: a blob or tree is refused without
+    /// being inflated (a pack of a few KB can hold a blob of a gigabyte),
+    /// commits and tags must fit `object-bytes`, and a tag chain may be at
+    /// most [`MAX_TAG_CHAIN`] deep.
     pub(crate) fn peel_commit(&self, id: Oid) -> Result<Oid, Finding> {
-        let obj = self
-            .repo
-            .find_object(id, None)
-            .map_err(|e| missing(id, &e))?;
-        match obj.peel_to_commit() {
-            Ok(c) => Ok(c.id()),
-            Err(_) => Err(Finding::new(
-                Code::NotACommit,
-                format!(
-                    "{} is a {}, not a commit",
-                    short(id),
-                    kind_name(obj.kind().unwrap_or(ObjectType::Any))
-                ),
-                "point the ref at a commit",
-            )
-            .at_object(id, None)),
+        let odb = self.repo.odb().map_err(|e| internal(&e))?;
+        let mut current = id;
+        for _ in 0..MAX_TAG_CHAIN {
+            let (_, kind) = odb.read_header(current).map_err(|e| missing(current, &e))?;
+            match kind {
+                ObjectType::Commit => {
+                    self.size_check(current)?;
+                    return Ok(current);
+                }
+                ObjectType::Tag => {
+                    self.size_check(current)?;
+                    let tag = self
+                        .repo
+                        .find_tag(current)
+                        .map_err(|e| missing(current, &e))?;
+                    current = tag.target_id();
+                }
+                other => {
+                    return Err(Finding::new(
+                        Code::NotACommit,
+                        format!("{} is a {}, not a commit", short(current), kind_name(other)),
+                        "point the ref at a commit",
+                    )
+                    .at_object(id, None))
+                }
+            }
         }
+        Err(Finding::new(
+            Code::NotACommit,
+            format!("{} is a chain of more than {MAX_TAG_CHAIN} tags", short(id)),
+            "point the ref at a commit, or at a tag of a commit",
+        )
+        .at_object(id, None))
     }
 
     fn check_fast_forward(&self, u: &RefUpdate, found: &mut Vec<Finding>) {
@@ -562,6 +586,11 @@ impl<'a> Verifier<'a> {
                 return;
             }
         };
+        if old == new {
+            // A no-op update (libgit2 says a commit does not descend from
+            // itself).
+            return;
+        }
         match self.repo.graph_descendant_of(new, old) {
             Ok(true) => {}
             Ok(false) => found.push(
@@ -657,10 +686,16 @@ impl<'a> Verifier<'a> {
         // The tag object names itself: it must be the ref it is pushed to,
         // or a signed tag could be replayed under another (newer) name.
         let expected = u.refname.strip_prefix("refs/tags/").unwrap_or(&u.refname);
+        if let Err(f) = self.size_check(u.new) {
+            found.push(f);
+            return;
+        }
         match self.repo.find_tag(u.new) {
             Ok(tag) => {
                 let inside = String::from_utf8_lossy(tag.name_bytes()).into_owned();
                 if inside != expected {
+                    // Both names come from the pusher: cut before quoting.
+                    let (inside, expected) = (self.clip(&inside), self.clip(expected));
                     found.push(
                         Finding::new(
                             Code::TagNameMismatch,

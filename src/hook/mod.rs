@@ -84,6 +84,13 @@ pub fn parse_updates_in(
                 crate::sanitize::escape(refname)
             )));
         }
+        if updates.iter().any(|u: &RefUpdate| u.refname == refname) {
+            return Err(bad_input(format!(
+                "line {} updates `{}` a second time; git sends each ref once",
+                n + 1,
+                crate::sanitize::escape(&crate::policy::limits::truncate(refname, 200))
+            )));
+        }
         updates.push(RefUpdate {
             old,
             new,
@@ -257,7 +264,9 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
     };
     let (decision, limits) = match load_policy(&path) {
         Ok(policy) => {
-            let decision = match scan_quarantine(&policy.limits) {
+            let decision = match check_old_values(&repo, &updates)
+                .and_then(|()| scan_quarantine(&policy.limits, started))
+            {
                 Err(f) => Decision::reject_all(&updates, f),
                 Ok(()) => Verifier::new(&repo, &policy, now)
                     .started_at(started)
@@ -273,11 +282,42 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
     }
 }
 
+/// Every update's `old` must be the ref's current value (zero: the ref
+/// does not exist). git sends what the client claims and checks it only
+/// when it updates the ref, after this hook; a made-up `old` would make
+/// the checks walk (and hide) history the ref never had.
+fn check_old_values(repo: &Repository, updates: &[RefUpdate]) -> Result<(), Finding> {
+    for u in updates {
+        let current = match repo.refname_to_id(&u.refname) {
+            Ok(id) => Some(id),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+            Err(e) if e.code() == git2::ErrorCode::InvalidSpec => None,
+            Err(e) => {
+                return Err(engine::internal(&format!(
+                    "cannot read `{}`: {}",
+                    crate::sanitize::escape(&u.refname),
+                    e.message()
+                )))
+            }
+        };
+        let claimed = (!u.old.is_zero()).then_some(u.old);
+        if current != claimed {
+            return Err(bad_input(format!(
+                "the update of `{}` claims it is at {}, but it is at {}; git would refuse it",
+                crate::sanitize::escape(&crate::policy::limits::truncate(&u.refname, 200)),
+                claimed.map_or("nothing (a new ref)".into(), engine::short),
+                current.map_or("nothing (it does not exist)".into(), engine::short),
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Before any history walk: every commit and tag the push brings (the
 /// objects in git's quarantine directory) must fit `limits.object-bytes`.
 /// libgit2 inflates a whole commit to walk past it, and a pack of a few
 /// kilobytes can hold a commit of gigabytes; this reads only headers.
-fn scan_quarantine(limits: &Limits) -> Result<(), Finding> {
+fn scan_quarantine(limits: &Limits, started: Instant) -> Result<(), Finding> {
     let Some(dir) = std::env::var_os("GIT_QUARANTINE_PATH") else {
         return Ok(());
     };
@@ -286,19 +326,39 @@ fn scan_quarantine(limits: &Limits) -> Result<(), Finding> {
         .map_err(|e| engine::internal(&format!("cannot open the quarantine: {}", e.message())))?;
     let mut too_big = None;
     let mut failed = None;
-    let walked = odb.foreach(|id| match odb.read_header(*id) {
-        Ok((size, kind @ (git2::ObjectType::Commit | git2::ObjectType::Tag)))
-            if size > limits.object_bytes =>
-        {
-            too_big = Some((*id, size, kind));
-            false
+    let mut timed_out = false;
+    let budget = std::time::Duration::from_secs(limits.seconds);
+    let mut seen = 0usize;
+    let walked = odb.foreach(|id| {
+        seen += 1;
+        if seen.is_multiple_of(256) && started.elapsed() >= budget {
+            timed_out = true;
+            return false;
         }
-        Ok(_) => true,
-        Err(e) => {
-            failed = Some(engine::missing(*id, &e));
-            false
+        match odb.read_header(*id) {
+            Ok((size, kind @ (git2::ObjectType::Commit | git2::ObjectType::Tag)))
+                if size > limits.object_bytes =>
+            {
+                too_big = Some((*id, size, kind));
+                false
+            }
+            Ok(_) => true,
+            Err(e) => {
+                failed = Some(engine::missing(*id, &e));
+                false
+            }
         }
     });
+    if timed_out {
+        return Err(Finding::new(
+            Code::LimitTime,
+            format!(
+                "listing the {seen}+ objects this push brings took longer than the hook's budget of {} s (limit `seconds`); nothing was accepted",
+                limits.seconds
+            ),
+            Limits::raise_help("seconds"),
+        ));
+    }
     if let Some((id, size, kind)) = too_big {
         let max = limits.object_bytes;
         return Err(Finding::new(

@@ -91,10 +91,10 @@ impl Keyring {
         person: &str,
         key: ssh_key::PublicKey,
         dates: KeyDates,
-    ) -> Result<(), String> {
+    ) -> Result<(), KeyError> {
         let fpr = ssh_fingerprint(key.key_data());
         if let Some(&i) = self.ssh.get(&fpr) {
-            return Err(self.keys[i].person.clone());
+            return Err(KeyError::HeldBy(self.keys[i].person.clone()));
         }
         self.ssh.insert(fpr.clone(), self.keys.len());
         self.keys.push(PolicyKey {
@@ -115,14 +115,14 @@ impl Keyring {
         cert: Cert,
         dates: KeyDates,
         source: KeySource,
-    ) -> Result<(), String> {
+    ) -> Result<(), KeyError> {
         let handles: Vec<String> = cert
             .keys()
             .flat_map(|ka| [ka.key().fingerprint().to_hex(), ka.key().keyid().to_hex()])
             .collect();
         for h in &handles {
             if let Some(&i) = self.openpgp.get(h) {
-                return Err(self.keys[i].person.clone());
+                return Err(KeyError::HeldBy(self.keys[i].person.clone()));
             }
         }
         let idx = self.keys.len();
@@ -166,16 +166,55 @@ pub fn ssh_fingerprint(key: &ssh_key::public::KeyData) -> String {
     key.fingerprint(ssh_key::HashAlg::Sha256).to_string()
 }
 
+/// Why a key or certificate cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The key (or a key of the certificate) already belongs to this person.
+    #[error("already held by person `{0}`")]
+    HeldBy(String),
+    /// More than one line in one SSH key entry.
+    #[error("one key per entry: the text contains a line break")]
+    LineBreak,
+    /// Not an OpenSSH public key line.
+    #[error("{0} (expected `ssh-ed25519 AAAA... comment`)")]
+    Unparsable(String),
+    /// An RSA key below [`MIN_RSA_BITS`].
+    #[error("RSA key of {0} bits is too weak; use at least {MIN_RSA_BITS} bits, or ed25519")]
+    WeakRsa(usize),
+    /// DSA keys are never accepted.
+    #[error("DSA (ssh-dss) keys are not accepted; use ed25519")]
+    Dsa,
+    /// A key type countersign cannot verify.
+    #[error("unsupported SSH key type `{0}`")]
+    Unsupported(String),
+    /// The certificate file cannot be read.
+    #[error("{0}")]
+    Unreadable(String),
+    /// Not an OpenPGP certificate.
+    #[error("not an OpenPGP certificate: {0}")]
+    NotACert(String),
+    /// The file holds secret key material.
+    #[error("the file holds secret key material; export the public certificate with `gpg --armor --export`")]
+    Secret,
+    /// The file holds no certificate.
+    #[error("the file holds no certificate")]
+    Empty,
+}
+
 /// Parse one OpenSSH public key line (`type base64 [comment]`).
-pub fn parse_ssh(line: &str) -> Result<ssh_key::PublicKey, String> {
+///
+/// # Errors
+///
+/// [`KeyError`] when the line is not one usable public key.
+pub fn parse_ssh(line: &str) -> Result<ssh_key::PublicKey, KeyError> {
     let line = line.trim();
     if line.contains('\n') {
-        return Err("one key per entry: the text contains a line break".into());
+        return Err(KeyError::LineBreak);
     }
     // An allowed-signers or authorized_keys line may start with options;
     // the policy wants the bare key so nothing is silently ignored.
-    let key = ssh_key::PublicKey::from_openssh(line)
-        .map_err(|e| format!("{e} (expected `ssh-ed25519 AAAA... comment`)"))?;
+    let key =
+        ssh_key::PublicKey::from_openssh(line).map_err(|e| KeyError::Unparsable(e.to_string()))?;
     check_ssh_strength(key.key_data())?;
     Ok(key)
 }
@@ -184,7 +223,7 @@ pub fn parse_ssh(line: &str) -> Result<ssh_key::PublicKey, String> {
 pub const MIN_RSA_BITS: usize = 2048;
 
 /// Refuse key types that cannot be verified or are too weak to trust.
-fn check_ssh_strength(key: &ssh_key::public::KeyData) -> Result<(), String> {
+fn check_ssh_strength(key: &ssh_key::public::KeyData) -> Result<(), KeyError> {
     use ssh_key::public::KeyData;
     match key {
         KeyData::Ed25519(_)
@@ -197,32 +236,37 @@ fn check_ssh_strength(key: &ssh_key::public::KeyData) -> Result<(), String> {
                 b.len() * 8 - lead
             });
             if bits < MIN_RSA_BITS {
-                Err(format!("RSA key of {bits} bits is too weak; use at least {MIN_RSA_BITS} bits, or ed25519"))
+                Err(KeyError::WeakRsa(bits))
             } else {
                 Ok(())
             }
         }
-        KeyData::Dsa(_) => Err("DSA (ssh-dss) keys are not accepted; use ed25519".into()),
-        other => Err(format!("unsupported SSH key type `{}`", other.algorithm())),
+        KeyData::Dsa(_) => Err(KeyError::Dsa),
+        other => Err(KeyError::Unsupported(other.algorithm().to_string())),
     }
 }
 
 /// Read every certificate in an armored or binary file. Secret key
 /// material is refused: the policy must only hold public certificates.
-pub fn read_certs(path: &Path) -> Result<Vec<Cert>, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+///
+/// # Errors
+///
+/// [`KeyError`] when the file cannot be read or holds no usable public
+/// certificate.
+pub fn read_certs(path: &Path) -> Result<Vec<Cert>, KeyError> {
+    let bytes = std::fs::read(path).map_err(|e| KeyError::Unreadable(e.to_string()))?;
     let parser = openpgp::cert::CertParser::from_bytes(&bytes)
-        .map_err(|e| format!("not an OpenPGP certificate: {e}"))?;
+        .map_err(|e| KeyError::NotACert(e.to_string()))?;
     let mut certs = Vec::new();
     for c in parser {
-        let cert = c.map_err(|e| format!("not an OpenPGP certificate: {e}"))?;
+        let cert = c.map_err(|e| KeyError::NotACert(e.to_string()))?;
         if cert.is_tsk() {
-            return Err("the file holds secret key material; export the public certificate with `gpg --armor --export`".into());
+            return Err(KeyError::Secret);
         }
         certs.push(cert);
     }
     if certs.is_empty() {
-        return Err("the file holds no certificate".into());
+        return Err(KeyError::Empty);
     }
     Ok(certs)
 }

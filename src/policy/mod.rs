@@ -487,8 +487,11 @@ fn parse_person(
             key_count += 1;
             match keys::parse_ssh(&entry.text) {
                 Ok(key) => {
-                    if let Err(other) = keyring.add_ssh(id, key, entry.dates) {
-                        ctx.push(span, format!("this SSH key is already held by person `{other}`: one key belongs to one person"));
+                    if let Err(e) = keyring.add_ssh(id, key, entry.dates) {
+                        ctx.push(
+                            span,
+                            format!("this SSH key is {e}: one key belongs to one person"),
+                        );
                     }
                 }
                 Err(e) => ctx.push(span, format!("not a valid SSH public key: {e}")),
@@ -503,8 +506,8 @@ fn parse_person(
                 Ok(certs) => {
                     for cert in certs {
                         let source = KeySource::File(entry.text.clone());
-                        if let Err(other) = keyring.add_openpgp(id, cert, entry.dates, source) {
-                            ctx.push(span.clone(), format!("a key in this certificate is already held by person `{other}`: one key belongs to one person"));
+                        if let Err(e) = keyring.add_openpgp(id, cert, entry.dates, source) {
+                            ctx.push(span.clone(), format!("a key in this certificate is {e}: one key belongs to one person"));
                         }
                     }
                 }

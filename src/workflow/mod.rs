@@ -457,7 +457,7 @@ pub fn trial(
         .find_commit(topic)
         .map_err(|e| git_err("cannot read the topic", e))?;
     let tree_id = match crate::engine::merge::clean_merge(repo, base, topic, None)
-        .map_err(WorkflowError::Git)?
+        .map_err(|e| WorkflowError::Git(e.to_string()))?
     {
         crate::engine::merge::CleanMerge::Tree(t) => t,
         crate::engine::merge::CleanMerge::MultipleBases(n) => {

@@ -551,3 +551,69 @@ fn relative_policy_config_means_the_same_file_to_every_command() {
     assert_eq!(out.code, Some(0), "{out}");
     assert!(!out.stderr.contains("will not count"), "{out}");
 }
+
+/// The hook input is what git sends: each ref once, with its real current
+/// value as `old`. A raw client can claim any `old` (git checks it only
+/// after the hook) and repeat a line; both made the checks walk history
+/// the ref never had, once per line. Run the hook as git would.
+#[test]
+fn forged_old_values_and_repeated_lines_are_refused() {
+    let (sb, _dev, base) = with_dev(|_| vec![]);
+    let zero = "0".repeat(40);
+    let run_hook = |input: String| {
+        let mut c = sb.cmd(BIN);
+        c.args(["hook", "pre-receive"]).env("GIT_DIR", &sb.server);
+        run(c, Some(input.as_bytes()))
+    };
+    // The real old value: judged as usual (a no-op update is fine).
+    let out = run_hook(format!("{base} {base} {MAIN}\n"));
+    assert!(out.success, "{out}");
+    // A forged old value, and a creation of an existing ref.
+    let out = run_hook(format!("{zero} {base} {MAIN}\n"));
+    assert!(!out.success, "{out}");
+    assert!(
+        out.stderr.contains("error[bad-input]") && out.stderr.contains("git would refuse it"),
+        "{out}"
+    );
+    let other = "1".repeat(40);
+    let out = run_hook(format!("{other} {base} {MAIN}\n"));
+    assert!(out.stderr.contains("error[bad-input]"), "{out}");
+    // The same ref twice.
+    let out = run_hook(format!("{base} {base} {MAIN}\n{base} {base} {MAIN}\n"));
+    assert!(
+        out.stderr.contains("error[bad-input]") && out.stderr.contains("a second time"),
+        "{out}"
+    );
+}
+
+/// A tag object whose own name is huge is quoted cut to `subject-chars`.
+#[test]
+fn huge_tag_name_is_cut_in_findings() {
+    let (sb, _dev, _base) = with_dev(|_| vec![]);
+    let head = sb.rev("HEAD");
+    let name = "n".repeat(100_000);
+    let raw = format!("object {head}\ntype commit\ntag {name}\ntagger T <t@x> 1 +0000\n\nhuge\n");
+    let id = sb.git_stdin(
+        ["hash-object", "-t", "tag", "-w", "--literally", "--stdin"],
+        raw.as_bytes(),
+    );
+    let out = sb.push(&[&format!("{id}:refs/tags/v1")]);
+    assert_rejected_with(&out, "tag-name-mismatch");
+    assert!(
+        out.stderr.contains("nnn…"),
+        "{}",
+        &out.stderr[..out.stderr.len().min(3000)]
+    );
+    assert!(!out.stderr.contains(&"n".repeat(1000)));
+}
+
+/// A ref pointed at a big blob is refused from the object header: the blob
+/// is never inflated.
+#[test]
+fn branch_pointing_at_a_big_blob_is_refused_from_its_header() {
+    let (sb, _dev, base) = with_dev(|_| vec![]);
+    let blob = sb.git_stdin(["hash-object", "-w", "--stdin"], &vec![0u8; 32 << 20]);
+    let out = sb.push(&[&format!("{blob}:refs/heads/release/x")]);
+    assert_rejected_with(&out, "not-a-commit");
+    sb.assert_server_ref(MAIN, Some(&base));
+}
