@@ -6,6 +6,8 @@
 //! a missing policy or an unreadable repository rejects the push with a
 //! reason instead of slipping through.
 
+pub mod quarantine;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -265,7 +267,7 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
     let (decision, limits) = match load_policy(&path) {
         Ok(policy) => {
             let decision = match check_old_values(&repo, &updates)
-                .and_then(|()| scan_quarantine(&policy.limits, started))
+                .and_then(|()| scan_quarantine(&repo, &policy.limits, started))
             {
                 Err(f) => Decision::reject_all(&updates, f),
                 Ok(()) => Verifier::new(&repo, &policy, now)
@@ -313,79 +315,39 @@ fn check_old_values(repo: &Repository, updates: &[RefUpdate]) -> Result<(), Find
     Ok(())
 }
 
-/// Before any history walk: every commit and tag the push brings (the
-/// objects in git's quarantine directory) must fit `limits.object-bytes`.
-/// libgit2 inflates a whole commit to walk past it, and a pack of a few
-/// kilobytes can hold a commit of gigabytes; this reads only headers.
-fn scan_quarantine(limits: &Limits, started: Instant) -> Result<(), Finding> {
+/// Before any history walk: every commit and tag the push brings (git's
+/// quarantine directory) must fit `limits.object-bytes`; see
+/// [`quarantine`].
+fn scan_quarantine(repo: &Repository, limits: &Limits, started: Instant) -> Result<(), Finding> {
     let Some(dir) = std::env::var_os("GIT_QUARANTINE_PATH") else {
         return Ok(());
     };
-    let odb = git2::Odb::new().map_err(|e| engine::internal(&e))?;
-    odb.add_disk_alternate(&Path::new(&dir).to_string_lossy())
-        .map_err(|e| engine::internal(&format!("cannot open the quarantine: {}", e.message())))?;
-    let mut too_big = None;
-    let mut failed = None;
-    let mut timed_out = false;
     let budget = std::time::Duration::from_secs(limits.seconds);
-    let mut seen = 0usize;
-    let walked = odb.foreach(|id| {
-        seen += 1;
-        if seen.is_multiple_of(256) && started.elapsed() >= budget {
-            timed_out = true;
-            return false;
-        }
-        match odb.read_header(*id) {
-            Ok((size, kind @ (git2::ObjectType::Commit | git2::ObjectType::Tag)))
-                if size > limits.object_bytes =>
-            {
-                too_big = Some((*id, size, kind));
-                false
-            }
-            Ok(_) => true,
-            Err(e) => {
-                failed = Some(engine::missing(*id, &e));
-                false
+    let limit = limits.object_bytes as u64;
+    quarantine::scan(Path::new(&dir), repo, limit, started, budget).map_err(|e| match e {
+        quarantine::ScanError::TooBig { ref id, .. } => {
+            let f = Finding::new(
+                Code::LimitObjectBytes,
+                e.to_string(),
+                Limits::raise_help("object-bytes"),
+            );
+            match id {
+                Some(id) => f.at_object(id, None),
+                None => f,
             }
         }
-    });
-    if timed_out {
-        return Err(Finding::new(
+        quarantine::ScanError::TimedOut(_) => Finding::new(
             Code::LimitTime,
-            format!(
-                "listing the {seen}+ objects this push brings took longer than the hook's budget of {} s (limit `seconds`); nothing was accepted",
-                limits.seconds
-            ),
+            format!("{e} of {} s; nothing was accepted", limits.seconds),
             Limits::raise_help("seconds"),
-        ));
-    }
-    if let Some((id, size, kind)) = too_big {
-        let max = limits.object_bytes;
-        return Err(Finding::new(
-            Code::LimitObjectBytes,
-            format!(
-                "the push brings a {} of {size} bytes; the limit is {max} (limit `object-bytes`)",
-                if kind == git2::ObjectType::Tag {
-                    "tag"
-                } else {
-                    "commit"
-                }
-            ),
-            Limits::raise_help("object-bytes"),
-        )
-        .at_object(id, None));
-    }
-    if let Some(f) = failed {
-        return Err(f);
-    }
-    match walked {
-        Ok(()) => Ok(()),
-        Err(e) if e.code() == git2::ErrorCode::User => Ok(()),
-        Err(e) => Err(engine::internal(&format!(
-            "cannot list the pushed objects: {}",
-            e.message()
-        ))),
-    }
+        ),
+        quarantine::ScanError::Malformed(..) => Finding::new(
+            Code::MalformedObject,
+            e.to_string(),
+            "push with a git client; the pack was refused rather than left unchecked",
+        ),
+        quarantine::ScanError::Io(_) => engine::internal(&e),
+    })
 }
 
 /// Append the decision to the repository's audit log. If it cannot be

@@ -617,3 +617,175 @@ fn branch_pointing_at_a_big_blob_is_refused_from_its_header() {
     assert_rejected_with(&out, "not-a-commit");
     sb.assert_server_ref(MAIN, Some(&base));
 }
+
+/// A pack of `n + 1` distinct 8-byte blobs, each an OFS_DELTA on the one
+/// before: one delta chain `n` deep (git's pack-objects never writes such
+/// chains; index-pack accepts them).
+fn deep_delta_pack(n: u32) -> Vec<u8> {
+    use std::io::Write as _;
+    fn zip(data: &[u8]) -> Vec<u8> {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(data).unwrap();
+        z.finish().unwrap()
+    }
+    fn header(kind: u8, mut size: usize) -> Vec<u8> {
+        let mut b = (kind << 4) | (size & 0x0f) as u8;
+        size >>= 4;
+        let mut out = Vec::new();
+        while size > 0 {
+            out.push(b | 0x80);
+            b = (size & 0x7f) as u8;
+            size >>= 7;
+        }
+        out.push(b);
+        out
+    }
+    fn ofs(mut off: usize) -> Vec<u8> {
+        let mut out = vec![(off & 0x7f) as u8];
+        off >>= 7;
+        while off > 0 {
+            off -= 1;
+            out.insert(0, 0x80 | (off & 0x7f) as u8);
+            off >>= 7;
+        }
+        out
+    }
+    let mut body = b"PACK".to_vec();
+    body.extend(2u32.to_be_bytes());
+    body.extend((n + 1).to_be_bytes());
+    let mut prev = body.len();
+    body.extend(header(3, 8));
+    body.extend(zip(&0u64.to_be_bytes()));
+    for i in 1..=u64::from(n) {
+        let at = body.len();
+        let mut delta = vec![8u8, 8, 8];
+        delta.extend(i.to_be_bytes());
+        body.extend(header(6, delta.len()));
+        body.extend(ofs(at - prev));
+        body.extend(zip(&delta));
+        prev = at;
+    }
+    // The pack trailer is the SHA-1 of everything before it.
+    body.extend(sha1(&body));
+    body
+}
+
+/// SHA-1 of `data` (a small implementation, for the test pack's trailer).
+fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+    let mut msg = data.to_vec();
+    let bits = (data.len() as u64) * 8;
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend(bits.to_be_bytes());
+    for chunk in msg.chunks(64) {
+        let mut w = [0u32; 80];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes([
+                chunk[4 * i],
+                chunk[4 * i + 1],
+                chunk[4 * i + 2],
+                chunk[4 * i + 3],
+            ]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let (mut a, mut b, mut c, mut d, mut e) = (h[0], h[1], h[2], h[3], h[4]);
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A827999),
+                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                _ => (b ^ c ^ d, 0xCA62C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        h[0] = h[0].wrapping_add(a);
+        h[1] = h[1].wrapping_add(b);
+        h[2] = h[2].wrapping_add(c);
+        h[3] = h[3].wrapping_add(d);
+        h[4] = h[4].wrapping_add(e);
+    }
+    let mut out = [0u8; 20];
+    for (i, v) in h.iter().enumerate() {
+        out[4 * i..4 * i + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    out
+}
+
+/// Issue 7 attack A4: one delta chain 40,000 deep (680 KB) made libgit2's
+/// header reads quadratic (58,000 objects took 254 s); the pack scan reads
+/// the index and entry headers itself, linear. Pushed raw to
+/// `git receive-pack`, as an attacker would.
+#[test]
+fn deep_delta_chain_is_scanned_in_linear_time() {
+    let (sb, _dev, base) = with_dev(|_| vec![]);
+    let pack = deep_delta_pack(40_000);
+    let zero = "0".repeat(40);
+    let cmd = format!("{zero} {base} refs/heads/x\0report-status\n");
+    let mut input = format!("{:04x}{cmd}0000", cmd.len() + 4).into_bytes();
+    input.extend(pack);
+    let input_path = sb.root().join("raw-push");
+    fs::write(&input_path, &input).unwrap();
+    let mut c = std::process::Command::new("git");
+    c.arg("receive-pack")
+        .arg(&sb.server)
+        .stdin(fs::File::open(&input_path).unwrap());
+    let out = run_within_stdin(c, 60, sb.root());
+    assert!(out.stdout.contains("unpack ok"), "{out}");
+    assert!(out.stdout.contains("ok refs/heads/x"), "{out}");
+}
+
+/// The pack scanner sizes commits too: with every push kept as a pack, a
+/// commit over `object-bytes` is refused from the pack's headers.
+#[test]
+fn oversized_commit_in_a_kept_pack_is_refused() {
+    let (mut sb, dev, _base) = with_dev(|_| vec![]);
+    sb.server_git_ok(["config", "receive.unpackLimit", "1"]);
+    let mut msg = b"big\n\n".to_vec();
+    msg.extend(std::iter::repeat_n(b'0', 2 << 20));
+    sb.commit_message_bytes(Some(&dev), &msg, &[]);
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "limit-object-bytes");
+    assert!(out.stderr.contains("brings a commit of"), "{out}");
+}
+
+/// `run_within` for a command whose stdin is already set.
+fn run_within_stdin(mut cmd: std::process::Command, secs: u64, scratch: &std::path::Path) -> Out {
+    let out_path = scratch.join("watchdog-raw.out");
+    let err_path = scratch.join("watchdog-raw.err");
+    cmd.stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed().as_secs() >= secs {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("receive-pack did not finish within {secs} s: the hook ran away");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    Out {
+        success: status.success(),
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&fs::read(&out_path).unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&fs::read(&err_path).unwrap()).into_owned(),
+    }
+}
