@@ -596,7 +596,10 @@ impl<'a> Verifier<'a> {
         let a = Approval::parse(value).map_err(|e| {
             Finding::new(
                 Code::MalformedApproval,
-                format!("approval #{index} cannot be parsed: {}", self.clip(&e)),
+                format!(
+                    "approval #{index} cannot be parsed: {}",
+                    self.clip(&e.to_string())
+                ),
                 "copy the trailer exactly as `countersign approve` printed it",
             )
         })?;

@@ -696,13 +696,19 @@ impl<'a> Verifier<'a> {
                 if inside != expected {
                     // Both names come from the pusher: cut before quoting.
                     let (inside, expected) = (self.clip(&inside), self.clip(expected));
+                    // The subject from the object already read, not a
+                    // second read of a possibly large tag.
+                    let subject = tag.message_bytes().map(|m| {
+                        let first = m.split(|&b| b == b'\n').next().unwrap_or(b"");
+                        self.clip(String::from_utf8_lossy(first).trim_end())
+                    });
                     found.push(
                         Finding::new(
                             Code::TagNameMismatch,
                             format!("the tag object is named `{inside}` but is pushed as `{expected}`"),
                             format!("create a tag named `{expected}` (git tag -s {expected}); a signed tag cannot be reused under another name"),
                         )
-                        .at_object(u.new, self.subject_of(u.new)),
+                        .at_object(u.new, subject),
                     );
                     return;
                 }

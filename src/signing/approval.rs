@@ -95,6 +95,42 @@ impl Statement {
     }
 }
 
+/// Why an approval trailer cannot be parsed. Quoted fields come from the
+/// pusher: callers cut and escape them before showing them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A field without `=`.
+    #[error("field `{0}` is not key=value")]
+    NotKeyValue(String),
+    /// A field this version does not know.
+    #[error("unknown field `{0}`")]
+    UnknownField(String),
+    /// A field given twice.
+    #[error("field `{0}` appears twice")]
+    Twice(String),
+    /// A required field is missing.
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    /// An object id that is not 40 or 64 hex digits.
+    #[error("`{0}` must be a full object id (40 or 64 hex digits)")]
+    BadId(&'static str),
+    /// A field that belongs to the other kind.
+    #[error("`{0}` belongs to kind={1}")]
+    WrongKind(&'static str, &'static str),
+    /// `parents` of a result approval must list one or two commits.
+    #[error("`parents` must list one or two commits")]
+    Parents,
+    /// An unknown `kind`.
+    #[error("unknown kind `{0}`")]
+    UnknownKind(String),
+    /// `at` is not Unix seconds.
+    #[error("`at` must be Unix seconds")]
+    BadTime,
+    /// `sig` is not base64.
+    #[error("`sig` is not valid base64")]
+    BadSignature,
+}
+
 /// A parsed approval trailer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approval {
@@ -134,7 +170,11 @@ impl Approval {
     }
 
     /// Parse a trailer's value (the part after `Countersign-Approval:`).
-    pub fn parse(value: &str) -> Result<Approval, String> {
+    ///
+    /// # Errors
+    ///
+    /// [`ParseError`] for anything but a well-formed v1 trailer.
+    pub fn parse(value: &str) -> Result<Approval, ParseError> {
         let mut by = None;
         let mut repo = None;
         let mut refname = None;
@@ -146,7 +186,7 @@ impl Approval {
         let mut sig = None;
         for field in value.split_ascii_whitespace() {
             let Some((k, v)) = field.split_once('=') else {
-                return Err(format!("field `{field}` is not key=value"));
+                return Err(ParseError::NotKeyValue(field.to_string()));
             };
             let slot = match k {
                 "by" => &mut by,
@@ -158,37 +198,30 @@ impl Approval {
                 "tree" => &mut tree,
                 "at" => &mut at,
                 "sig" => &mut sig,
-                other => return Err(format!("unknown field `{other}`")),
+                other => return Err(ParseError::UnknownField(other.to_string())),
             };
             if slot.replace(v.to_string()).is_some() {
-                return Err(format!("field `{k}` appears twice"));
+                return Err(ParseError::Twice(k.to_string()));
             }
         }
-        let need =
-            |f: Option<String>, name: &str| f.ok_or_else(|| format!("missing field `{name}`"));
-        let oid = |s: &str, name: &str| -> Result<Oid, String> {
+        let need = |f: Option<String>, name: &'static str| f.ok_or(ParseError::Missing(name));
+        let oid = |s: &str, name: &'static str| -> Result<Oid, ParseError> {
             let format = match s.len() {
                 40 => git2::ObjectFormat::Sha1,
                 64 => git2::ObjectFormat::Sha256,
-                _ => {
-                    return Err(format!(
-                        "`{name}` must be a full object id (40 or 64 hex digits)"
-                    ))
-                }
+                _ => return Err(ParseError::BadId(name)),
             };
             if s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Oid::from_str_ext(s, format).map_err(|e| format!("`{name}`: {e}"))
+                Oid::from_str_ext(s, format).map_err(|_| ParseError::BadId(name))
             } else {
-                Err(format!(
-                    "`{name}` must be a full object id (40 or 64 hex digits)"
-                ))
+                Err(ParseError::BadId(name))
             }
         };
         let tree = oid(&need(tree, "tree")?, "tree")?;
         let binding = match need(kind, "kind")?.as_str() {
             "topic" => {
                 if parents.is_some() {
-                    return Err("`parents` belongs to kind=result".into());
+                    return Err(ParseError::WrongKind("parents", "result"));
                 }
                 Binding::Topic {
                     commit: oid(&need(commit, "commit")?, "commit")?,
@@ -197,7 +230,7 @@ impl Approval {
             }
             "result" => {
                 if commit.is_some() {
-                    return Err("`commit` belongs to kind=topic".into());
+                    return Err(ParseError::WrongKind("commit", "topic"));
                 }
                 let p = need(parents, "parents")?;
                 let parents = p
@@ -205,17 +238,15 @@ impl Approval {
                     .map(|x| oid(x, "parents"))
                     .collect::<Result<Vec<_>, _>>()?;
                 if parents.is_empty() || parents.len() > 2 {
-                    return Err("`parents` must list one or two commits".into());
+                    return Err(ParseError::Parents);
                 }
                 Binding::Result { parents, tree }
             }
-            other => return Err(format!("unknown kind `{other}`")),
+            other => return Err(ParseError::UnknownKind(other.to_string())),
         };
-        let issued_at: Timestamp = need(at, "at")?
-            .parse()
-            .map_err(|_| "`at` must be Unix seconds".to_string())?;
-        let signature = Base64::decode_vec(&need(sig, "sig")?)
-            .map_err(|_| "`sig` is not valid base64".to_string())?;
+        let issued_at: Timestamp = need(at, "at")?.parse().map_err(|_| ParseError::BadTime)?;
+        let signature =
+            Base64::decode_vec(&need(sig, "sig")?).map_err(|_| ParseError::BadSignature)?;
         Ok(Approval {
             by: need(by, "by")?,
             statement: Statement {
