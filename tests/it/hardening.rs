@@ -25,30 +25,8 @@ fn rejected_at(t: &Team, code: &str) -> Out {
 /// targets live in bench/.)
 #[track_caller]
 fn run_within(mut cmd: std::process::Command, secs: u64, scratch: &std::path::Path) -> Out {
-    let out_path = scratch.join("watchdog.out");
-    let err_path = scratch.join("watchdog.err");
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap());
-    let mut child = cmd.spawn().unwrap();
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed().as_secs() >= secs {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the push did not finish within {secs} s: the hook ran away");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    Out {
-        success: status.success(),
-        code: status.code(),
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: String::from_utf8_lossy(&fs::read(&err_path).unwrap()).into_owned(),
-    }
+    cmd.stdin(std::process::Stdio::null());
+    run_within_stdin(cmd, secs, scratch)
 }
 
 /// `git commit-tree` in `dir` with a tree holding one file `f` = `content`.
@@ -763,7 +741,8 @@ fn oversized_commit_in_a_kept_pack_is_refused() {
     assert!(out.stderr.contains("brings a commit of"), "{out}");
 }
 
-/// `run_within` for a command whose stdin is already set.
+/// [`run_within`] for a command whose stdin is already set.
+#[track_caller]
 fn run_within_stdin(mut cmd: std::process::Command, secs: u64, scratch: &std::path::Path) -> Out {
     let out_path = scratch.join("watchdog-raw.out");
     let err_path = scratch.join("watchdog-raw.err");
@@ -778,7 +757,7 @@ fn run_within_stdin(mut cmd: std::process::Command, secs: u64, scratch: &std::pa
         if start.elapsed().as_secs() >= secs {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("receive-pack did not finish within {secs} s: the hook ran away");
+            panic!("the push did not finish within {secs} s: the hook ran away");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
