@@ -6,6 +6,7 @@
 //! a missing policy or an unreadable repository rejects the push with a
 //! reason instead of slipping through.
 
+mod diags;
 pub mod quarantine;
 
 use std::path::{Path, PathBuf};
@@ -15,9 +16,9 @@ use git2::Repository;
 
 use crate::audit;
 use crate::engine::{self, Decision, RefUpdate, Verifier};
-use crate::finding::{Code, Finding};
+use crate::finding::Finding;
 use crate::policy::limits::Limits;
-use crate::policy::{self, Policy, PolicyError};
+use crate::policy::{self, Policy};
 use crate::time::Timestamp;
 use serde_json::Value;
 
@@ -44,12 +45,12 @@ pub fn parse_updates_in(
     format: git2::ObjectFormat,
 ) -> Result<Vec<RefUpdate>, Finding> {
     if input.len() > MAX_INPUT_BYTES {
-        return Err(bad_input(format!(
+        return Err(diags::bad_input(format!(
             "the ref update list is larger than {MAX_INPUT_BYTES} bytes"
         )));
     }
     let text = std::str::from_utf8(input)
-        .map_err(|_| bad_input("the ref update list is not valid UTF-8".into()))?;
+        .map_err(|_| diags::bad_input("the ref update list is not valid UTF-8".into()))?;
     let mut updates = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.is_empty() {
@@ -57,7 +58,7 @@ pub fn parse_updates_in(
         }
         let parts: Vec<&str> = line.split(' ').collect();
         let [old, new, refname] = parts[..] else {
-            return Err(bad_input(format!(
+            return Err(diags::bad_input(format!(
                 "line {} is not `<old> <new> <ref>`",
                 n + 1
             )));
@@ -68,26 +69,26 @@ pub fn parse_updates_in(
         };
         let parse = |s: &str| engine::parse_oid(s, format);
         let (Some(old), Some(new)) = (parse(old), parse(new)) else {
-            return Err(bad_input(format!(
+            return Err(diags::bad_input(format!(
                 "line {} does not hold two {digits}-hex-digit object ids (this repository's object format is {format})",
                 n + 1
             )));
         };
         if refname.len() > MAX_REF_BYTES {
-            return Err(bad_input(format!(
+            return Err(diags::bad_input(format!(
                 "line {} names a ref longer than {MAX_REF_BYTES} bytes",
                 n + 1
             )));
         }
         if !refname.starts_with("refs/") && refname != "HEAD" {
-            return Err(bad_input(format!(
+            return Err(diags::bad_input(format!(
                 "line {} names `{}`, which is not a full ref",
                 n + 1,
                 crate::sanitize::escape(refname)
             )));
         }
         if updates.iter().any(|u: &RefUpdate| u.refname == refname) {
-            return Err(bad_input(format!(
+            return Err(diags::bad_input(format!(
                 "line {} updates `{}` a second time; git sends each ref once",
                 n + 1,
                 crate::sanitize::escape(&crate::policy::limits::truncate(refname, 200))
@@ -100,10 +101,6 @@ pub fn parse_updates_in(
         });
     }
     Ok(updates)
-}
-
-fn bad_input(message: String) -> Finding {
-    Finding::new(Code::BadInput, message, "this input must come from git's pre-receive hook; run `countersign hook pre-receive` only as a hook")
 }
 
 /// Where a policy path came from.
@@ -189,40 +186,12 @@ pub fn locate_policy(
 
 /// Load the policy, turning every failure into a rejecting finding.
 pub fn load_policy(path: &Path) -> Result<Policy, Finding> {
-    policy::load(path).map_err(|e| match &e {
-        PolicyError::Missing(p) => Finding::new(
-            Code::PolicyMissing,
-            format!("no policy file at `{}`: every push is rejected until one exists", p.display()),
-            format!(
-                "the admin must create it (see config.example.toml) or set `git config {POLICY_CONFIG_KEY} <path>` in the server repository"
-            ),
-        ),
-        PolicyError::Unreadable(..) => Finding::new(
-            Code::PolicyInvalid,
-            e.to_string(),
-            "the admin must make the policy readable by the user the hook runs as",
-        ),
-        PolicyError::Invalid { .. } => Finding::new(
-            Code::PolicyInvalid,
-            format!("{e}:\n{}", e.details().trim_end()),
-            "the admin must fix the policy; check it with `countersign policy check`",
-        ),
-    })
+    policy::load(path).map_err(|e| Finding::from(&e))
 }
 
 /// Open the repository from git's environment (`GIT_DIR`, quarantine).
 pub fn open_repo() -> Result<Repository, Finding> {
-    Repository::open_from_env().map_err(|e| {
-        if e.message().contains("objectformat") {
-            Finding::new(
-                Code::UnsupportedObjectFormat,
-                format!("cannot open the repository: {}", e.message()),
-                "countersign verifies SHA-1 repositories only; the push was rejected rather than left unchecked",
-            )
-        } else {
-            engine::internal(&format!("cannot open the repository: {}", e.message()))
-        }
-    })
+    Repository::open_from_env().map_err(|e| diags::repo_unopenable(&e))
 }
 
 /// What the hook decided, and the limits to render it with.
@@ -253,16 +222,7 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
     };
     let path = match locate_policy(None, Some(&repo)) {
         Ok(l) => l.path,
-        Err(e) => {
-            return reject(
-                &updates,
-                Finding::new(
-                    Code::PolicyInvalid,
-                    e.to_string(),
-                    "the admin must fix the repository's git config",
-                ),
-            )
-        }
+        Err(e) => return reject(&updates, Finding::from(&e)),
     };
     let (decision, limits) = match load_policy(&path) {
         Ok(policy) => {
@@ -304,7 +264,7 @@ fn check_old_values(repo: &Repository, updates: &[RefUpdate]) -> Result<(), Find
         };
         let claimed = (!u.old.is_zero()).then_some(u.old);
         if current != claimed {
-            return Err(bad_input(format!(
+            return Err(diags::bad_input(format!(
                 "the update of `{}` claims it is at {}, but it is at {}; git would refuse it",
                 crate::sanitize::escape(&crate::policy::limits::truncate(&u.refname, 200)),
                 claimed.map_or("nothing (a new ref)".into(), engine::short),
@@ -324,30 +284,8 @@ fn scan_quarantine(repo: &Repository, limits: &Limits, started: Instant) -> Resu
     };
     let budget = std::time::Duration::from_secs(limits.seconds);
     let limit = limits.object_bytes as u64;
-    quarantine::scan(Path::new(&dir), repo, limit, started, budget).map_err(|e| match e {
-        quarantine::ScanError::TooBig { ref id, .. } => {
-            let f = Finding::new(
-                Code::LimitObjectBytes,
-                e.to_string(),
-                Limits::raise_help("object-bytes"),
-            );
-            match id {
-                Some(id) => f.at_object(id, None),
-                None => f,
-            }
-        }
-        quarantine::ScanError::TimedOut(_) => Finding::new(
-            Code::LimitTime,
-            format!("{e} of {} s; nothing was accepted", limits.seconds),
-            Limits::raise_help("seconds"),
-        ),
-        quarantine::ScanError::Malformed(..) => Finding::new(
-            Code::MalformedObject,
-            e.to_string(),
-            "push with a git client; the pack was refused rather than left unchecked",
-        ),
-        quarantine::ScanError::Io(_) => engine::internal(&e),
-    })
+    quarantine::scan(Path::new(&dir), repo, limit, started, budget)
+        .map_err(|e| diags::quarantine(&e, limits))
 }
 
 /// Append the decision to the repository's audit log. If it cannot be
@@ -358,11 +296,7 @@ fn record(repo: &Repository, mut decision: Decision, now: Timestamp, limits: &Li
     let path = audit::path_for(repo);
     let fields = record_fields(repo, &decision, limits.audit_record_bytes);
     if let Err(e) = audit::append(&path, "push", fields, now) {
-        decision.findings.push(Finding::new(
-            Code::AuditUnwritable,
-            format!("the decision could not be recorded: {e}"),
-            "the admin must make the audit log writable by the user the hook runs as (and repair it if `countersign audit verify` reports damage)",
-        ));
+        decision.findings.push(Finding::from(&e));
     }
     decision
 }
@@ -431,6 +365,7 @@ pub fn record_fields(repo: &Repository, decision: &Decision, max: usize) -> Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::finding::Code;
 
     const A: &str = "1111111111111111111111111111111111111111";
     const Z: &str = "0000000000000000000000000000000000000000";
