@@ -8,6 +8,7 @@
 //! never prints, never exits. A check that cannot run is a finding, so the
 //! verdict can only be "accepted" when every check ran and passed.
 
+mod diags;
 pub mod merge;
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use crate::policy::keys::PolicyKey;
 use crate::policy::limits::{self, Limits};
 use crate::policy::{Person, Policy, Rule};
 use crate::signing::object::{self, ObjectError, Signed};
-use crate::signing::signature::{self, SigError};
+use crate::signing::signature;
 use crate::time::{self, Timestamp};
 
 /// Deepest chain of tags of tags that is followed to a commit.
@@ -372,14 +373,9 @@ impl<'a> Verifier<'a> {
         };
         if self.budget.counted && updates.len() > self.budget.limits.updates {
             let n = self.budget.limits.updates;
-            decision.findings.push(Finding::new(
-                Code::LimitUpdates,
-                format!(
-                    "this push updates {} refs; the limit is {n} (limit `updates`)",
-                    updates.len()
-                ),
-                Limits::raise_help("updates"),
-            ));
+            decision
+                .findings
+                .push(diags::too_many_updates(updates.len(), n));
             decision.updates = updates
                 .iter()
                 .take(n)
@@ -426,12 +422,7 @@ impl<'a> Verifier<'a> {
                 // git (but not libgit2) shows replacement objects in place
                 // of the originals: a replace ref would let unsigned
                 // content stand in for signed history on the server.
-                let f = Finding::new(
-                    Code::ReplaceRef,
-                    "replace refs are refused: git would show the replacement object instead of the verified one",
-                    "do not push refs/replace/*; change history with signed commits instead",
-                )
-                .at_ref(&u.refname);
+                let f = diags::replace_ref().at_ref(&u.refname);
                 decision.findings.push(f);
                 self.budget.kept += 1;
                 outcome
@@ -488,11 +479,7 @@ impl<'a> Verifier<'a> {
     ) {
         if u.new.is_zero() {
             if !rule.delete {
-                found.push(Finding::new(
-                    Code::RefDeletion,
-                    format!("deleting this ref is not allowed (it was at {})", short(u.old)),
-                    "protected refs are never deleted; an admin may set `delete = true` on the rule",
-                ));
+                found.push(diags::ref_deletion(u.old));
             }
             return;
         }
@@ -504,24 +491,13 @@ impl<'a> Verifier<'a> {
             {
                 Some(o) => Some(o),
                 None => {
-                    found.push(Finding::new(
-                        Code::BaselineMissing,
-                        format!("the rule's baseline {hex} is not a commit in this repository"),
-                        "fix `baseline` in the policy: it must name a commit this repository holds",
-                    ));
+                    found.push(diags::baseline_missing(hex));
                     return;
                 }
             },
         };
         if rule.tag_signers.is_some() && !u.old.is_zero() {
-            found.push(Finding::new(
-                Code::TagMoved,
-                format!(
-                    "this tag already exists (at {}); protected tags never move",
-                    short(u.old)
-                ),
-                "create a new tag name instead of moving this one",
-            ));
+            found.push(diags::tag_moved(u.old));
         }
         if !u.old.is_zero() && !rule.force_push && rule.tag_signers.is_none() {
             self.check_fast_forward(u, found);
@@ -561,21 +537,11 @@ impl<'a> Verifier<'a> {
                     current = tag.target_id();
                 }
                 other => {
-                    return Err(Finding::new(
-                        Code::NotACommit,
-                        format!("{} is a {}, not a commit", short(current), kind_name(other)),
-                        "point the ref at a commit",
-                    )
-                    .at_object(id, None))
+                    return Err(diags::not_a_commit(current, kind_name(other)).at_object(id, None))
                 }
             }
         }
-        Err(Finding::new(
-            Code::NotACommit,
-            format!("{} is a chain of more than {MAX_TAG_CHAIN} tags", short(id)),
-            "point the ref at a commit, or at a tag of a commit",
-        )
-        .at_object(id, None))
+        Err(diags::tag_chain_too_deep(id).at_object(id, None))
     }
 
     fn check_fast_forward(&self, u: &RefUpdate, found: &mut Vec<Finding>) {
@@ -593,14 +559,9 @@ impl<'a> Verifier<'a> {
         }
         match self.repo.graph_descendant_of(new, old) {
             Ok(true) => {}
-            Ok(false) => found.push(
-                Finding::new(
-                    Code::ForcePush,
-                    format!("{} does not descend from {}: this rewrites the history of a protected ref", short(new), short(old)),
-                    "fetch, merge or rebase onto the current ref, and push a fast-forward; the rule does not allow force-push",
-                )
-                .at_object(new, self.subject_of(new)),
-            ),
+            Ok(false) => {
+                found.push(diags::force_push(new, old).at_object(new, self.subject_of(new)))
+            }
             Err(e) => found.push(missing(old, &e)),
         }
     }
@@ -644,16 +605,7 @@ impl<'a> Verifier<'a> {
         let (size, kind) = odb.read_header(id).map_err(|e| missing(id, &e))?;
         let max = self.budget.limits.object_bytes;
         if size > max {
-            return Err(Finding::new(
-                Code::LimitObjectBytes,
-                format!(
-                    "{} {} is {size} bytes; the limit is {max} (limit `object-bytes`)",
-                    kind_name(kind),
-                    short(id)
-                ),
-                Limits::raise_help("object-bytes"),
-            )
-            .at_object(id, None));
+            return Err(diags::object_too_big(kind_name(kind), id, size, max).at_object(id, None));
         }
         Ok(())
     }
@@ -674,12 +626,8 @@ impl<'a> Verifier<'a> {
         };
         if kind != ObjectType::Tag {
             found.push(
-                Finding::new(
-                    Code::TagNotAnnotated,
-                    format!("the tag points directly at a {} (a lightweight tag)", kind_name(kind)),
-                    format!("create an annotated, signed tag: `git tag -s <name> -m <message>` with a key of one of: {}", roles.join(", ")),
-                )
-                .at_object(u.new, self.subject_of(u.new)),
+                diags::lightweight_tag(kind_name(kind), roles)
+                    .at_object(u.new, self.subject_of(u.new)),
             );
             return;
         }
@@ -703,12 +651,7 @@ impl<'a> Verifier<'a> {
                         self.clip(String::from_utf8_lossy(first).trim_end())
                     });
                     found.push(
-                        Finding::new(
-                            Code::TagNameMismatch,
-                            format!("the tag object is named `{inside}` but is pushed as `{expected}`"),
-                            format!("create a tag named `{expected}` (git tag -s {expected}); a signed tag cannot be reused under another name"),
-                        )
-                        .at_object(u.new, subject),
+                        diags::tag_name_mismatch(&inside, &expected).at_object(u.new, subject),
                     );
                     return;
                 }
@@ -734,13 +677,7 @@ impl<'a> Verifier<'a> {
         let odb = self.repo.odb().map_err(|e| internal(&e))?;
         let raw = odb.read(id).map_err(|e| missing(id, &e))?;
         let payload = object::split_tag(raw.data())
-            .map_err(|e| {
-                Finding::new(
-                    Code::MalformedObject,
-                    e.to_string(),
-                    "re-create the tag with git",
-                )
-            })?
+            .map_err(|e| diags::malformed_tag(&e))?
             .payload;
         let message = payload
             .windows(2)
@@ -757,20 +694,10 @@ impl<'a> Verifier<'a> {
         );
         match values.as_slice() {
             [v] if v == want => Ok(()),
-            [] => Err(Finding::new(
-                Code::TagNotBound,
-                format!(
-                    "the signed tag does not name the repository it is for (no `{}: {want}` trailer)",
-                    crate::signing::approval::REPOSITORY_TRAILER
-                ),
-                help,
-            )),
-            vals => Err(Finding::new(
-                Code::TagWrongRepository,
-                format!(
-                    "the tag names repository `{}`, not `{want}`: it was signed for another repository",
-                    vals.iter().map(|v| self.clip(v)).collect::<Vec<_>>().join("`, `")
-                ),
+            [] => Err(diags::tag_not_bound(want, help)),
+            vals => Err(diags::tag_wrong_repository(
+                &vals.iter().map(|v| self.clip(v)).collect::<Vec<_>>(),
+                want,
                 help,
             )),
         }
@@ -790,16 +717,8 @@ impl<'a> Verifier<'a> {
                 Ok((_, ObjectType::Commit)) => {}
                 Ok((_, kind)) => {
                     found.push(
-                        Finding::new(
-                            Code::NotACommit,
-                            format!(
-                                "a branch must point at a commit; {} is a {}",
-                                short(u.new),
-                                kind_name(kind)
-                            ),
-                            "push a commit to the branch",
-                        )
-                        .at_object(u.new, self.subject_of(u.new)),
+                        diags::branch_not_a_commit(u.new, kind_name(kind))
+                            .at_object(u.new, self.subject_of(u.new)),
                     );
                     return;
                 }
@@ -963,32 +882,18 @@ impl<'a> Verifier<'a> {
             );
         }
         let mut created = None;
-        let result = signature::verify(&self.policy.keyring, sig, &signed.payload, GIT_NAMESPACE, self.now).map(|v| {
-                created = v.created;
-                v.key
-            }).map_err(|e| {
-            let policy = self.policy.path.display();
-            match e {
-                SigError::Malformed(m) => (Code::MalformedSignature, m, format!("re-sign the {what} with an SSH or OpenPGP key listed in the policy")),
-                SigError::Namespace { .. } => (
-                    Code::SshNamespace,
-                    e.to_string(),
-                    format!("sign with git itself (`git commit -S` with gpg.format=ssh), which uses the `{GIT_NAMESPACE}` namespace; signatures made for other purposes never count"),
-                ),
-                SigError::UnknownSigner(_) => (
-                    Code::UnknownSigner,
-                    e.to_string(),
-                    format!("sign with a key listed in the policy, or ask an admin to add this key to your entry in `{policy}`"),
-                ),
-                SigError::Bad { .. } => (
-                    Code::BadSignature,
-                    e.to_string(),
-                    format!("the signature was not made over this exact {what} (copied from another object, or the {what} was altered); re-sign it: `git commit --amend -S --no-edit`"),
-                ),
-                SigError::Expired(m) => (Code::KeyExpired, m, "sign with a key that is valid now; ask an admin or the key's owner to extend it".to_string()),
-                SigError::Revoked(m) => (Code::KeyRevoked, m, "this key may no longer sign; re-sign with a current key".to_string()),
-            }
-        });
+        let result = signature::verify(
+            &self.policy.keyring,
+            sig,
+            &signed.payload,
+            GIT_NAMESPACE,
+            self.now,
+        )
+        .map(|v| {
+            created = v.created;
+            v.key
+        })
+        .map_err(|e| diags::signature_failure(e, what, &self.policy.path));
         // Only history mode judges retirement by signing time; the hook's
         // hot path does not parse the object a second time for it.
         let signed_at = created.or_else(|| match kind {
@@ -1042,16 +947,7 @@ impl<'a> Verifier<'a> {
                 r <= self.now
             };
             if retired_for_this {
-                return Some(Finding::new(
-                    Code::KeyRetired,
-                    format!(
-                        "{what} signed by {} with {}, which was retired on {}",
-                        person.id,
-                        key.describe(),
-                        time::format(r)
-                    ),
-                    "a retired key may not sign anything new; sign with the person's current key",
-                ));
+                return Some(diags::key_retired(what, &person.id, &key.describe(), r));
             }
         }
         let who = format!("{} ({}) with {}", person.id, person.name, key.describe());
@@ -1129,21 +1025,9 @@ impl<'a> Verifier<'a> {
             .cloned()
             .collect();
         if matching.is_empty() {
-            let held: Vec<&str> = person.roles.iter().map(String::as_str).collect();
             found.push(
-                Finding::new(
-                    Code::SignerLacksRole,
-                    format!(
-                        "{what} signed by {} ({}) with {}, who holds [{}] but this rule needs one of [{}]",
-                        person.id,
-                        person.name,
-                        key.describe(),
-                        held.join(", "),
-                        roles.join(", ")
-                    ),
-                    format!("have it signed by a person holding one of [{}], or ask an admin to grant the role", roles.join(", ")),
-                )
-                .at_object(id, subject),
+                diags::signer_lacks_role(what, person, &key.describe(), roles)
+                    .at_object(id, subject),
             );
             return None;
         }
@@ -1189,19 +1073,10 @@ pub fn short(id: Oid) -> String {
 }
 
 pub(crate) fn missing(id: Oid, e: &git2::Error) -> Finding {
-    Finding::new(
-        Code::ObjectMissing,
-        format!("cannot read object {}: {}", short(id), e.message()),
-        "push the complete history (a shallow or partial clone cannot push to protected refs)",
-    )
-    .at_object(id, None)
+    diags::object_missing(id, e).at_object(id, None)
 }
 
 /// An internal failure, as a finding that rejects.
 pub fn internal(e: &dyn std::fmt::Display) -> Finding {
-    Finding::new(
-        Code::InternalError,
-        format!("internal error: {e}"),
-        "the push was rejected because a check could not run; tell the repository admin",
-    )
+    diags::internal(e)
 }
