@@ -269,24 +269,45 @@ fn push_styled(arr: &mut Array, v: impl Into<Value>) {
     }
 }
 
+/// A date that cannot be used (the text is escaped for the terminal).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DateError {
+    /// Not a TOML date or date-time.
+    #[error("`{0}` is not a date such as 2027-06-30 or 2027-06-30T12:00:00Z")]
+    NotADate(String),
+    /// A date outside what countersign can represent.
+    #[error("`{0}`: {1}")]
+    OutOfRange(String, String),
+    /// The clock's date could not be formed.
+    #[error("cannot compute the date of `{0}`")]
+    Clock(String),
+}
+
 /// The UTC date of `now`, as a TOML date.
-pub fn today(now: Timestamp) -> Result<Datetime, String> {
+///
+/// # Errors
+///
+/// [`DateError::Clock`] if the time cannot be written as a date.
+pub fn today(now: Timestamp) -> Result<Datetime, DateError> {
     let s = time::format(now);
     s.get(..10)
         .and_then(|d| d.parse::<Datetime>().ok())
-        .ok_or_else(|| format!("cannot compute the date of `{s}`"))
+        .ok_or(DateError::Clock(s))
 }
 
 /// Parse a date given on the command line: a TOML date (`2027-06-30`, 00:00
 /// UTC) or date-time (`2027-06-30T12:00:00Z`).
-pub fn parse_date(s: &str) -> Result<Datetime, String> {
-    let dt = s.trim().parse::<Datetime>().map_err(|_| {
-        format!(
-            "`{}` is not a date such as 2027-06-30 or 2027-06-30T12:00:00Z",
-            crate::sanitize::escape(s)
-        )
-    })?;
-    time::from_toml(&dt).map_err(|e| format!("`{}`: {e}", crate::sanitize::escape(s)))?;
+///
+/// # Errors
+///
+/// [`DateError`] when it is not such a date.
+pub fn parse_date(s: &str) -> Result<Datetime, DateError> {
+    let dt = s
+        .trim()
+        .parse::<Datetime>()
+        .map_err(|_| DateError::NotADate(crate::sanitize::escape(s)))?;
+    time::from_toml(&dt)
+        .map_err(|e| DateError::OutOfRange(crate::sanitize::escape(s), e.to_string()))?;
     Ok(dt)
 }
 

@@ -331,7 +331,12 @@ pub fn keys(action: KeysAction) -> Exit {
         } => {
             let expires = match expires.map(|d| admin::parse_date(&d)).transpose() {
                 Ok(d) => d,
-                Err(e) => return usage(&e, "give --expires as 2027-06-30 or 2027-06-30T12:00:00Z"),
+                Err(e) => {
+                    return usage(
+                        &e.to_string(),
+                        "give --expires as 2027-06-30 or 2027-06-30T12:00:00Z",
+                    )
+                }
             };
             match (ssh, openpgp) {
                 (Some(line), None) => apply(&common, "keys add", |text, dir, _| {
@@ -356,7 +361,12 @@ pub fn keys(action: KeysAction) -> Exit {
             };
             let at = match at {
                 Ok(d) => d,
-                Err(e) => return usage(&e, "give --at as 2027-06-30 or 2027-06-30T12:00:00Z"),
+                Err(e) => {
+                    return usage(
+                        &e.to_string(),
+                        "give --at as 2027-06-30 or 2027-06-30T12:00:00Z",
+                    )
+                }
             };
             apply(&common, "keys retire", |text, dir, _| {
                 Ok(admin::retire_key(text, dir, &person, &fingerprint, at)?)
@@ -616,7 +626,7 @@ fn import_openpgp(common: &Common, path: &Path, map: &BTreeMap<String, String>) 
 // ---------------------------------------------------------------------------
 
 fn error(msg: &str, help: &str) {
-    eprintln!("{}: error: {msg}\n  help: {help}", report::PREFIX);
+    crate::cli::print_error(msg, Some(help));
 }
 
 fn usage(msg: &str, help: &str) -> Exit {

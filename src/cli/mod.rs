@@ -302,8 +302,18 @@ pub fn run() -> Exit {
     }
 }
 
+/// The one error printer of the binary: `countersign: error: <what>`,
+/// then `  help: <what to do>` when there is a help line. Every command
+/// reports its errors through it.
+pub(crate) fn print_error(msg: &str, help: Option<&str>) {
+    match help {
+        Some(h) => eprintln!("{}: error: {msg}\n  help: {h}", report::PREFIX),
+        None => eprintln!("{}: error: {msg}", report::PREFIX),
+    }
+}
+
 fn error(msg: &str) {
-    eprintln!("{}: error: {msg}", report::PREFIX);
+    print_error(msg, None);
 }
 
 fn pre_receive() -> Exit {

@@ -68,7 +68,7 @@ pub struct ReportArgs {
 }
 
 fn error(msg: &str, help: &str) -> Exit {
-    eprintln!("{PREFIX}: error: {msg}\n  help: {help}");
+    crate::cli::print_error(msg, Some(help));
     Exit::Error
 }
 

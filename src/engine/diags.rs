@@ -1,7 +1,7 @@
-//! Every finding the engine writes about refs, objects, tags and signers,
-//! in one place, so the wording of each code — what failed and what to do —
-//! can be read and reviewed together. Landing merges and approvals have
-//! theirs in `merge`; the hook's own are in `hook::diags`.
+//! Every finding the engine writes — about refs, objects, tags and
+//! signers, then about landing changes and approvals — in one place, so the
+//! wording of each code (what failed, and what to do) can be read and
+//! reviewed together. The hook's own are in `hook::diags`.
 
 use git2::Oid;
 
@@ -9,7 +9,7 @@ use crate::engine::{short, GIT_NAMESPACE, MAX_TAG_CHAIN};
 use crate::finding::{Code, Finding};
 use crate::policy::limits::Limits;
 use crate::policy::Person;
-use crate::signing::approval::REPOSITORY_TRAILER;
+use crate::signing::approval::{REPOSITORY_TRAILER, SQUASH_TRAILER, TRAILER};
 use crate::signing::signature::SigError;
 use crate::time::{self, Timestamp};
 
@@ -224,4 +224,261 @@ pub(crate) fn signature_failure(
         SigError::Expired(m) => (Code::KeyExpired, m, "sign with a key that is valid now; ask an admin or the key's owner to extend it".to_string()),
         SigError::Revoked(m) => (Code::KeyRevoked, m, "this key may no longer sign; re-sign with a current key".to_string()),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Landing changes (merges, squashes, direct commits) and approvals
+// ---------------------------------------------------------------------------
+
+const SQUASH_HELP: &str = "write exactly one trailer `Countersign-Squash: <full id of the squashed topic's tip>` (`countersign merge --squash` does)";
+
+pub(crate) fn squash_topic_missing(id: Oid) -> Finding {
+    Finding::new(
+        Code::ObjectMissing,
+        format!("the squashed topic {} is not in the repository", short(id)),
+        "push the topic branch too (in the same push or before), so its commits and signers can be checked",
+    )
+}
+
+pub(crate) fn squash_not_a_commit(id: Oid, e: &git2::Error) -> Finding {
+    Finding::new(
+        Code::MalformedSquash,
+        format!(
+            "`{SQUASH_TRAILER}` names {}, which is not a commit: {}",
+            short(id),
+            e.message()
+        ),
+        SQUASH_HELP,
+    )
+}
+
+/// `value` as the pusher wrote it, already cut.
+pub(crate) fn squash_bad_id(value: &str) -> Finding {
+    Finding::new(
+        Code::MalformedSquash,
+        format!("`{SQUASH_TRAILER}: {value}` is not a full object id of this repository"),
+        SQUASH_HELP,
+    )
+}
+
+pub(crate) fn squash_many(n: usize) -> Finding {
+    Finding::new(
+        Code::MalformedSquash,
+        format!("the commit names {n} squashed topics; a squash lands exactly one"),
+        SQUASH_HELP,
+    )
+}
+
+pub(crate) fn squash_on_merge() -> Finding {
+    Finding::new(
+        Code::MalformedSquash,
+        format!("a merge commit cannot carry `{SQUASH_TRAILER}`: it already names its topic as its second parent"),
+        "remove the trailer from the merge message",
+    )
+}
+
+pub(crate) fn octopus(parents: usize) -> Finding {
+    Finding::new(
+        Code::OctopusMerge,
+        format!("merge with {parents} parents: countersign accepts one topic per merge"),
+        "merge each topic on its own, with its own approvals",
+    )
+}
+
+pub(crate) fn root_commit_landing() -> Finding {
+    Finding::new(
+        Code::MergeRequired,
+        "a root commit cannot land on a ref that only accepts approved merges",
+        "set `baseline` on the rule to grandfather existing history",
+    )
+}
+
+pub(crate) fn too_many_trailers(n: usize, limit: usize) -> Finding {
+    Finding::new(
+        Code::LimitTrailers,
+        format!(
+            "the commit carries {n} `{TRAILER}:` trailers; the limit is {limit} (limit `trailers`)"
+        ),
+        Limits::raise_help("trailers"),
+    )
+}
+
+pub(crate) fn unverifiable_authors(commits: &[Oid]) -> Finding {
+    let list: Vec<String> = commits.iter().take(20).map(|o| short(*o)).collect();
+    let more = commits.len().saturating_sub(list.len());
+    Finding::new(
+        Code::UnverifiableAuthor,
+        format!(
+            "commits in the merged range have no verified signer, so the distinct-people rules cannot be checked: {}{}",
+            list.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ),
+        "sign every commit of the topic with a key listed in the policy",
+    )
+}
+
+pub(crate) fn direct_commit_by_merger(person: &str) -> Finding {
+    Finding::new(
+        Code::MergerIsAuthor,
+        format!("{person} signed a commit that lands directly on the ref, so they are its author and may not also land it"),
+        "land it as a merge of a topic branch (`countersign merge`), or as a squash that names its topic (`countersign merge --squash`)",
+    )
+}
+
+pub(crate) fn merger_is_author(person: &str) -> Finding {
+    Finding::new(
+        Code::MergerIsAuthor,
+        format!("{person} merged a change that includes their own commits"),
+        "have someone who did not write the change merge it",
+    )
+}
+
+pub(crate) fn approver_is_author(index: usize, person: &str) -> Finding {
+    Finding::new(
+        Code::ApproverIsAuthor,
+        format!("approval #{index}: {person} approved a change that includes their own commits"),
+        "have the change approved by people who did not write it",
+    )
+}
+
+pub(crate) fn approver_is_merger(index: usize, person: &str) -> Finding {
+    Finding::new(
+        Code::ApproverIsMerger,
+        format!("approval #{index}: {person} both approved and merged this change"),
+        "have someone else merge it, or someone else approve it",
+    )
+}
+
+/// `why` is already cut.
+pub(crate) fn malformed_approval(index: usize, why: &str) -> Finding {
+    Finding::new(
+        Code::MalformedApproval,
+        format!("approval #{index} cannot be parsed: {why}"),
+        "copy the trailer exactly as `countersign approve` printed it",
+    )
+}
+
+pub(crate) fn approval_signature_too_big(index: usize, size: usize, limit: usize) -> Finding {
+    Finding::new(
+        Code::LimitSignatureBytes,
+        format!("approval #{index}'s signature is {size} bytes; the limit is {limit} (limit `signature-bytes`)"),
+        Limits::raise_help("signature-bytes"),
+    )
+}
+
+/// `named` is already cut.
+pub(crate) fn approval_wrong_repository(
+    index: usize,
+    person: &str,
+    named: &str,
+    ours: &str,
+) -> Finding {
+    Finding::new(
+        Code::ApprovalWrongRepository,
+        format!("approval #{index} by {person} is for repository `{named}`, not `{ours}`"),
+        "approvals are bound to one repository; approve this change here",
+    )
+}
+
+/// `named` is already cut.
+pub(crate) fn approval_wrong_ref(
+    index: usize,
+    person: &str,
+    named: &str,
+    names: &[String],
+) -> Finding {
+    Finding::new(
+        Code::ApprovalWrongRef,
+        format!(
+            "approval #{index} by {person} is for `{named}`, not `{}`",
+            names.join("` / `")
+        ),
+        "approvals are bound to one target ref; approve the change for this ref",
+    )
+}
+
+pub(crate) fn topic_approval_without_topic(index: usize, person: &str) -> Finding {
+    Finding::new(
+        Code::ApprovalWrongCommit,
+        format!("approval #{index} by {person} approves a topic, but this commit is neither a merge nor a squash naming its topic"),
+        "land changes as merges (or squashes with `countersign merge --squash`), or approve the exact result with `countersign approve --result`",
+    )
+}
+
+pub(crate) fn stale_approval(index: usize, person: &str, approved: Oid, topic: Oid) -> Finding {
+    Finding::new(
+        Code::StaleApproval,
+        format!("approval #{index} by {person} is stale: it approved {}, an older tip of the topic; the change brings {}", short(approved), short(topic)),
+        "the topic changed after it was approved; ask for a new approval of the current tip",
+    )
+}
+
+pub(crate) fn approval_of_another_topic(
+    index: usize,
+    person: &str,
+    approved: Oid,
+    topic: Oid,
+) -> Finding {
+    Finding::new(
+        Code::ApprovalWrongCommit,
+        format!(
+            "approval #{index} by {person} approved {}, which is not the landed topic {}",
+            short(approved),
+            short(topic)
+        ),
+        "an approval counts only for the exact topic tip it names",
+    )
+}
+
+pub(crate) fn approval_wrong_tree(index: usize, person: &str, approved: Oid, real: Oid) -> Finding {
+    Finding::new(
+        Code::ApprovalWrongCommit,
+        format!(
+            "approval #{index} by {person} names tree {}, but the topic's tree is {}",
+            short(approved),
+            short(real)
+        ),
+        "re-create the approval with `countersign approve`",
+    )
+}
+
+pub(crate) fn approval_wrong_result(
+    index: usize,
+    person: &str,
+    approved_parents: &[Oid],
+    approved_tree: Oid,
+    parents: &[Oid],
+    tree: Oid,
+) -> Finding {
+    let list = |ids: &[Oid]| ids.iter().map(|o| short(*o)).collect::<Vec<_>>().join(", ");
+    Finding::new(
+        Code::ApprovalWrongCommit,
+        format!(
+            "approval #{index} by {person} approved the result tree {} with parents {}, which is not this commit's (tree {}, parents {})",
+            short(approved_tree),
+            list(approved_parents),
+            short(tree),
+            list(parents)
+        ),
+        "a result approval counts only for the exact parents and tree it names",
+    )
+}
+
+/// Why an approval's signature does not count; `by` is the trailer's
+/// (untrusted, already cut) claim.
+pub(crate) fn approval_signature(index: usize, by: &str, e: SigError) -> Finding {
+    let by = crate::sanitize::escape(by);
+    let (code, help) = match &e {
+        SigError::Malformed(_) => (Code::MalformedApproval, "copy the trailer exactly as `countersign approve` printed it"),
+        SigError::Namespace { .. } => (Code::SshNamespace, "approvals must be made with `countersign approve` (SSH namespace `countersign-approval`)"),
+        SigError::UnknownSigner(_) => (Code::UnknownSigner, "only keys listed in the policy can approve"),
+        SigError::Bad { .. } => (Code::BadSignature, "the approval's signature does not cover what the trailer says; re-create it with `countersign approve`"),
+        SigError::Expired(_) => (Code::KeyExpired, "approve with a key that is valid now"),
+        SigError::Revoked(_) => (Code::KeyRevoked, "approve with a key that is not revoked"),
+    };
+    Finding::new(
+        code,
+        format!("approval #{index} (claims to be by {by}): {e}"),
+        help,
+    )
 }

@@ -15,12 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use git2::{ObjectType, Oid};
 use serde::Serialize;
 
-use crate::engine::{internal, missing, short, RefUpdate, UpdateOutcome, Verifier};
+use crate::engine::{diags, internal, missing, short, RefUpdate, UpdateOutcome, Verifier};
 use crate::finding::{Code, Finding};
-use crate::policy::limits::Limits;
 use crate::policy::{ApprovalRequirement, MergeRule};
 use crate::signing::approval::{self, Approval, Binding};
-use crate::signing::signature::{self, SigError};
+use crate::signing::signature;
 
 /// What the hook concluded about one change landing on the ref.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -191,7 +190,6 @@ impl<'a> Verifier<'a> {
     /// The single `Countersign-Squash:` trailer of a one-parent commit.
     fn squash_topic(&self, message: &[u8]) -> Result<Option<Oid>, Finding> {
         let values = approval::trailer_values(message, approval::SQUASH_TRAILER);
-        let help = "write exactly one trailer `Countersign-Squash: <full id of the squashed topic's tip>` (`countersign merge --squash` does)";
         match values.as_slice() {
             [] => Ok(None),
             [one] => match self.parse_oid(one) {
@@ -199,36 +197,15 @@ impl<'a> Verifier<'a> {
                     self.size_check(id)?;
                     match self.repo.find_commit(id) {
                         Ok(_) => Ok(Some(id)),
-                        Err(e) if e.code() == git2::ErrorCode::NotFound => Err(Finding::new(
-                            Code::ObjectMissing,
-                            format!("the squashed topic {} is not in the repository", short(id)),
-                            "push the topic branch too (in the same push or before), so its commits and signers can be checked",
-                        )),
-                        Err(e) => Err(Finding::new(
-                            Code::MalformedSquash,
-                            format!("`{}` names {}, which is not a commit: {}", approval::SQUASH_TRAILER, short(id), e.message()),
-                            help,
-                        )),
+                        Err(e) if e.code() == git2::ErrorCode::NotFound => {
+                            Err(diags::squash_topic_missing(id))
+                        }
+                        Err(e) => Err(diags::squash_not_a_commit(id, &e)),
                     }
                 }
-                None => Err(Finding::new(
-                    Code::MalformedSquash,
-                    format!(
-                        "`{}: {}` is not a full object id of this repository",
-                        approval::SQUASH_TRAILER,
-                        self.clip(one)
-                    ),
-                    help,
-                )),
+                None => Err(diags::squash_bad_id(&self.clip(one))),
             },
-            more => Err(Finding::new(
-                Code::MalformedSquash,
-                format!(
-                    "the commit names {} squashed topics; a squash lands exactly one",
-                    more.len()
-                ),
-                help,
-            )),
+            more => Err(diags::squash_many(more.len())),
         }
     }
 
@@ -246,33 +223,18 @@ impl<'a> Verifier<'a> {
         let message = commit.message_raw_bytes().to_vec();
         drop(commit);
         if parents.len() > 2 {
-            return Err(Finding::new(
-                Code::OctopusMerge,
-                format!(
-                    "merge with {} parents: countersign accepts one topic per merge",
-                    parents.len()
-                ),
-                "merge each topic on its own, with its own approvals",
-            ));
+            return Err(diags::octopus(parents.len()));
         }
         if parents.len() == 1 && !rule.required {
             // Direct commits are allowed; `commit-signers` still applies.
             return Ok(None);
         }
         if parents.is_empty() {
-            return Err(Finding::new(
-                Code::MergeRequired,
-                "a root commit cannot land on a ref that only accepts approved merges",
-                "set `baseline` on the rule to grandfather existing history",
-            ));
+            return Err(diags::root_commit_landing());
         }
         let landing = if parents.len() == 2 {
             if !approval::trailer_values(&message, approval::SQUASH_TRAILER).is_empty() {
-                return Err(Finding::new(
-                    Code::MalformedSquash,
-                    format!("a merge commit cannot carry `{}`: it already names its topic as its second parent", approval::SQUASH_TRAILER),
-                    "remove the trailer from the merge message",
-                ));
+                return Err(diags::squash_on_merge());
             }
             Landing::Merge(parents[1])
         } else {
@@ -324,15 +286,7 @@ impl<'a> Verifier<'a> {
         let values = approval::trailers(&message);
         let max = self.budget.limits.trailers;
         if values.len() > max {
-            return found.push(at(Finding::new(
-                Code::LimitTrailers,
-                format!(
-                    "the commit carries {} `{}:` trailers; the limit is {max} (limit `trailers`)",
-                    values.len(),
-                    approval::TRAILER
-                ),
-                Limits::raise_help("trailers"),
-            )));
+            return found.push(at(diags::too_many_trailers(values.len(), max)));
         }
 
         // Who wrote the change.
@@ -347,17 +301,7 @@ impl<'a> Verifier<'a> {
         if (rule.approvers_distinct_from_authors || rule.merger_distinct_from_authors)
             && !unverified.is_empty()
         {
-            let list: Vec<String> = unverified.iter().take(20).map(|o| short(*o)).collect();
-            let more = unverified.len().saturating_sub(list.len());
-            found.push(at(Finding::new(
-                Code::UnverifiableAuthor,
-                format!(
-                    "commits in the merged range have no verified signer, so the distinct-people rules cannot be checked: {}{}",
-                    list.join(", "),
-                    if more > 0 { format!(" and {more} more") } else { String::new() }
-                ),
-                "sign every commit of the topic with a key listed in the policy",
-            )));
+            found.push(at(diags::unverifiable_authors(&unverified)));
         }
 
         // Judge every approval trailer (no merge computed yet: cheap first).
@@ -376,17 +320,9 @@ impl<'a> Verifier<'a> {
         if rule.merger_distinct_from_authors {
             if let Some(m) = merger.as_ref().filter(|m| authors.contains(*m)) {
                 found.push(at(if landing == Landing::Direct {
-                    Finding::new(
-                        Code::MergerIsAuthor,
-                        format!("{m} signed a commit that lands directly on the ref, so they are its author and may not also land it"),
-                        "land it as a merge of a topic branch (`countersign merge`), or as a squash that names its topic (`countersign merge --squash`)",
-                    )
+                    diags::direct_commit_by_merger(m)
                 } else {
-                    Finding::new(
-                        Code::MergerIsAuthor,
-                        format!("{m} merged a change that includes their own commits"),
-                        "have someone who did not write the change merge it",
-                    )
+                    diags::merger_is_author(m)
                 }));
             }
         }
@@ -497,23 +433,13 @@ impl<'a> Verifier<'a> {
                         rec.status = format!(
                             "{person} signed commits in the merged range and may not approve it"
                         );
-                        report(Finding::new(
-                            Code::ApproverIsAuthor,
-                            format!("approval #{index}: {person} approved a change that includes their own commits"),
-                            "have the change approved by people who did not write it",
-                        ));
+                        report(diags::approver_is_author(index, &person));
                     } else if rule.merger_distinct_from_approvers
                         && c.merger == Some(person.as_str())
                     {
                         rec.status =
                             format!("{person} signed the merge and may not also approve it");
-                        report(Finding::new(
-                            Code::ApproverIsMerger,
-                            format!(
-                                "approval #{index}: {person} both approved and merged this change"
-                            ),
-                            "have someone else merge it, or someone else approve it",
-                        ));
+                        report(diags::approver_is_merger(index, &person));
                     } else if let Some((first, has_result)) = eligible.get_mut(&person) {
                         *has_result |= kind == Kind::Result;
                         rec.status = format!("{person} already approved (approval #{}); a person counts once, however many keys they hold", records.get(*first).map_or(0, |r: &ApprovalRecord| r.index));
@@ -593,27 +519,16 @@ impl<'a> Verifier<'a> {
         rec: &mut ApprovalRecord,
     ) -> Result<(String, Kind), Finding> {
         let index = rec.index;
-        let a = Approval::parse(value).map_err(|e| {
-            Finding::new(
-                Code::MalformedApproval,
-                format!(
-                    "approval #{index} cannot be parsed: {}",
-                    self.clip(&e.to_string())
-                ),
-                "copy the trailer exactly as `countersign approve` printed it",
-            )
-        })?;
+        let a = Approval::parse(value)
+            .map_err(|e| diags::malformed_approval(index, &self.clip(&e.to_string())))?;
         rec.claimed_by = self.clip(&a.by);
         rec.issued_at = Some(a.statement.issued_at);
         let max = self.budget.limits.signature_bytes;
         if a.signature.len() > max {
-            return Err(Finding::new(
-                Code::LimitSignatureBytes,
-                format!(
-                    "approval #{index}'s signature is {} bytes; the limit is {max} (limit `signature-bytes`)",
-                    a.signature.len()
-                ),
-                Limits::raise_help("signature-bytes"),
+            return Err(diags::approval_signature_too_big(
+                index,
+                a.signature.len(),
+                max,
             ));
         }
         let st = &a.statement;
@@ -623,7 +538,7 @@ impl<'a> Verifier<'a> {
             &st.canonical(),
             self.now,
         )
-        .map_err(|e| approval_sig_finding(index, &rec.claimed_by, e))?;
+        .map_err(|e| diags::approval_signature(index, &rec.claimed_by, e))?;
         let (key, person) = self.signer_of(verified.key)?;
         rec.person = Some(person.id.clone());
         if let Some(f) = self.date_problem(
@@ -635,27 +550,19 @@ impl<'a> Verifier<'a> {
             return Err(f);
         }
         if st.repository != self.policy.repository_id {
-            return Err(Finding::new(
-                Code::ApprovalWrongRepository,
-                format!(
-                    "approval #{index} by {} is for repository `{}`, not `{}`",
-                    person.id,
-                    self.clip(&st.repository),
-                    self.policy.repository_id
-                ),
-                "approvals are bound to one repository; approve this change here",
+            return Err(diags::approval_wrong_repository(
+                index,
+                &person.id,
+                &self.clip(&st.repository),
+                &self.policy.repository_id,
             ));
         }
         if !names.contains(&st.refname) {
-            return Err(Finding::new(
-                Code::ApprovalWrongRef,
-                format!(
-                    "approval #{index} by {} is for `{}`, not `{}`",
-                    person.id,
-                    self.clip(&st.refname),
-                    names.join("` / `")
-                ),
-                "approvals are bound to one target ref; approve the change for this ref",
+            return Err(diags::approval_wrong_ref(
+                index,
+                &person.id,
+                &self.clip(&st.refname),
+                names,
             ));
         }
         match &st.binding {
@@ -664,11 +571,7 @@ impl<'a> Verifier<'a> {
                 tree: approved_tree,
             } => {
                 let Some(topic) = topic else {
-                    return Err(Finding::new(
-                        Code::ApprovalWrongCommit,
-                        format!("approval #{index} by {} approves a topic, but this commit is neither a merge nor a squash naming its topic", person.id),
-                        "land changes as merges (or squashes with `countersign merge --squash`), or approve the exact result with `countersign approve --result`",
-                    ));
+                    return Err(diags::topic_approval_without_topic(index, &person.id));
                 };
                 if *commit != topic {
                     let stale = self
@@ -676,17 +579,9 @@ impl<'a> Verifier<'a> {
                         .graph_descendant_of(topic, *commit)
                         .unwrap_or(false);
                     return Err(if stale {
-                        Finding::new(
-                            Code::StaleApproval,
-                            format!("approval #{index} by {} is stale: it approved {}, an older tip of the topic; the change brings {}", person.id, short(*commit), short(topic)),
-                            "the topic changed after it was approved; ask for a new approval of the current tip",
-                        )
+                        diags::stale_approval(index, &person.id, *commit, topic)
                     } else {
-                        Finding::new(
-                            Code::ApprovalWrongCommit,
-                            format!("approval #{index} by {} approved {}, which is not the landed topic {}", person.id, short(*commit), short(topic)),
-                            "an approval counts only for the exact topic tip it names",
-                        )
+                        diags::approval_of_another_topic(index, &person.id, *commit, topic)
                     });
                 }
                 let real_tree = self
@@ -695,15 +590,11 @@ impl<'a> Verifier<'a> {
                     .map(|c| c.tree_id())
                     .map_err(|e| missing(topic, &e))?;
                 if *approved_tree != real_tree {
-                    return Err(Finding::new(
-                        Code::ApprovalWrongCommit,
-                        format!(
-                            "approval #{index} by {} names tree {}, but the topic's tree is {}",
-                            person.id,
-                            short(*approved_tree),
-                            short(real_tree)
-                        ),
-                        "re-create the approval with `countersign approve`",
+                    return Err(diags::approval_wrong_tree(
+                        index,
+                        &person.id,
+                        *approved_tree,
+                        real_tree,
                     ));
                 }
                 Ok((person.id.clone(), Kind::Topic))
@@ -713,18 +604,13 @@ impl<'a> Verifier<'a> {
                 tree: approved_tree,
             } => {
                 if approved.as_slice() != parents || *approved_tree != tree {
-                    let p: Vec<String> = approved.iter().map(|o| short(*o)).collect();
-                    return Err(Finding::new(
-                        Code::ApprovalWrongCommit,
-                        format!(
-                            "approval #{index} by {} approved the result tree {} with parents {}, which is not this commit's (tree {}, parents {})",
-                            person.id,
-                            short(*approved_tree),
-                            p.join(", "),
-                            short(tree),
-                            parents.iter().map(|o| short(*o)).collect::<Vec<_>>().join(", ")
-                        ),
-                        "a result approval counts only for the exact parents and tree it names",
+                    return Err(diags::approval_wrong_result(
+                        index,
+                        &person.id,
+                        approved,
+                        *approved_tree,
+                        parents,
+                        tree,
                     ));
                 }
                 Ok((person.id.clone(), Kind::Result))
@@ -774,23 +660,6 @@ impl<'a> Verifier<'a> {
             .filter_map(|(s, p)| p.map(|p| (people[p].clone(), slots[s].to_string())))
             .collect()
     }
-}
-
-fn approval_sig_finding(index: usize, by: &str, e: SigError) -> Finding {
-    let by = crate::sanitize::escape(by);
-    let (code, help) = match &e {
-        SigError::Malformed(_) => (Code::MalformedApproval, "copy the trailer exactly as `countersign approve` printed it"),
-        SigError::Namespace { .. } => (Code::SshNamespace, "approvals must be made with `countersign approve` (SSH namespace `countersign-approval`)"),
-        SigError::UnknownSigner(_) => (Code::UnknownSigner, "only keys listed in the policy can approve"),
-        SigError::Bad { .. } => (Code::BadSignature, "the approval's signature does not cover what the trailer says; re-create it with `countersign approve`"),
-        SigError::Expired(_) => (Code::KeyExpired, "approve with a key that is valid now"),
-        SigError::Revoked(_) => (Code::KeyRevoked, "approve with a key that is not revoked"),
-    };
-    Finding::new(
-        code,
-        format!("approval #{index} (claims to be by {by}): {e}"),
-        help,
-    )
 }
 
 fn listing(

@@ -661,7 +661,10 @@ pub fn land(
         )));
     }
     let merged = resolve_commit(repo, "HEAD")?;
-    let decision = Verifier::new(repo, policy, now).decide(&[RefUpdate {
+    // Judge the real commit at the time it exists: its signature was made
+    // after `now` (an OpenPGP signature is not valid before it is made).
+    let after = now.max(crate::time::now());
+    let decision = Verifier::new(repo, policy, after).decide(&[RefUpdate {
         old: base,
         new: merged,
         refname: target,
