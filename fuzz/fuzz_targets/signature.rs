@@ -60,10 +60,24 @@ fn tampered(payload: &[u8]) -> Vec<u8> {
     p
 }
 
+/// `COUNTERSIGN_FUZZ_DEBUG=1`: print each input's results with the fixed
+/// keyring (to check that the seeds reach a successful verification).
+fn debug() -> bool {
+    static DEBUG: OnceLock<bool> = OnceLock::new();
+    *DEBUG.get_or_init(|| std::env::var_os("COUNTERSIGN_FUZZ_DEBUG").is_some_and(|v| v == "1"))
+}
+
 fuzz_target!(|data: &[u8]| {
     let empty = Keyring::default();
     let ring = keyring();
     let format = format_of(data);
+    if debug() {
+        eprintln!(
+            "format {format:?}\n  verify: {:?}\n  verify_approval: {:?}",
+            verify(ring, data, PAYLOAD, "git", NOW),
+            verify_approval(ring, data, STATEMENT, NOW)
+        );
+    }
 
     // As an armored signature over a commit payload.
     let r = verify(&empty, data, PAYLOAD, "git", NOW);
