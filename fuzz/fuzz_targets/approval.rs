@@ -12,7 +12,7 @@
 //!   `dearmor` accepts: `dearmor(armor(dearmor(x))) == dearmor(x)`.
 #![no_main]
 
-use countersign::approval::{armor, dearmor, trailers, Approval, HEADER, TRAILER};
+use countersign::signing::approval::{armor, dearmor, trailers, Approval, HEADER, TRAILER};
 use libfuzzer_sys::fuzz_target;
 
 fn round_trip(value: &str) {

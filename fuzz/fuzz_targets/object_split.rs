@@ -29,7 +29,7 @@
 //! Both: the subject has no `\n` and no trailing whitespace.
 #![no_main]
 
-use countersign::object::{split_commit, split_tag, Signed};
+use countersign::signing::object::{split_commit, split_tag, Signed};
 use libfuzzer_sys::fuzz_target;
 
 const SIG_STARTS: &[&[u8]] = &[

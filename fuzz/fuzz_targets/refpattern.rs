@@ -18,12 +18,12 @@
 
 use std::sync::OnceLock;
 
-use countersign::glob::RefPattern;
+use countersign::policy::glob::RefPattern;
 use libfuzzer_sys::fuzz_target;
 
 fn strict() -> bool {
     static STRICT: OnceLock<bool> = OnceLock::new();
-    *STRICT.get_or_init(|| std::env::var_os("COUNTERSIGN_FUZZ_STRICT").is_some_and(|v| v == "1"))
+    *STRICT.get_or_init(|| std::env::var_os("COUNTERSIGN_FUZZ_STRICT").is_none_or(|v| v != "0"))
 }
 
 /// `*` matches any run of bytes within one component.

@@ -21,9 +21,9 @@
 
 use std::sync::OnceLock;
 
-use countersign::approval::{armor, NAMESPACE};
-use countersign::keys::Keyring;
-use countersign::signature::{format_of, verify, verify_approval, Format};
+use countersign::signing::approval::{armor, NAMESPACE};
+use countersign::policy::keys::Keyring;
+use countersign::signing::signature::{format_of, verify, verify_approval, Format};
 use countersign::time::Timestamp;
 use libfuzzer_sys::fuzz_target;
 

@@ -74,6 +74,16 @@ pub fn parse_updates_in(
                 n + 1
             )));
         };
+        if refname.is_empty()
+            || refname.ends_with('/')
+            || refname.bytes().any(|b| b < 0x20 || b == 0x7f || b == b' ')
+        {
+            return Err(diags::bad_input(format!(
+                "line {} names `{}`, which is not a ref name git would accept (control characters, spaces or a trailing `/`)",
+                n + 1,
+                crate::sanitize::escape(&crate::policy::limits::truncate(refname, 200))
+            )));
+        }
         if refname.len() > MAX_REF_BYTES {
             return Err(diags::bad_input(format!(
                 "line {} names a ref longer than {MAX_REF_BYTES} bytes",
@@ -459,6 +469,10 @@ mod tests {
             .code,
             Code::BadInput
         );
+        for odd in ["refs/\r", "refs/heads/a\u{1b}b", "refs/heads/", "refs/heads/a b"] {
+            let line = format!("{Z} {A} {odd}");
+            assert_eq!(parse_updates(line.as_bytes()).unwrap_err().code, Code::BadInput, "{odd:?}");
+        }
         let long = format!("{Z} {A} refs/heads/{}\n", "x".repeat(MAX_REF_BYTES));
         assert_eq!(
             parse_updates(long.as_bytes()).unwrap_err().code,
