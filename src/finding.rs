@@ -124,6 +124,8 @@ codes! {
     LimitMerges => "limit-merges",
     /// A commit or tag object is larger than `limits.object-bytes`.
     LimitObjectBytes => "limit-object-bytes",
+    /// A push brings more bytes of commits and tags than `limits.commit-bytes`.
+    LimitCommitBytes => "limit-commit-bytes",
     /// A signature is larger than `limits.signature-bytes`.
     LimitSignatureBytes => "limit-signature-bytes",
     /// A commit carries more approval trailers than `limits.trailers`.

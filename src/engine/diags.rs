@@ -482,3 +482,19 @@ pub(crate) fn approval_signature(index: usize, by: &str, e: SigError) -> Finding
         help,
     )
 }
+
+pub(crate) fn squash_of_landed_topic(id: Oid) -> Finding {
+    Finding::new(
+        Code::MalformedSquash,
+        format!("the squash names {}, which is already in the target's history: a squash must bring a topic that has not landed", short(id)),
+        "name the tip of the topic being squashed (`countersign merge --squash <topic>` does)",
+    )
+}
+
+pub(crate) fn merger_wrote_the_result(person: &str) -> Finding {
+    Finding::new(
+        Code::MergerIsAuthor,
+        format!("the tree {person} signed is not the clean merge of the topic, so {person} wrote the difference and may not also land it"),
+        "land the clean merge: resolve conflicts or make further changes on the topic branch, as commits the approvals cover",
+    )
+}

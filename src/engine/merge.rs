@@ -188,7 +188,7 @@ impl<'a> Verifier<'a> {
     }
 
     /// The single `Countersign-Squash:` trailer of a one-parent commit.
-    fn squash_topic(&self, message: &[u8]) -> Result<Option<Oid>, Finding> {
+    fn squash_topic(&self, message: &[u8], parent: Oid) -> Result<Option<Oid>, Finding> {
         let values = approval::trailer_values(message, approval::SQUASH_TRAILER);
         match values.as_slice() {
             [] => Ok(None),
@@ -196,6 +196,15 @@ impl<'a> Verifier<'a> {
                 Some(id) => {
                     self.size_check(id)?;
                     match self.repo.find_commit(id) {
+                        // A topic already in the target's history brings
+                        // nothing and has no authors: naming it would make
+                        // the squasher's own change look authorless.
+                        Ok(_)
+                            if id == parent
+                                || self.repo.graph_descendant_of(parent, id).unwrap_or(true) =>
+                        {
+                            Err(diags::squash_of_landed_topic(id))
+                        }
                         Ok(_) => Ok(Some(id)),
                         Err(e) if e.code() == git2::ErrorCode::NotFound => {
                             Err(diags::squash_topic_missing(id))
@@ -238,7 +247,7 @@ impl<'a> Verifier<'a> {
             }
             Landing::Merge(parents[1])
         } else {
-            match self.squash_topic(&message)? {
+            match self.squash_topic(&message, parents[0])? {
                 Some(topic) => Landing::Squash(topic),
                 None => Landing::Direct,
             }
@@ -343,6 +352,13 @@ impl<'a> Verifier<'a> {
             _ => None,
         };
         let clean = computed == Some(CleanMerge::Tree(tree));
+        // A result that is not the clean merge was written by whoever
+        // signed it: under merger-distinct-from-authors they may not land it.
+        if rule.merger_distinct_from_authors && computed.is_some() && !clean {
+            if let Some(m) = &merger {
+                found.push(at(diags::merger_wrote_the_result(m)));
+            }
+        }
         // Topic approvals count when the result is the clean merge, or
         // provisionally when it was not computed (the change is rejected
         // for other reasons, and the listing should still be useful).

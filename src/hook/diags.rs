@@ -77,6 +77,11 @@ pub(crate) fn quarantine(e: &ScanError, limits: &Limits) -> Finding {
                 None => f,
             }
         }
+        ScanError::TooMuch { .. } => Finding::new(
+            Code::LimitCommitBytes,
+            e.to_string(),
+            Limits::raise_help("commit-bytes"),
+        ),
         ScanError::TimedOut(_) => Finding::new(
             Code::LimitTime,
             format!("{e} of {} s; nothing was accepted", limits.seconds),

@@ -293,8 +293,11 @@ fn scan_quarantine(repo: &Repository, limits: &Limits, started: Instant) -> Resu
         return Ok(());
     };
     let budget = std::time::Duration::from_secs(limits.seconds);
-    let limit = limits.object_bytes as u64;
-    quarantine::scan(Path::new(&dir), repo, limit, started, budget)
+    let sizes = quarantine::Sizes {
+        object: limits.object_bytes as u64,
+        total: limits.commit_bytes as u64,
+    };
+    quarantine::scan(Path::new(&dir), repo, sizes, started, budget)
         .map_err(|e| diags::quarantine(&e, limits))
 }
 
@@ -469,9 +472,18 @@ mod tests {
             .code,
             Code::BadInput
         );
-        for odd in ["refs/\r", "refs/heads/a\u{1b}b", "refs/heads/", "refs/heads/a b"] {
+        for odd in [
+            "refs/\r",
+            "refs/heads/a\u{1b}b",
+            "refs/heads/",
+            "refs/heads/a b",
+        ] {
             let line = format!("{Z} {A} {odd}");
-            assert_eq!(parse_updates(line.as_bytes()).unwrap_err().code, Code::BadInput, "{odd:?}");
+            assert_eq!(
+                parse_updates(line.as_bytes()).unwrap_err().code,
+                Code::BadInput,
+                "{odd:?}"
+            );
         }
         let long = format!("{Z} {A} refs/heads/{}\n", "x".repeat(MAX_REF_BYTES));
         assert_eq!(

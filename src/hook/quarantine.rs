@@ -35,6 +35,14 @@ pub enum ScanError {
         /// Its id, when known.
         id: Option<String>,
     },
+    /// All commits and tags together are larger than the limit (libgit2
+    /// rebuilds each from its delta chain to walk it: megabyte commits
+    /// stored as 65-byte deltas cost tens of milliseconds each).
+    #[error("the push brings more than {limit} bytes of commits and tags (limit `commit-bytes`)")]
+    TooMuch {
+        /// The limit.
+        limit: u64,
+    },
     /// The time budget ran out.
     #[error("sizing the {0}+ objects this push brings took longer than the hook's budget (limit `seconds`)")]
     TimedOut(usize),
@@ -44,6 +52,31 @@ pub enum ScanError {
     /// File system error.
     #[error("cannot read the quarantine: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The two size limits the scan applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Bytes of one commit or tag (`object-bytes`).
+    pub object: u64,
+    /// Bytes of all commits and tags together (`commit-bytes`).
+    pub total: u64,
+}
+
+/// Inflated bytes of commits and tags seen so far.
+struct Total {
+    bytes: u64,
+    limit: u64,
+}
+
+impl Total {
+    fn add(&mut self, size: u64) -> Result<(), ScanError> {
+        self.bytes = self.bytes.saturating_add(size);
+        if self.bytes > self.limit {
+            return Err(ScanError::TooMuch { limit: self.limit });
+        }
+        Ok(())
+    }
 }
 
 const OBJ_COMMIT: u8 = 1;
@@ -61,16 +94,33 @@ const OBJ_REF_DELTA: u8 = 7;
 pub fn scan(
     dir: &Path,
     repo: &git2::Repository,
-    limit: u64,
+    limits: Sizes,
     started: Instant,
     budget: Duration,
 ) -> Result<(), ScanError> {
+    let hash = match repo.object_format() {
+        git2::ObjectFormat::Sha1 => 20,
+        git2::ObjectFormat::Sha256 => 32,
+    };
+    let mut total = Total {
+        bytes: 0,
+        limit: limits.total,
+    };
+    let limit = limits.object;
     let pack_dir = dir.join("pack");
     if let Ok(entries) = std::fs::read_dir(&pack_dir) {
         for e in entries {
             let path = e?.path();
             if path.extension().is_some_and(|x| x == "idx") {
-                scan_pack(&path.with_extension("pack"), &path, limit, started, budget)?;
+                scan_pack(
+                    &path.with_extension("pack"),
+                    &path,
+                    hash,
+                    limit,
+                    &mut total,
+                    started,
+                    budget,
+                )?;
             }
         }
     }
@@ -108,6 +158,7 @@ pub fn scan(
                         id: Some(hex),
                     });
                 }
+                total.add(size as u64)?;
             }
         }
     }
@@ -122,10 +173,13 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 /// One pack: its version-2 index gives every entry's offset; each entry's
 /// header gives its type and size, a delta's first inflated bytes its
 /// result size, and a memo resolves a delta's type from its base's.
+#[allow(clippy::too_many_arguments)]
 fn scan_pack(
     pack: &Path,
     idx: &Path,
+    hash: usize,
     limit: u64,
+    total: &mut Total,
     started: Instant,
     budget: Duration,
 ) -> Result<(), ScanError> {
@@ -140,14 +194,13 @@ fn scan_pack(
         .len()
         .checked_sub(8 + 1024)
         .ok_or_else(|| bad("short index"))?;
-    let hash = [20usize, 32]
-        .into_iter()
-        .find(|h| {
-            n.checked_mul(h + 8)
-                .and_then(|x| x.checked_add(2 * h))
-                .is_some_and(|x| x <= body)
-        })
-        .ok_or_else(|| bad("index size does not match its object count"))?;
+    // The hash size is the repository's, never guessed from the length.
+    if n.checked_mul(hash + 8)
+        .and_then(|x| x.checked_add(2 * hash))
+        .is_none_or(|x| x > body)
+    {
+        return Err(bad("index size does not match its object count"));
+    }
     let names_at = 8 + 1024;
     let offs_at = names_at + n * hash + n * 4;
     let large_at = offs_at + n * 4;
@@ -291,6 +344,9 @@ fn scan_pack(
                 limit,
                 id: name,
             });
+        }
+        if ty == OBJ_COMMIT || ty == OBJ_TAG {
+            total.add(size)?;
         }
     }
     Ok(())

@@ -63,6 +63,14 @@ pub const SPECS: &[LimitSpec] = &[
         what: "bytes of one commit or tag object",
     },
     LimitSpec {
+        key: "commit-bytes",
+        default: 64 << 20,
+        min: 1 << 20,
+        max: 4 << 30,
+        code: Some(Code::LimitCommitBytes),
+        what: "bytes of all commits and tags one push brings, inflated (libgit2 rebuilds each from its delta chain to walk it)",
+    },
+    LimitSpec {
         key: "signature-bytes",
         default: 16 << 10,
         min: 1 << 10,
@@ -131,6 +139,8 @@ pub struct Limits {
     pub merges: usize,
     /// `object-bytes`.
     pub object_bytes: usize,
+    /// `commit-bytes`.
+    pub commit_bytes: usize,
     /// `signature-bytes`.
     pub signature_bytes: usize,
     /// `trailers`.
@@ -154,6 +164,7 @@ impl Default for Limits {
             commits: 0,
             merges: 0,
             object_bytes: 0,
+            commit_bytes: 0,
             signature_bytes: 0,
             trailers: 0,
             seconds: 0,
@@ -178,6 +189,7 @@ impl Limits {
             "commits" => self.commits = v,
             "merges" => self.merges = v,
             "object-bytes" => self.object_bytes = v,
+            "commit-bytes" => self.commit_bytes = v,
             "signature-bytes" => self.signature_bytes = v,
             "trailers" => self.trailers = v,
             "seconds" => self.seconds = value,
@@ -197,6 +209,7 @@ impl Limits {
             "commits" => self.commits,
             "merges" => self.merges,
             "object-bytes" => self.object_bytes,
+            "commit-bytes" => self.commit_bytes,
             "signature-bytes" => self.signature_bytes,
             "trailers" => self.trailers,
             "seconds" => return Some(self.seconds),

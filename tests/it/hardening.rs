@@ -768,3 +768,82 @@ fn run_within_stdin(mut cmd: std::process::Command, secs: u64, scratch: &std::pa
         stderr: String::from_utf8_lossy(&fs::read(&err_path).unwrap()).into_owned(),
     }
 }
+
+/// Commits of about a megabyte stored as tiny deltas cost libgit2 tens of
+/// milliseconds each to rebuild (a 40 KB push kept the hook busy for 21 s):
+/// all commits and tags a push brings are limited together.
+#[test]
+fn total_commit_bytes_are_limited() {
+    let mut sb = Sandbox::new();
+    let dev = sb.ssh_key("dev");
+    sb.install(
+        &(standard_policy(&[simple_person("dev", &["developer"], &dev)])
+            + "\n[limits]\ncommit-bytes = 1048576\n"),
+    );
+    create_main(&mut sb, &dev);
+    for i in 0..3 {
+        let mut msg = format!("big {i}\n\n").into_bytes();
+        msg.extend(std::iter::repeat_n(b'a' + i, 600_000));
+        sb.commit_message_bytes(Some(&dev), &msg, &[]);
+    }
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "limit-commit-bytes");
+    assert!(out.stderr.contains("raise `commit-bytes`"), "{out}");
+}
+
+/// A second attack round: under `merger-distinct-from-authors`, naming the
+/// parent (or any landed commit) as the squashed topic made the merger's
+/// own commit look authorless; and a merge whose tree is not the clean
+/// merge is written by its merger. Both are refused.
+#[test]
+fn merger_cannot_launder_their_own_change() {
+    let t = Team::new(
+        &usual_members(Kind::Ssh, Kind::Ssh, Kind::Ssh, Kind::Ssh),
+        &format!("{APPROVALS_2R_1S}\nmerger-distinct-from-authors = true"),
+    );
+    let dir = t.on_main("mia");
+    let own =
+        t.sb.commit_in(&dir, Some(t.key("mia")), "own.txt", "Mia's own change");
+    assert_accepted(&t.push_from("mia", &[&format!("{own}:refs/heads/mia/own")]));
+    let mut trailers = vec![format!("Countersign-Squash: {}", t.base)];
+    trailers.extend(
+        ["bob", "carol", "sam"]
+            .iter()
+            .map(|n| t.approve(n, &own, &["--result", "--no-note"])),
+    );
+    t.sb.commit_staged_in(
+        &dir,
+        t.key("mia"),
+        &merge_message("Mia's own change", &trailers),
+        &["--amend"],
+    );
+    rejected_at(&t, "malformed-squash");
+
+    // A merge of a real topic with an extra change, approved as a result.
+    let topic = t.commit_on("alice", "topic", "feature.txt");
+    let dir = t.on_main("mia");
+    let out = t.sb.git_out_in(
+        &dir,
+        None,
+        ["merge", "-q", "--no-ff", "--no-commit", "origin/topic"],
+    );
+    assert!(out.success, "{out}");
+    fs::write(dir.join("extra.txt"), "mia's\n").unwrap();
+    t.sb.git_ok_in(&dir, ["add", "extra.txt"]);
+    let m =
+        t.sb.commit_staged_in(&dir, t.key("mia"), &merge_message("Merge topic", &[]), &[]);
+    assert_eq!(t.parents("mia", &m), vec![t.base.clone(), topic]);
+    assert_accepted(&t.push_from("mia", &[&format!("{m}:refs/heads/mia/result")]));
+    let results: Vec<String> = ["bob", "carol", "sam"]
+        .iter()
+        .map(|n| t.approve(n, &m, &["--result", "--no-note"]))
+        .collect();
+    t.sb.commit_staged_in(
+        &dir,
+        t.key("mia"),
+        &merge_message("Merge topic", &results),
+        &["--amend"],
+    );
+    let out = rejected_at(&t, "merger-is-author");
+    assert!(out.stderr.contains("wrote the difference"), "{out}");
+}

@@ -441,6 +441,8 @@ fn sha256_repository_is_verified_end_to_end() {
         &["developer"],
         &dev,
     )]));
+    // Every push kept as a pack: the quarantine scan reads SHA-256 indexes.
+    sb.server_git_ok(["config", "receive.unpackLimit", "1"]);
     let id = sb.commit_as(Some(&dev), "signed, in a SHA-256 repository");
     assert_eq!(id.len(), 64, "not a SHA-256 id: {id}");
     assert!(
