@@ -64,7 +64,7 @@ pub const SPECS: &[LimitSpec] = &[
     },
     LimitSpec {
         key: "commit-bytes",
-        default: 64 << 20,
+        default: 32 << 20,
         min: 1 << 20,
         max: 4 << 30,
         code: Some(Code::LimitCommitBytes),
