@@ -912,9 +912,16 @@ const PREAMBLE: &str = "Every change below was re-verified from the repository's
 
 /// Render as readable Markdown.
 pub fn markdown(e: &Evidence) -> String {
-    let m = md_escape;
-    let s = &e.summary;
     let mut o = String::new();
+    md_header(&mut o, e);
+    md_summary(&mut o, &e.summary);
+    md_changes(&mut o, e);
+    o
+}
+
+/// Markdown: the title, what was judged, and the preamble.
+fn md_header(o: &mut String, e: &Evidence) {
+    let m = md_escape;
     o.push_str(&format!("# Compliance evidence: {}\n\n", m(&e.refname)));
     o.push_str(&format!(
         "- Repository: {}\n- Policy: {}\n- Ref: {} (read from {}, tip `{}`)\n- Range: {}\n- Judged at: {}\n- Rules: {}\n\n",
@@ -932,6 +939,11 @@ pub fn markdown(e: &Evidence) -> String {
         }
     ));
     o.push_str(PREAMBLE);
+}
+
+/// Markdown: the summary, people and exceptions.
+fn md_summary(o: &mut String, s: &Summary) {
+    let m = md_escape;
     o.push_str("\n\n## Summary\n\n| | |\n|---|---|\n");
     o.push_str(&format!("| Changes | {} |\n", s.changes));
     o.push_str(&format!(
@@ -982,6 +994,11 @@ pub fn markdown(e: &Evidence) -> String {
             ));
         }
     }
+}
+
+/// Markdown: every change, with its commits, approvals and rules.
+fn md_changes(o: &mut String, e: &Evidence) {
+    let m = md_escape;
     o.push_str("\n## Changes\n");
     if e.changes.is_empty() {
         o.push_str("\nNo change in this range.\n");
@@ -1113,7 +1130,6 @@ pub fn markdown(e: &Evidence) -> String {
             }
         }
     }
-    o
 }
 
 // ---------------------------------------------------------------------------
@@ -1149,9 +1165,17 @@ fn code_short(id: &str) -> String {
 /// Render as one self-contained HTML file: inline CSS, no scripts, no
 /// external resources; every string from the history HTML-escaped.
 pub fn html(e: &Evidence) -> String {
-    let h = html_escape;
-    let s = &e.summary;
     let mut o = String::new();
+    html_header(&mut o, e);
+    html_summary(&mut o, &e.summary);
+    html_changes(&mut o, e);
+    o.push_str("</main>\n</body>\n</html>\n");
+    o
+}
+
+/// HTML: the head, the title, what was judged, and the preamble.
+fn html_header(o: &mut String, e: &Evidence) {
+    let h = html_escape;
     o.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     o.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n");
     o.push_str(&format!(
@@ -1187,7 +1211,11 @@ pub fn html(e: &Evidence) -> String {
     }
     o.push_str("</table>\n");
     o.push_str(&format!("<p>{}</p>\n", h(PREAMBLE)));
+}
 
+/// HTML: the summary, people and exceptions.
+fn html_summary(o: &mut String, s: &Summary) {
+    let h = html_escape;
     o.push_str("<h2>Summary</h2>\n<table>\n");
     o.push_str(&format!(
         "<tr><th>Changes</th><td>{}</td></tr>\n",
@@ -1239,7 +1267,11 @@ pub fn html(e: &Evidence) -> String {
         }
         o.push_str("</table>\n");
     }
+}
 
+/// HTML: every change, with its commits, approvals and rules.
+fn html_changes(o: &mut String, e: &Evidence) {
+    let h = html_escape;
     o.push_str("<h2>Changes</h2>\n");
     if e.changes.is_empty() {
         o.push_str("<p>No change in this range.</p>\n");
@@ -1373,8 +1405,6 @@ pub fn html(e: &Evidence) -> String {
         }
         o.push_str("</ul>\n</section>\n");
     }
-    o.push_str("</main>\n</body>\n</html>\n");
-    o
 }
 
 #[cfg(test)]
