@@ -21,6 +21,7 @@
 //! returns.
 
 #![forbid(unsafe_code)]
+#![warn(clippy::missing_errors_doc)]
 
 pub mod admin;
 pub mod audit;

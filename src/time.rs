@@ -71,6 +71,10 @@ pub fn format(t: Timestamp) -> String {
 
 /// Convert a TOML date or date-time to Unix seconds. A date-time without an
 /// offset is taken as UTC. A time without a date is refused.
+///
+/// # Errors
+///
+/// A message for a date-time without an offset or out of range.
 pub fn from_toml(dt: &toml_edit::Datetime) -> Result<Timestamp, &'static str> {
     let date = dt
         .date

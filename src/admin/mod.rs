@@ -583,6 +583,10 @@ fn detach_trailing_comments(root: &mut Table, after: usize) -> Option<String> {
 }
 
 /// Add a person `id` with an optional display name and roles.
+///
+/// # Errors
+///
+/// [`AdminError`]: refused when the change conflicts with the policy (with what to do), or when the policy does not validate now or would not after the change.
 pub fn add_person(
     text: &str,
     base: &Path,
@@ -618,6 +622,10 @@ pub fn add_person(
 }
 
 /// Remove person `id`. Refused while they hold keys, unless `with_keys`.
+///
+/// # Errors
+///
+/// [`AdminError`]: refused when the change conflicts with the policy (with what to do), or when the policy does not validate now or would not after the change.
 pub fn remove_person(
     text: &str,
     base: &Path,
@@ -653,6 +661,10 @@ pub fn remove_person(
 }
 
 /// Every person, for `people list`.
+///
+/// # Errors
+///
+/// [`AdminError::InvalidBefore`] when the policy does not validate.
 pub fn people(text: &str, base: &Path) -> Result<Vec<PersonInfo>, AdminError> {
     let policy = policy::parse(text, base).map_err(AdminError::InvalidBefore)?;
     Ok(policy
@@ -691,6 +703,10 @@ fn key_value(kind: KeyKind, text: &str, expires: Option<Datetime>) -> Value {
 }
 
 /// Add the SSH public key `line` (`ssh-ed25519 AAAA... comment`) to `person`.
+///
+/// # Errors
+///
+/// [`AdminError`]: refused when the change conflicts with the policy (with what to do), or when the policy does not validate now or would not after the change.
 pub fn add_ssh_key(
     text: &str,
     base: &Path,
@@ -720,6 +736,10 @@ pub fn add_ssh_key(
 
 /// Add the OpenPGP certificate file `rel_path` (relative to `base`; the file
 /// must already be there, holding `certs`) to `person`.
+///
+/// # Errors
+///
+/// [`AdminError`]: refused when the change conflicts with the policy (with what to do), or when the policy does not validate now or would not after the change.
 pub fn add_openpgp_cert(
     text: &str,
     base: &Path,
@@ -751,6 +771,10 @@ pub fn add_openpgp_cert(
 
 /// Set `retired = at` on `person`'s key `fingerprint`, turning a plain
 /// string entry into an inline table.
+///
+/// # Errors
+///
+/// [`AdminError`]: refused when the change conflicts with the policy (with what to do), or when the policy does not validate now or would not after the change.
 pub fn retire_key(
     text: &str,
     base: &Path,
@@ -799,6 +823,10 @@ pub fn retire_key(
 
 /// Remove `person`'s key `fingerprint` from the policy (a certificate file
 /// stays where it is).
+///
+/// # Errors
+///
+/// [`AdminError`]: refused when the change conflicts with the policy (with what to do), or when the policy does not validate now or would not after the change.
 pub fn remove_key(
     text: &str,
     base: &Path,
@@ -823,6 +851,10 @@ pub fn remove_key(
 }
 
 /// Every key, for `keys list`.
+///
+/// # Errors
+///
+/// [`AdminError::InvalidBefore`] when the policy does not validate.
 pub fn list_keys(text: &str, base: &Path) -> Result<Vec<KeyInfo>, AdminError> {
     let policy = policy::parse(text, base).map_err(AdminError::InvalidBefore)?;
     Ok(policy
@@ -852,6 +884,10 @@ pub fn list_keys(text: &str, base: &Path) -> Result<Vec<KeyInfo>, AdminError> {
 // ---------------------------------------------------------------------------
 
 /// Give `person` the declared role `role`.
+///
+/// # Errors
+///
+/// [`AdminError`]: refused when the change conflicts with the policy (with what to do), or when the policy does not validate now or would not after the change.
 pub fn grant_role(text: &str, base: &Path, person: &str, role: &str) -> Result<Change, AdminError> {
     let (policy, mut doc) = load(text, base)?;
     require_person(&policy, person)?;
@@ -872,6 +908,10 @@ pub fn grant_role(text: &str, base: &Path, person: &str, role: &str) -> Result<C
 }
 
 /// Take the role `role` from `person`.
+///
+/// # Errors
+///
+/// [`AdminError`]: refused when the change conflicts with the policy (with what to do), or when the policy does not validate now or would not after the change.
 pub fn revoke_role(
     text: &str,
     base: &Path,
@@ -906,6 +946,10 @@ pub fn revoke_role(
 }
 
 /// Declare a new role in [roles].
+///
+/// # Errors
+///
+/// [`AdminError`]: refused when the change conflicts with the policy (with what to do), or when the policy does not validate now or would not after the change.
 pub fn add_role(
     text: &str,
     base: &Path,
@@ -929,6 +973,10 @@ pub fn add_role(
 }
 
 /// Every declared role with its description and holders.
+///
+/// # Errors
+///
+/// [`AdminError::InvalidBefore`] when the policy does not validate.
 pub fn list_roles(
     text: &str,
     base: &Path,
@@ -990,6 +1038,11 @@ pub struct Mapping {
 /// Map principals (or e-mails) to one person: an explicit `map` entry, else
 /// an existing person whose id is the principal's local part, else a new
 /// person named after the first principal.
+///
+/// # Errors
+///
+/// A message when the principals map to different people, or to a name
+/// that is not a valid person id.
 pub fn map_principals(
     principals: &[String],
     map: &BTreeMap<String, String>,
@@ -1111,6 +1164,10 @@ fn is_key_type(s: &str) -> bool {
 /// Parse git's `gpg.ssh.allowedSignersFile` format:
 /// `principals [options] keytype base64 [comment]`. Blank lines and `#`
 /// comments are skipped. Every bad line is reported.
+///
+/// # Errors
+///
+/// Every line that is not `principals [options] key`, each as a message.
 pub fn parse_allowed_signers(text: &str) -> Result<Vec<SignerLine>, Vec<String>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
@@ -1201,6 +1258,10 @@ fn unused_maps(map: &BTreeMap<String, String>, used: &BTreeSet<String>, report: 
 /// people (see [`map_principals`]); new people get no roles. Keys a person
 /// already holds are skipped; a key held by someone else refuses the whole
 /// import.
+///
+/// # Errors
+///
+/// [`AdminError`]: refused when the change conflicts with the policy (with what to do), or when the policy does not validate now or would not after the change.
 pub fn import_allowed_signers(
     text: &str,
     base: &Path,
@@ -1361,6 +1422,10 @@ fn cert_identity(cert: &openpgp::Cert) -> (Option<String>, Option<String>) {
 /// `store(person, cert)` puts the certificate next to the policy and
 /// returns its relative path; it is called only for certificates that will
 /// be added, before the result is validated.
+///
+/// # Errors
+///
+/// [`AdminError`]: refused when the change conflicts with the policy (with what to do), or when the policy does not validate now or would not after the change.
 pub fn import_openpgp(
     text: &str,
     base: &Path,

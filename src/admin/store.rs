@@ -215,6 +215,10 @@ pub fn policy_dir(path: &Path) -> PathBuf {
 
 /// Open and exclusively lock the policy file; retry if it was replaced
 /// (renamed over) while we waited for the lock.
+///
+/// # Errors
+///
+/// The I/O error, or one saying the file keeps being replaced.
 pub fn lock_policy(path: &Path) -> std::io::Result<File> {
     for _ in 0..20 {
         let file = File::open(path)?;
@@ -243,6 +247,10 @@ fn same_file(_file: &File, _path: &Path) -> std::io::Result<bool> {
 
 /// Write `bytes` to `path` atomically: a temp file in the same directory,
 /// fsync, rename over `path`, fsync the directory.
+///
+/// # Errors
+///
+/// The I/O error; the original file is then untouched.
 pub fn write_atomic(
     path: &Path,
     bytes: &[u8],

@@ -112,6 +112,10 @@ pub fn digest(bytes: &[u8]) -> String {
 /// or the sync fails, the file is cut back to its length before the
 /// append, so the log is left as it was (and the next append, once the
 /// cause is gone, succeeds).
+///
+/// # Errors
+///
+/// [`AuditError`] when the log cannot be locked, read or written (nothing is left half-written), is damaged, or the record is too large.
 pub fn append(path: &Path, kind: &str, fields: Value, now: Timestamp) -> Result<Value, AuditError> {
     append_with(path, kind, fields, now, Limits::DEFAULT)
 }

@@ -35,11 +35,19 @@ pub const DEFAULT_POLICY_FILE: &str = "countersign.toml";
 
 /// Parse pre-receive input of a SHA-1 repository. Every line must be
 /// `<old> <new> <ref>` with full hex ids; anything else is refused.
+///
+/// # Errors
+///
+/// A `bad-input` finding for any line that is not `<old> <new> <ref>` with 40-hex ids, a repeated ref, or a ref name git would not accept.
 pub fn parse_updates(input: &[u8]) -> Result<Vec<RefUpdate>, Finding> {
     parse_updates_in(input, git2::ObjectFormat::Sha1)
 }
 
 /// Parse pre-receive input of a repository in `format` (40 or 64 hex).
+///
+/// # Errors
+///
+/// A `bad-input` finding as for [`parse_updates`], with ids of the repository's format.
 pub fn parse_updates_in(
     input: &[u8],
     format: git2::ObjectFormat,
@@ -195,11 +203,19 @@ pub fn locate_policy(
 }
 
 /// Load the policy, turning every failure into a rejecting finding.
+///
+/// # Errors
+///
+/// A `policy-missing` or `policy-invalid` finding that rejects the push.
 pub fn load_policy(path: &Path) -> Result<Policy, Finding> {
     policy::load(path).map_err(|e| Finding::from(&e))
 }
 
 /// Open the repository from git's environment (`GIT_DIR`, quarantine).
+///
+/// # Errors
+///
+/// An `unsupported-object-format` or `internal-error` finding when git's environment names no repository countersign can open.
 pub fn open_repo() -> Result<Repository, Finding> {
     Repository::open_from_env().map_err(|e| diags::repo_unopenable(&e))
 }

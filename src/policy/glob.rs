@@ -29,6 +29,10 @@ pub enum PatternError {
 
 impl RefPattern {
     /// Parse and validate a pattern.
+    ///
+    /// # Errors
+    ///
+    /// [`PatternError`] for a pattern outside `refs/` or with a misplaced `**`.
     pub fn new(text: &str) -> Result<Self, PatternError> {
         if !text.starts_with("refs/") {
             return Err(PatternError::NotUnderRefs);

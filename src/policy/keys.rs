@@ -86,6 +86,10 @@ impl Keyring {
 
     /// Add an SSH key for `person`. Fails with the other holder's id if the
     /// key already belongs to someone.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::HeldBy`] when another person holds the key.
     pub fn add_ssh(
         &mut self,
         person: &str,
@@ -109,6 +113,10 @@ impl Keyring {
 
     /// Add an OpenPGP certificate for `person`. Fails with the other
     /// holder's id if any of its keys already belongs to someone else.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::HeldBy`] when another person holds a key of the certificate.
     pub fn add_openpgp(
         &mut self,
         person: &str,

@@ -211,6 +211,10 @@ impl fmt::Display for Problem {
 
 /// Load the policy at `path`. Key files named by the policy are read
 /// relative to the policy's directory.
+///
+/// # Errors
+///
+/// [`PolicyError`]: the file is missing or unreadable, or does not validate (every problem, with positions).
 pub fn load(path: &Path) -> Result<Policy, PolicyError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -248,6 +252,10 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
 }
 
 /// Parse and validate policy text; `base` resolves relative key paths.
+///
+/// # Errors
+///
+/// Every [`Problem`] found, each with its position in `text`.
 pub fn parse(text: &str, base: &Path) -> Result<Policy, Vec<Problem>> {
     let mut ctx = Ctx::new(text);
     let doc = match ImDocument::parse(text) {

@@ -384,6 +384,10 @@ pub struct Summary {
 /// Resolve `refname` (`main` or `refs/heads/main`): the local branch, else
 /// `refs/remotes/origin/<name>`. Returns (ref whose rules apply, ref read,
 /// commit).
+///
+/// # Errors
+///
+/// [`EvidenceError`] when the ref does not exist or does not name a commit.
 pub fn resolve_ref(
     repo: &Repository,
     refname: &str,
@@ -414,6 +418,10 @@ pub fn resolve_ref(
 }
 
 /// Read `--since`: a TOML date or date-time, else a revision.
+///
+/// # Errors
+///
+/// [`EvidenceError`] when `s` is neither a date nor a revision of the repository.
 pub fn parse_since(repo: &Repository, s: &str) -> Result<Since, EvidenceError> {
     if let Ok(t) = s
         .trim()
@@ -438,6 +446,10 @@ pub fn parse_since(repo: &Repository, s: &str) -> Result<Since, EvidenceError> {
 
 /// Build the report for `refname` from the history, under `policy`, judged
 /// at `now`. `since`: see [`parse_since`]; `None` goes back to the root.
+///
+/// # Errors
+///
+/// [`EvidenceError`] when the history cannot be read.
 pub fn build(
     repo: &Repository,
     policy: &Policy,

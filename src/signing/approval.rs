@@ -298,6 +298,10 @@ pub fn trailer_values(message: &[u8], key: &str) -> Vec<String> {
 
 /// Turn an armored SSH or OpenPGP signature (what `ssh-keygen -Y sign` or
 /// `gpg -bsa` print) into the binary form carried in trailers.
+///
+/// # Errors
+///
+/// A message when the text is not one SSH or OpenPGP signature armor.
 pub fn dearmor(armored: &[u8]) -> Result<Vec<u8>, String> {
     let text =
         std::str::from_utf8(armored).map_err(|_| "signature is not ASCII armor".to_string())?;

@@ -80,6 +80,10 @@ fn subject_of(message: &[u8]) -> String {
 }
 
 /// Split a raw commit object of a SHA-1 repository.
+///
+/// # Errors
+///
+/// [`ObjectError`] for a malformed header, two signature headers, or a `gpgsig-sha256` header.
 pub fn split_commit(raw: &[u8]) -> Result<Signed, ObjectError> {
     split_commit_in(raw, HashFormat::Sha1)
 }
@@ -88,6 +92,10 @@ pub fn split_commit(raw: &[u8]) -> Result<Signed, ObjectError> {
 /// the header git uses for that format; the other format's header is
 /// refused (git would strip it from the payload, so it could never count
 /// and only makes the object ambiguous).
+///
+/// # Errors
+///
+/// [`ObjectError`] for a malformed header, two signature headers, or the other format's signature header.
 pub fn split_commit_in(raw: &[u8], format: HashFormat) -> Result<Signed, ObjectError> {
     let (ours, theirs, foreign): (&[u8], &[u8], ObjectError) = match format {
         HashFormat::Sha1 => (b"gpgsig", b"gpgsig-sha256", ObjectError::Sha256Signature),
@@ -146,6 +154,10 @@ pub fn split_commit_in(raw: &[u8], format: HashFormat) -> Result<Signed, ObjectE
 
 /// Split a raw tag object: the signature starts at the last line that
 /// begins a signature armor.
+///
+/// # Errors
+///
+/// [`ObjectError`] for a tag without a message or with a header signature.
 pub fn split_tag(raw: &[u8]) -> Result<Signed, ObjectError> {
     let Some(body_at) = raw.windows(2).position(|w| w == b"\n\n") else {
         return Err(ObjectError::MalformedHeader);

@@ -111,6 +111,10 @@ pub fn format_of(sig: &[u8]) -> Option<Format> {
 /// Verify an approval: `binary` is the signature as carried in a trailer,
 /// `statement` the canonical bytes it must cover. SSH approvals must use
 /// the approval namespace.
+///
+/// # Errors
+///
+/// [`SigError`]: malformed, wrong namespace, unknown signer, bad, expired or revoked.
 pub fn verify_approval(
     keyring: &Keyring,
     binary: &[u8],
@@ -133,6 +137,10 @@ pub fn verify_approval(
 
 /// Verify `sig` over `payload`. SSH signatures must carry `namespace`.
 /// `now` is the time of the check (push time).
+///
+/// # Errors
+///
+/// [`SigError`]: malformed, wrong namespace, unknown signer, bad, expired or revoked.
 pub fn verify(
     keyring: &Keyring,
     sig: &[u8],

@@ -53,6 +53,10 @@ pub fn full_ref(name: &str) -> String {
 }
 
 /// Resolve a revision to a commit id.
+///
+/// # Errors
+///
+/// [`WorkflowError::Usage`] when `rev` does not name a commit here.
 pub fn resolve_commit(repo: &Repository, rev: &str) -> Result<Oid, WorkflowError> {
     let obj = repo
         .revparse_single(rev)
@@ -64,6 +68,10 @@ pub fn resolve_commit(repo: &Repository, rev: &str) -> Result<Oid, WorkflowError
 
 /// Build the statement approving `commit` (its tree) or, with `result`,
 /// the exact result (its parents and tree).
+///
+/// # Errors
+///
+/// [`WorkflowError`] when the commit, its tree or (with `result`) its parents cannot be read.
 pub fn statement_for(
     repo: &Repository,
     repository_id: &str,
@@ -103,6 +111,10 @@ pub fn statement_for(
 
 /// Sign `statement` the way git would sign a commit in this repository,
 /// and return the approval (with `by` from `user.email`).
+///
+/// # Errors
+///
+/// [`WorkflowError::Sign`] when git has no signing key configured or the signer fails.
 pub fn sign(repo: &Repository, statement: Statement) -> Result<Approval, WorkflowError> {
     let config = repo
         .config()
@@ -251,6 +263,10 @@ fn sign_openpgp(
 }
 
 /// Run git in the repository's work tree (or git dir).
+///
+/// # Errors
+///
+/// [`WorkflowError::Git`] when git cannot be run (a git that runs and fails is returned as its output).
 pub fn git(repo: &Repository, args: &[&str]) -> Result<std::process::Output, WorkflowError> {
     let mut cmd = Command::new("git");
     match repo.workdir() {
@@ -277,6 +293,10 @@ fn git_ok(repo: &Repository, args: &[&str]) -> Result<String, WorkflowError> {
 
 /// Append the trailer to the notes of `commit`, and with `remote`, share
 /// them: fetch the remote's notes, merge (union of lines), push.
+///
+/// # Errors
+///
+/// [`WorkflowError::Git`] when fetching, merging or pushing the notes fails.
 pub fn share(
     repo: &Repository,
     commit: Oid,
@@ -323,6 +343,10 @@ pub fn share(
 /// The approval trailer lines in the notes of every commit reachable from
 /// `topic` and not from `base`, tip first, without duplicates: approvals of
 /// earlier tips are collected too, so they can be shown as stale.
+///
+/// # Errors
+///
+/// [`WorkflowError::Git`] when the range cannot be walked or a note read.
 pub fn notes_in_range(
     repo: &Repository,
     base: Oid,
@@ -360,6 +384,10 @@ pub struct Plan {
 
 /// Judge `trailers` for merging `topic` into `target_ref` at `base`, keep
 /// the eligible ones, and decide on a merge carrying only those.
+///
+/// # Errors
+///
+/// [`WorkflowError`] as for [`trial`].
 #[allow(clippy::too_many_arguments)]
 pub fn plan(
     repo: &Repository,
@@ -387,6 +415,10 @@ pub fn plan(
 }
 
 /// The approval trailer lines in the notes of `commit`.
+///
+/// # Errors
+///
+/// [`WorkflowError::Git`] when the notes cannot be read.
 pub fn notes_for(repo: &Repository, commit: Oid) -> Result<Vec<String>, WorkflowError> {
     let note = match repo.find_note(Some(NOTES_REF), commit) {
         Ok(n) => n,
@@ -439,6 +471,10 @@ pub fn merge_message(subject: &str, trailers: &[String]) -> String {
 /// (written to the object database, referenced by nothing). Findings about
 /// the trial commit's own (missing) signature are left out: the real merge
 /// is signed when it is made.
+///
+/// # Errors
+///
+/// [`WorkflowError`] when the commits cannot be read, the topic does not merge cleanly or has several merge bases, or the trial commit cannot be written.
 #[allow(clippy::too_many_arguments)]
 pub fn trial(
     repo: &Repository,
