@@ -9,36 +9,7 @@ values reach must be connected).
 """
 import hashlib, struct, sys, zlib
 
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-def obj_header(kind, size):
-    b = (kind << 4) | (size & 0x0F)
-    size >>= 4
-    out = bytearray()
-    while size:
-        out.append(b | 0x80)
-        b = size & 0x7F
-        size >>= 7
-    out.append(b)
-    return bytes(out)
-
-def ofs(off):
-    out = bytearray([off & 0x7F])
-    off >>= 7
-    while off:
-        off -= 1
-        out.insert(0, 0x80 | (off & 0x7F))
-        off >>= 7
-    return bytes(out)
+from packfmt import varint, obj_header, ofs  # noqa: E402
 
 n, path = int(sys.argv[1]), sys.argv[2]
 body = bytearray(b"PACK" + struct.pack(">II", 2, n + 1))

@@ -46,7 +46,7 @@ pub struct RefUpdate {
 }
 
 /// Who signed one object, and which role let them.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]
 pub struct Signer {
     /// Commit or tag id.
     pub object: String,
@@ -454,6 +454,8 @@ impl<'a> Verifier<'a> {
                     }
                 }
             }
+            let mut seen_signers = std::collections::HashSet::new();
+            outcome.signers.retain(|s| seen_signers.insert(s.clone()));
             decision.updates.push(outcome);
         }
         if let Some(f) = self.budget.exceeded.take() {
@@ -646,10 +648,9 @@ impl<'a> Verifier<'a> {
                     let (inside, expected) = (self.clip(&inside), self.clip(expected));
                     // The subject from the object already read, not a
                     // second read of a possibly large tag.
-                    let subject = tag.message_bytes().map(|m| {
-                        let first = m.split(|&b| b == b'\n').next().unwrap_or(b"");
-                        self.clip(String::from_utf8_lossy(first).trim_end())
-                    });
+                    let subject = tag
+                        .message_bytes()
+                        .map(|m| self.clip(&object::subject_of(m)));
                     found.push(
                         diags::tag_name_mismatch(&inside, &expected).at_object(u.new, subject),
                     );
@@ -1037,9 +1038,9 @@ impl<'a> Verifier<'a> {
             key: key.describe(),
             roles: matching,
         };
-        if !outcome.signers.contains(&signer) {
-            outcome.signers.push(signer.clone());
-        }
+        // Duplicates (one object under several rules) are removed once per
+        // update in `decide`: a `contains` here was quadratic in commits.
+        outcome.signers.push(signer.clone());
         Some(signer)
     }
 }

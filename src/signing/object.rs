@@ -71,7 +71,8 @@ fn lines(buf: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
     })
 }
 
-fn subject_of(message: &[u8]) -> String {
+/// The first non-blank line of a message, lossily decoded (not escaped).
+pub fn subject_of(message: &[u8]) -> String {
     let first = message
         .split(|&b| b == b'\n')
         .find(|l| !l.iter().all(u8::is_ascii_whitespace))
