@@ -140,6 +140,16 @@ codes! {
     TagNotBound => "tag-not-bound",
     /// A signed tag made for another repository.
     TagWrongRepository => "tag-wrong-repository",
+    /// The policy ref does not lead back to the pinned trust root through authorized changes.
+    PolicyRefBroken => "policy-ref-broken",
+    /// A change of the policy ref introduces a policy that does not validate.
+    PolicyChangeInvalid => "policy-change-invalid",
+    /// A change of the policy ref leaves too few people to approve the next change.
+    PolicyQuorumLost => "policy-quorum-lost",
+    /// A policy commit with other than one parent.
+    PolicyRefNotLinear => "policy-ref-not-linear",
+    /// A push to refs/countersign/* (other than proposals), or to a name aliasing the policy ref.
+    ReservedRef => "reserved-ref",
 }
 
 impl std::fmt::Display for Code {

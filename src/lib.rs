@@ -27,6 +27,7 @@ pub mod admin;
 pub mod audit;
 pub mod engine;
 pub mod finding;
+pub mod governance;
 pub mod hook;
 #[cfg(test)]
 mod mutate;

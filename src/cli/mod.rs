@@ -7,6 +7,7 @@
 
 pub mod admin_cmds;
 pub mod demo;
+pub mod policy_cmds;
 pub mod report_cmd;
 
 use std::io::{Read, Write};
@@ -216,8 +217,72 @@ enum PolicyAction {
     /// Validate a policy and report every problem with file:line:col.
     Check {
         /// Policy file (default: as for `verify`).
+        #[arg(long, value_name = "FILE", conflicts_with = "commit")]
+        policy: Option<PathBuf>,
+        /// Check the policy in this commit's tree instead (a policy-ref
+        /// commit or a proposal).
+        #[arg(long, value_name = "REV")]
+        commit: Option<String>,
+    },
+    /// Move the policy file into the policy ref (refs/meta/countersign)
+    /// and pin its first commit as the trust root (git config
+    /// countersign.policyRoot). Run in the server repository. From then on
+    /// every policy change needs the approvals its [policy-changes] names.
+    Migrate {
+        /// Policy file (default: as for `verify`).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Break glass after a lost quorum: write the file's policy as a new
+        /// root on top of the policy ref and pin it (recorded in the audit
+        /// log; `policy log` starts from it).
+        #[arg(long)]
+        repin: bool,
+    },
+    /// Pin COMMIT as the trust root in this repository: in a clone, to check
+    /// the fetched policy ref; the policy ref must lead back to it through
+    /// authorized changes. Recorded in the audit log.
+    Pin {
+        /// The policy ref's root commit (the server's countersign.policyRoot).
+        commit: String,
+    },
+    /// Write the policy ref's files into a directory to edit them (default
+    /// $GIT_DIR/countersign/policy-edit).
+    Edit {
+        /// Directory to write (must not exist or be empty).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Commit the edited policy directory on top of the policy ref, signed
+    /// with your git signing key, as proposal refs/countersign/proposals/NAME.
+    Propose {
+        /// Proposal name (letters, digits, `-`, `_`, `.`).
+        name: String,
+        /// Directory holding countersign.toml (default as for `edit`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Why: the subject of the policy commit.
+        #[arg(short = 'm', long = "message", value_name = "MESSAGE")]
+        message: String,
+        /// Share the proposal with this remote.
+        #[arg(long, value_name = "REMOTE")]
+        push: Option<String>,
+    },
+    /// Land an approved proposal: a commit signed by you carrying the
+    /// approvals from the proposal's notes, checked as the hook would.
+    Apply {
+        /// Proposal name, or a full ref.
+        name: String,
+        /// Fetch approval notes from, and push the policy ref to, this remote.
+        #[arg(long, value_name = "REMOTE")]
+        push: Option<String>,
+    },
+    /// Every change of the policy ref since the trust root: who signed it,
+    /// who approved it, whether its parent's policy allowed it, and what it
+    /// changed. Exits 1 if any change was not authorized.
+    Log {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Print a starter policy (roles declared, no people, main protected).
     Init {
@@ -251,8 +316,32 @@ pub fn run() -> Exit {
             hook: HookKind::PreReceive,
         } => pre_receive(),
         Command::Policy {
-            action: PolicyAction::Check { policy },
-        } => policy_check(policy),
+            action: PolicyAction::Check { policy, commit },
+        } => policy_check(policy, commit),
+        Command::Policy {
+            action: PolicyAction::Migrate { policy, repin },
+        } => policy_cmds::migrate(policy, repin),
+        Command::Policy {
+            action: PolicyAction::Pin { commit },
+        } => policy_cmds::pin(&commit),
+        Command::Policy {
+            action: PolicyAction::Edit { dir },
+        } => policy_cmds::edit(dir),
+        Command::Policy {
+            action:
+                PolicyAction::Propose {
+                    name,
+                    dir,
+                    message,
+                    push,
+                },
+        } => policy_cmds::propose(&name, dir, &message, push.as_deref()),
+        Command::Policy {
+            action: PolicyAction::Apply { name, push },
+        } => policy_cmds::apply(&name, push.as_deref()),
+        Command::Policy {
+            action: PolicyAction::Log { format },
+        } => policy_cmds::log(format == Format::Json),
         Command::Policy {
             action: PolicyAction::Init { id },
         } => {
@@ -357,7 +446,13 @@ fn resolve_policy(policy: Option<PathBuf>) -> Result<(Option<git2::Repository>, 
     Ok((repo, located.path))
 }
 
-fn policy_check(policy: Option<PathBuf>) -> Exit {
+fn policy_check(policy: Option<PathBuf>, commit: Option<String>) -> Exit {
+    if let Some(rev) = commit {
+        return match policy_cmds::check_commit(&rev) {
+            Ok((p, path)) => describe_policy(&p, &path),
+            Err(e) => e,
+        };
+    }
     let path = match resolve_policy(policy) {
         Ok((_, p)) => p,
         Err(f) => {
@@ -366,59 +461,7 @@ fn policy_check(policy: Option<PathBuf>) -> Exit {
         }
     };
     match countersign::policy::load(&path) {
-        Ok(p) => {
-            let keys = p.keyring.keys().len();
-            println!(
-                "{}: policy `{}` is valid: repository `{}`, {} role(s), {} people, {} key(s), {} rule(s)",
-                report::PREFIX,
-                path.display(),
-                p.repository_id,
-                p.roles.len(),
-                p.people.len(),
-                keys,
-                p.rules.len()
-            );
-            for r in &p.rules {
-                let mut what = Vec::new();
-                if let Some(s) = &r.commit_signers {
-                    what.push(format!("commits signed by [{}]", s.join(", ")));
-                }
-                if let Some(s) = &r.tag_signers {
-                    what.push(format!(
-                        "signed annotated tags by [{}], never moved",
-                        s.join(", ")
-                    ));
-                }
-                if let Some(m) = &r.merge {
-                    let needs: Vec<String> = m
-                        .approvals
-                        .iter()
-                        .map(|a| format!("{} x {}", a.count, a.role))
-                        .collect();
-                    what.push(format!(
-                        "changes land as merges signed by [{}] with approvals [{}]{}",
-                        m.signers.join(", "),
-                        needs.join(", "),
-                        if m.required {
-                            ""
-                        } else {
-                            " (direct commits also allowed)"
-                        }
-                    ));
-                }
-                what.push(format!(
-                    "force-push {}",
-                    if r.force_push { "allowed" } else { "refused" }
-                ));
-                what.push(format!(
-                    "delete {}",
-                    if r.delete { "allowed" } else { "refused" }
-                ));
-                println!("  {}: {}", r.label(), what.join("; "));
-            }
-            println!("  refs that no rule matches are unprotected: pushes to them are accepted without checks");
-            Exit::Ok
-        }
+        Ok(p) => describe_policy(&p, &path),
         Err(e @ countersign::policy::PolicyError::Invalid { .. }) => {
             eprint!("{}", e.details());
             error(&e.to_string());
@@ -431,12 +474,76 @@ fn policy_check(policy: Option<PathBuf>) -> Exit {
     }
 }
 
-fn verify(range: &str, refname: &str, policy: Option<PathBuf>, format: Format) -> Exit {
-    let (repo, path) = match resolve_policy(policy) {
-        Ok(x) => x,
-        Err(f) => return render(&Decision::reject_all(&[], f), format),
-    };
-    let repo = match repo.map(Ok).unwrap_or_else(hook::open_repo) {
+fn describe_policy(p: &countersign::policy::Policy, path: &std::path::Path) -> Exit {
+    let keys = p.keyring.keys().len();
+    println!(
+        "{}: policy `{}` is valid: repository `{}`, {} role(s), {} people, {} key(s), {} rule(s)",
+        report::PREFIX,
+        path.display(),
+        p.repository_id,
+        p.roles.len(),
+        p.people.len(),
+        keys,
+        p.rules.len()
+    );
+    for r in &p.rules {
+        let mut what = Vec::new();
+        if let Some(s) = &r.commit_signers {
+            what.push(format!("commits signed by [{}]", s.join(", ")));
+        }
+        if let Some(s) = &r.tag_signers {
+            what.push(format!(
+                "signed annotated tags by [{}], never moved",
+                s.join(", ")
+            ));
+        }
+        if let Some(m) = &r.merge {
+            let needs: Vec<String> = m
+                .approvals
+                .iter()
+                .map(|a| format!("{} x {}", a.count, a.role))
+                .collect();
+            what.push(format!(
+                "changes land as merges signed by [{}] with approvals [{}]{}",
+                m.signers.join(", "),
+                needs.join(", "),
+                if m.required {
+                    ""
+                } else {
+                    " (direct commits also allowed)"
+                }
+            ));
+        }
+        what.push(format!(
+            "force-push {}",
+            if r.force_push { "allowed" } else { "refused" }
+        ));
+        what.push(format!(
+            "delete {}",
+            if r.delete { "allowed" } else { "refused" }
+        ));
+        println!("  {}: {}", r.label(), what.join("; "));
+    }
+    if let Some(c) = &p.policy_changes {
+        let needs: Vec<String> = c
+            .approvals
+            .iter()
+            .map(|a| format!("{} x {}", a.count, a.role))
+            .collect();
+        println!(
+                    "  [policy-changes] (policy ref mode): changes signed by [{}] with approvals [{}] from other people",
+                    c.signers.join(", "),
+                    needs.join(", ")
+                );
+    }
+    println!(
+        "  refs that no rule matches are unprotected: pushes to them are accepted without checks"
+    );
+    Exit::Ok
+}
+
+fn verify(range: &str, refname: &str, given: Option<PathBuf>, format: Format) -> Exit {
+    let repo = match hook::open_repo() {
         Ok(r) => r,
         Err(f) => return render(&Decision::reject_all(&[], f), format),
     };
@@ -462,7 +569,7 @@ fn verify(range: &str, refname: &str, policy: Option<PathBuf>, format: Format) -
         new,
         refname: refname.to_string(),
     }];
-    let policy = match hook::load_policy(&path) {
+    let policy = match hook::command_policy(&repo, given.as_deref()) {
         Ok(p) => p,
         Err(f) => return render(&Decision::reject_all(&updates, f), format),
     };
@@ -505,10 +612,7 @@ fn repo_and_policy(
         Exit::Error
     };
     let repo = hook::open_repo().map_err(fail)?;
-    let path = hook::locate_policy(policy.as_deref(), Some(&repo))
-        .map_err(|e| fail(Finding::new(Code::PolicyInvalid, e.to_string(), e.help())))?
-        .path;
-    let policy = hook::load_policy(&path).map_err(fail)?;
+    let policy = hook::command_policy(&repo, policy.as_deref()).map_err(fail)?;
     Ok((repo, policy))
 }
 
@@ -531,7 +635,9 @@ fn approve(
     };
     // The policy is optional here (only to warn about an approval that
     // would not count): the default file may be absent.
+    let pinned = matches!(countersign::governance::pinned_root(&repo), Ok(Some(_)));
     let configured_policy = match hook::locate_policy(policy.as_deref(), Some(&repo)) {
+        Ok(_) if pinned && policy.is_none() => Some(PathBuf::new()),
         Ok(l) if l.source == hook::PolicySource::Default && !l.path.exists() => None,
         Ok(l) => Some(l.path),
         Err(e) => {
@@ -540,13 +646,16 @@ fn approve(
         }
     };
     let loaded = match configured_policy {
-        Some(p) => match hook::load_policy(&p) {
-            Ok(p) => Some(p),
-            Err(f) => {
-                error(&format!("{}\n  help: {}", f.message, f.help));
-                return Exit::Error;
+        Some(p) => {
+            match hook::command_policy(&repo, (!pinned || policy.is_some()).then_some(p.as_path()))
+            {
+                Ok(p) => Some(p),
+                Err(f) => {
+                    error(&format!("{}\n  help: {}", f.message, f.help));
+                    return Exit::Error;
+                }
             }
-        },
+        }
         None => None,
     };
     let id = repository

@@ -78,11 +78,7 @@ pub fn run(args: ReportArgs) -> Exit {
         Ok(r) => r,
         Err(f) => return error(&f.message, "run inside a clone of the repository"),
     };
-    let path = match hook::locate_policy(args.policy.as_deref(), Some(&repo)) {
-        Ok(l) => l.path,
-        Err(e) => return error(&e.to_string(), e.help()),
-    };
-    let policy = match hook::load_policy(&path) {
+    let policy = match hook::command_policy(&repo, args.policy.as_deref()) {
         Ok(p) => p,
         Err(f) => {
             return error(

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::engine::{diags, internal, missing, short, RefUpdate, UpdateOutcome, Verifier};
 use crate::finding::{Code, Finding};
-use crate::policy::{ApprovalRequirement, MergeRule};
+use crate::policy::{ApprovalRequirement, MergeRule, Policy};
 use crate::signing::approval::{self, Approval, Binding};
 use crate::signing::signature;
 
@@ -634,48 +634,57 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    /// Assign people to role slots so that as many slots as possible are
-    /// filled, each person at most once (maximum bipartite matching by
-    /// augmenting paths). Returns (person, role) pairs.
+    /// Assign people to role slots; see [`assign`].
     fn assign(&self, people: &[String], reqs: &[ApprovalRequirement]) -> Vec<(String, String)> {
-        let slots: Vec<&str> = reqs
-            .iter()
-            .flat_map(|r| std::iter::repeat_n(r.role.as_str(), r.count))
-            .collect();
-        let holds = |p: usize, s: usize| {
-            self.policy
-                .people
-                .get(&people[p])
-                .is_some_and(|person| person.roles.contains(slots[s]))
-        };
-        let mut slot_of: Vec<Option<usize>> = vec![None; slots.len()];
-        fn augment(
-            p: usize,
-            seen: &mut [bool],
-            slot_of: &mut [Option<usize>],
-            holds: &dyn Fn(usize, usize) -> bool,
-        ) -> bool {
-            for s in 0..slot_of.len() {
-                if holds(p, s) && !seen[s] {
-                    seen[s] = true;
-                    if slot_of[s].is_none_or(|q| augment(q, seen, slot_of, holds)) {
-                        slot_of[s] = Some(p);
-                        return true;
-                    }
+        assign(self.policy, people, reqs)
+    }
+}
+
+/// Assign people to role slots so that as many slots as possible are
+/// filled, each person at most once (maximum bipartite matching by
+/// augmenting paths). Returns (person, role) pairs.
+pub(crate) fn assign(
+    policy: &Policy,
+    people: &[String],
+    reqs: &[ApprovalRequirement],
+) -> Vec<(String, String)> {
+    let slots: Vec<&str> = reqs
+        .iter()
+        .flat_map(|r| std::iter::repeat_n(r.role.as_str(), r.count))
+        .collect();
+    let holds = |p: usize, s: usize| {
+        policy
+            .people
+            .get(&people[p])
+            .is_some_and(|person| person.roles.contains(slots[s]))
+    };
+    let mut slot_of: Vec<Option<usize>> = vec![None; slots.len()];
+    fn augment(
+        p: usize,
+        seen: &mut [bool],
+        slot_of: &mut [Option<usize>],
+        holds: &dyn Fn(usize, usize) -> bool,
+    ) -> bool {
+        for s in 0..slot_of.len() {
+            if holds(p, s) && !seen[s] {
+                seen[s] = true;
+                if slot_of[s].is_none_or(|q| augment(q, seen, slot_of, holds)) {
+                    slot_of[s] = Some(p);
+                    return true;
                 }
             }
-            false
         }
-        for p in 0..people.len() {
-            let mut seen = vec![false; slots.len()];
-            augment(p, &mut seen, &mut slot_of, &holds);
-        }
-        slot_of
-            .iter()
-            .enumerate()
-            .filter_map(|(s, p)| p.map(|p| (people[p].clone(), slots[s].to_string())))
-            .collect()
+        false
     }
+    for p in 0..people.len() {
+        let mut seen = vec![false; slots.len()];
+        augment(p, &mut seen, &mut slot_of, &holds);
+    }
+    slot_of
+        .iter()
+        .enumerate()
+        .filter_map(|(s, p)| p.map(|p| (people[p].clone(), slots[s].to_string())))
+        .collect()
 }
 
 fn listing(

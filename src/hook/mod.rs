@@ -15,8 +15,9 @@ use std::time::Instant;
 use git2::Repository;
 
 use crate::audit;
-use crate::engine::{self, Decision, RefUpdate, Verifier};
+use crate::engine::{self, Decision, RefUpdate};
 use crate::finding::Finding;
+use crate::governance::{self, InForce, PolicyId};
 use crate::policy::limits::Limits;
 use crate::policy::{self, Policy};
 use crate::time::Timestamp;
@@ -246,28 +247,76 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
         Ok(u) => u,
         Err(f) => return reject(&[], f),
     };
-    let path = match locate_policy(None, Some(&repo)) {
-        Ok(l) => l.path,
-        Err(e) => return reject(&updates, Finding::from(&e)),
-    };
-    let (decision, limits) = match load_policy(&path) {
-        Ok(policy) => {
-            let decision = match check_old_values(&repo, &updates)
-                .and_then(|()| scan_quarantine(&repo, &policy.limits, started))
-            {
-                Err(f) => Decision::reject_all(&updates, f),
-                Ok(()) => Verifier::new(&repo, &policy, now)
-                    .started_at(started)
-                    .decide(&updates),
-            };
-            (decision, policy.limits)
+    let in_force = match policy_in_force(&repo, now, started) {
+        Ok(p) => p,
+        Err(f) => {
+            return Outcome {
+                decision: record(&repo, Decision::reject_all(&updates, f), now, &limits, None),
+                limits,
+            }
         }
-        Err(f) => (Decision::reject_all(&updates, f), limits),
     };
-    Outcome {
-        decision: record(&repo, decision, now, &limits),
-        limits,
+    let limits = in_force.policy.limits;
+    let decision = match check_old_values(&repo, &updates)
+        .and_then(|()| scan_quarantine(&repo, &limits, started))
+    {
+        Err(f) => Decision::reject_all(&updates, f),
+        Ok(()) => governance::decide(&repo, &in_force, &updates, now, started),
+    };
+    let decision = record(&repo, decision, now, &limits, Some(&in_force.id));
+    if decision.accepted() {
+        if let Some((root, _)) = in_force.chain {
+            for u in &updates {
+                if u.refname == governance::POLICY_REF && !u.new.is_zero() {
+                    governance::remember(&repo, root, u.new);
+                }
+            }
+        }
     }
+    Outcome { decision, limits }
+}
+
+/// The policy a push is judged by: in ref mode (a trust root pinned in
+/// git config) the policy ref's verified tip, else the policy file.
+///
+/// # Errors
+///
+/// The finding that rejects the push when no valid policy can be found.
+pub fn policy_in_force(
+    repo: &Repository,
+    now: Timestamp,
+    started: Instant,
+) -> Result<InForce, Finding> {
+    if let Some(root) = governance::pinned_root(repo)? {
+        return governance::in_force(repo, root, now, started);
+    }
+    let path = locate_policy(None, Some(repo))
+        .map_err(|e| Finding::from(&e))?
+        .path;
+    let (policy, bytes) = policy::load_with_bytes(&path).map_err(|e| Finding::from(&e))?;
+    Ok(InForce::file(policy, &bytes))
+}
+
+/// The policy for a command run by a person (verify, report, approve,
+/// merge, status): `--policy FILE` when given; else, where a trust root is
+/// pinned (`git config countersign.policyRoot`, on the server or a clone
+/// that fetched `refs/meta/countersign`), the policy ref's verified tip;
+/// else the located policy file.
+///
+/// # Errors
+///
+/// The finding that explains why no valid policy was found.
+pub fn command_policy(repo: &Repository, given: Option<&Path>) -> Result<Policy, Finding> {
+    if given.is_none() {
+        if let Some(root) = governance::pinned_root(repo)? {
+            return governance::in_force(repo, root, crate::time::now(), Instant::now())
+                .map(|f| f.policy);
+        }
+    }
+    let path = locate_policy(given, Some(repo))
+        .map_err(|e| Finding::from(&e))?
+        .path;
+    load_policy(&path)
 }
 
 /// Every update's `old` must be the ref's current value (zero: the ref
@@ -321,9 +370,15 @@ fn scan_quarantine(repo: &Repository, limits: &Limits, started: Instant) -> Resu
 /// written the push is rejected: a decision that leaves no record would
 /// defeat the log's purpose (an unwritable log blocks pushes until an
 /// admin fixes it; that is the trade-off, chosen on purpose).
-fn record(repo: &Repository, mut decision: Decision, now: Timestamp, limits: &Limits) -> Decision {
+fn record(
+    repo: &Repository,
+    mut decision: Decision,
+    now: Timestamp,
+    limits: &Limits,
+    policy: Option<&PolicyId>,
+) -> Decision {
     let path = audit::path_for(repo);
-    let fields = record_fields(repo, &decision, limits.audit_record_bytes);
+    let fields = record_fields(repo, &decision, limits.audit_record_bytes, policy);
     if let Err(e) = audit::append(&path, "push", fields, now) {
         decision.findings.push(Finding::from(&e));
     }
@@ -334,7 +389,12 @@ fn record(repo: &Repository, mut decision: Decision, now: Timestamp, limits: &Li
 /// and each update's signers and merges) are shortened, each with its
 /// total, until the record fits; as a last resort only the verdict and
 /// counts remain. A push can never make the log grow without bound.
-pub fn record_fields(repo: &Repository, decision: &Decision, max: usize) -> Value {
+pub fn record_fields(
+    repo: &Repository,
+    decision: &Decision,
+    max: usize,
+    policy: Option<&PolicyId>,
+) -> Value {
     let verdict = if decision.accepted() {
         "accepted"
     } else {
@@ -365,6 +425,7 @@ pub fn record_fields(repo: &Repository, decision: &Decision, max: usize) -> Valu
         let fields = serde_json::json!({
             "pusher": pusher,
             "repository": repo.path().display().to_string(),
+            "policy": policy,
             "verdict": verdict,
             "updates": upd,
             "findings": findings,
@@ -380,6 +441,7 @@ pub fn record_fields(repo: &Repository, decision: &Decision, max: usize) -> Valu
             return serde_json::json!({
                 "pusher": pusher,
                 "repository": repo.path().display().to_string(),
+                "policy": policy,
                 "verdict": verdict,
                 "updates_total": decision.updates.len(),
                 "findings_total": findings_total,

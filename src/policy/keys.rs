@@ -263,7 +263,17 @@ fn check_ssh_strength(key: &ssh_key::public::KeyData) -> Result<(), KeyError> {
 /// certificate.
 pub fn read_certs(path: &Path) -> Result<Vec<Cert>, KeyError> {
     let bytes = std::fs::read(path).map_err(|e| KeyError::Unreadable(e.to_string()))?;
-    let parser = openpgp::cert::CertParser::from_bytes(&bytes)
+    parse_certs(&bytes)
+}
+
+/// Every certificate in armored or binary `bytes`; as [`read_certs`].
+///
+/// # Errors
+///
+/// [`KeyError`] when `bytes` hold no usable public certificate, or secret
+/// key material.
+pub fn parse_certs(bytes: &[u8]) -> Result<Vec<Cert>, KeyError> {
+    let parser = openpgp::cert::CertParser::from_bytes(bytes)
         .map_err(|e| KeyError::NotACert(e.to_string()))?;
     let mut certs = Vec::new();
     for c in parser {

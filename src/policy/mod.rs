@@ -135,6 +135,71 @@ pub struct Policy {
     pub keyring: Keyring,
     /// Budgets for one run (`[limits]`, else defaults).
     pub limits: Limits,
+    /// `[policy-changes]`: who may change the policy when it lives on the
+    /// policy ref (see `governance`).
+    pub policy_changes: Option<PolicyChanges>,
+}
+
+/// `[policy-changes]`: who signs a change of the policy ref, and whose
+/// approvals it needs. Judged with the same engine as a merge: the signer
+/// of a change never counts as its approver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyChanges {
+    /// Roles that may sign a policy commit.
+    pub signers: Vec<String>,
+    /// Approvals needed, from distinct people other than the signer.
+    pub approvals: Vec<ApprovalRequirement>,
+}
+
+impl PolicyChanges {
+    /// The rule a policy-ref update is judged by: signed by `signers`,
+    /// fast-forward only, never deleted, every commit approved (exact
+    /// result) by other people, as `approvals` demands.
+    pub fn rule(&self, refname: &str) -> Rule {
+        Rule {
+            number: 0,
+            name: Some("policy changes ([policy-changes] of the policy in force)".into()),
+            refs: RefPattern::new(refname).into_iter().collect(),
+            commit_signers: Some(self.signers.clone()),
+            tag_signers: None,
+            force_push: false,
+            delete: false,
+            baseline: None,
+            merge: Some(MergeRule {
+                required: true,
+                signers: self.signers.clone(),
+                approvals: self.approvals.clone(),
+                approvers_distinct_from_authors: true,
+                merger_distinct_from_approvers: true,
+                merger_distinct_from_authors: false,
+            }),
+        }
+    }
+}
+
+/// Where the files a policy names (OpenPGP certificates) are read from: a
+/// directory beside a policy file, or the tree of a policy commit.
+pub trait KeyFiles {
+    /// The bytes of the file the policy names as `rel`.
+    ///
+    /// # Errors
+    ///
+    /// [`keys::KeyError`] when there is no such file or it cannot be read.
+    fn read(&self, rel: &str) -> Result<Vec<u8>, keys::KeyError>;
+    /// How to name `rel` in a message.
+    fn describe(&self, rel: &str) -> String;
+}
+
+/// Key files relative to a directory (the policy file's).
+pub struct DirFiles<'a>(pub &'a Path);
+
+impl KeyFiles for DirFiles<'_> {
+    fn read(&self, rel: &str) -> Result<Vec<u8>, keys::KeyError> {
+        std::fs::read(self.0.join(rel)).map_err(|e| keys::KeyError::Unreadable(e.to_string()))
+    }
+    fn describe(&self, rel: &str) -> String {
+        self.0.join(rel).display().to_string()
+    }
 }
 
 /// One problem found in a policy file, with its position.
@@ -216,6 +281,16 @@ impl fmt::Display for Problem {
 ///
 /// [`PolicyError`]: the file is missing or unreadable, or does not validate (every problem, with positions).
 pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+    load_with_bytes(path).map(|(p, _)| p)
+}
+
+/// [`load`], also returning the file's bytes (whose digest identifies the
+/// policy a decision was made under).
+///
+/// # Errors
+///
+/// As for [`load`].
+pub fn load_with_bytes(path: &Path) -> Result<(Policy, Vec<u8>), PolicyError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -243,7 +318,7 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
     parse(&text, &base)
         .map(|mut p| {
             p.path = path.to_path_buf();
-            p
+            (p, text.into_bytes())
         })
         .map_err(|problems| PolicyError::Invalid {
             path: path.to_path_buf(),
@@ -257,6 +332,15 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
 ///
 /// Every [`Problem`] found, each with its position in `text`.
 pub fn parse(text: &str, base: &Path) -> Result<Policy, Vec<Problem>> {
+    parse_with(text, &DirFiles(base))
+}
+
+/// Parse and validate policy text; `files` reads the key files it names.
+///
+/// # Errors
+///
+/// Every [`Problem`] found, each with its position in `text`.
+pub fn parse_with(text: &str, files: &dyn KeyFiles) -> Result<Policy, Vec<Problem>> {
     let mut ctx = Ctx::new(text);
     let doc = match ImDocument::parse(text) {
         Ok(d) => d,
@@ -268,7 +352,14 @@ pub fn parse(text: &str, base: &Path) -> Result<Policy, Vec<Problem>> {
     let root = doc.as_table();
     ctx.unknown_keys(
         root,
-        &["repository", "roles", "people", "rule", "limits"],
+        &[
+            "repository",
+            "roles",
+            "people",
+            "rule",
+            "limits",
+            "policy-changes",
+        ],
         "top level",
     );
 
@@ -353,7 +444,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Policy, Vec<Problem>> {
                         );
                     }
                     if let Some(p) =
-                        parse_person(&mut ctx, id, value, key_span, &roles, base, &mut keyring)
+                        parse_person(&mut ctx, id, value, key_span, &roles, files, &mut keyring)
                     {
                         people.insert(id.to_string(), p);
                     }
@@ -395,6 +486,9 @@ pub fn parse(text: &str, base: &Path) -> Result<Policy, Vec<Problem>> {
         None => {}
     }
 
+    let policy_changes = root
+        .get("policy-changes")
+        .and_then(|item| parse_policy_changes(&mut ctx, item, &roles));
     let limits = parse_limits(&mut ctx, root.get("limits"));
 
     if ctx.problems.is_empty() {
@@ -406,6 +500,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Policy, Vec<Problem>> {
             rules,
             keyring,
             limits,
+            policy_changes,
         })
     } else {
         Err(ctx.problems)
@@ -454,7 +549,7 @@ fn parse_person(
     item: &Item,
     key_span: Option<Range<usize>>,
     roles: &BTreeMap<String, String>,
-    base: &Path,
+    files: &dyn KeyFiles,
     keyring: &mut Keyring,
 ) -> Option<Person> {
     let where_ = format!("[people.{id}]");
@@ -509,8 +604,10 @@ fn parse_person(
     if let Some(item) = t.get("openpgp") {
         for (entry, span) in ctx.key_entries(item, "cert", &where_, "openpgp") {
             key_count += 1;
-            let path = base.join(&entry.text);
-            match keys::read_certs(&path) {
+            match files
+                .read(&entry.text)
+                .and_then(|bytes| keys::parse_certs(&bytes))
+            {
                 Ok(certs) => {
                     for cert in certs {
                         let source = KeySource::File(entry.text.clone());
@@ -521,7 +618,10 @@ fn parse_person(
                 }
                 Err(e) => ctx.push(
                     span,
-                    format!("cannot use OpenPGP certificate `{}`: {e}", path.display()),
+                    format!(
+                        "cannot use OpenPGP certificate `{}`: {e}",
+                        files.describe(&entry.text)
+                    ),
                 ),
             }
         }
@@ -684,6 +784,26 @@ fn parse_merge(
             format!("{where_} needs `signers = [\"maintainer\"]`: the roles that may sign the merge commit"),
         );
     }
+    let approvals = parse_approvals(ctx, t, &where_, roles);
+    let flag =
+        |ctx: &mut Ctx, key: &str, default: bool| ctx.boolean(t, key, &where_).unwrap_or(default);
+    Some(MergeRule {
+        required,
+        signers: signers.unwrap_or_default(),
+        approvals,
+        approvers_distinct_from_authors: flag(ctx, "approvers-distinct-from-authors", true),
+        merger_distinct_from_approvers: flag(ctx, "merger-distinct-from-approvers", true),
+        merger_distinct_from_authors: flag(ctx, "merger-distinct-from-authors", false),
+    })
+}
+
+/// `approvals = [{ role = "reviewer", count = 2 }, ...]` in `t`.
+fn parse_approvals(
+    ctx: &mut Ctx,
+    t: &dyn TableLike,
+    where_: &str,
+    roles: &BTreeMap<String, String>,
+) -> Vec<ApprovalRequirement> {
     let mut approvals = Vec::new();
     if let Some(a) = t.get("approvals") {
         match a.as_array() {
@@ -693,8 +813,8 @@ fn parse_merge(
                         ctx.push(v.span(), format!("entries of `approvals` in {where_} must be {{ role = \"reviewer\", count = 2 }}"));
                         continue;
                     };
-                    ctx.unknown_keys(entry, &["role", "count"], &where_);
-                    let role = ctx.string(entry, "role", &where_);
+                    ctx.unknown_keys(entry, &["role", "count"], where_);
+                    let role = ctx.string(entry, "role", where_);
                     let count = entry.get("count").map(|c| (c.as_integer(), c.span()));
                     match (role, count) {
                         (Some((role, span)), Some((Some(n), cspan))) => {
@@ -730,15 +850,48 @@ fn parse_merge(
             None => ctx.push(a.span(), format!("`approvals` in {where_} must be a list")),
         }
     }
-    let flag =
-        |ctx: &mut Ctx, key: &str, default: bool| ctx.boolean(t, key, &where_).unwrap_or(default);
-    Some(MergeRule {
-        required,
+    approvals
+}
+
+/// `[policy-changes]`: `signers` and a non-empty `approvals`.
+fn parse_policy_changes(
+    ctx: &mut Ctx,
+    item: &Item,
+    roles: &BTreeMap<String, String>,
+) -> Option<PolicyChanges> {
+    let where_ = "[policy-changes]";
+    let Some(t) = item.as_table_like() else {
+        ctx.push(
+            item.span(),
+            "`policy-changes` must be a table: [policy-changes]".into(),
+        );
+        return None;
+    };
+    ctx.unknown_keys(t, &["signers", "approvals"], where_);
+    let signers = role_list(ctx, t, "signers", where_, roles);
+    if signers.is_none() {
+        ctx.push(
+            item.span(),
+            format!(
+                "{where_} needs `signers = [\"admin\"]`: the roles that may sign a policy change"
+            ),
+        );
+    }
+    let approvals = parse_approvals(ctx, t, where_, roles);
+    if approvals.is_empty() && t.get("approvals").is_none() {
+        ctx.push(
+            item.span(),
+            format!("{where_} needs `approvals = [{{ role = \"admin\", count = 2 }}]`: a policy change always needs approvals from people other than its signer"),
+        );
+    } else if approvals.is_empty() {
+        ctx.push(
+            t.get("approvals").and_then(Item::span),
+            format!("`approvals` in {where_} is empty: a policy change always needs approvals from people other than its signer"),
+        );
+    }
+    Some(PolicyChanges {
         signers: signers.unwrap_or_default(),
         approvals,
-        approvers_distinct_from_authors: flag(ctx, "approvers-distinct-from-authors", true),
-        merger_distinct_from_approvers: flag(ctx, "merger-distinct-from-approvers", true),
-        merger_distinct_from_authors: flag(ctx, "merger-distinct-from-authors", false),
     })
 }
 

@@ -278,7 +278,12 @@ pub fn git(repo: &Repository, args: &[&str]) -> Result<std::process::Output, Wor
         .map_err(|e| WorkflowError::Git(format!("cannot run git: {e}")))
 }
 
-fn git_ok(repo: &Repository, args: &[&str]) -> Result<String, WorkflowError> {
+/// Run git; its standard output when it succeeds.
+///
+/// # Errors
+///
+/// [`WorkflowError::Git`] with git's message when it fails.
+pub fn git_ok(repo: &Repository, args: &[&str]) -> Result<String, WorkflowError> {
     let out = git(repo, args)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -289,6 +294,43 @@ fn git_ok(repo: &Repository, args: &[&str]) -> Result<String, WorkflowError> {
             String::from_utf8_lossy(&out.stderr).trim()
         )))
     }
+}
+
+/// Fetch `remote`'s approval notes and merge them into ours (union of
+/// lines); a remote without notes is not an error.
+///
+/// # Errors
+///
+/// [`WorkflowError::Git`] when merging the fetched notes fails.
+pub fn fetch_notes(repo: &Repository, remote: &str) -> Result<(), WorkflowError> {
+    let incoming = "refs/notes/countersign-incoming";
+    if git(
+        repo,
+        &[
+            "fetch",
+            "--quiet",
+            remote,
+            &format!("+{NOTES_REF}:{incoming}"),
+        ],
+    )?
+    .status
+    .success()
+    {
+        git_ok(
+            repo,
+            &[
+                "notes",
+                "--ref",
+                NOTES_REF,
+                "merge",
+                "--quiet",
+                "-s",
+                "cat_sort_uniq",
+                incoming,
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 /// Append the trailer to the notes of `commit`, and with `remote`, share
@@ -305,28 +347,7 @@ pub fn share(
 ) -> Result<(), WorkflowError> {
     let c = commit.to_string();
     if let Some(r) = remote {
-        let incoming = "refs/notes/countersign-incoming";
-        if git(
-            repo,
-            &["fetch", "--quiet", r, &format!("+{NOTES_REF}:{incoming}")],
-        )?
-        .status
-        .success()
-        {
-            git_ok(
-                repo,
-                &[
-                    "notes",
-                    "--ref",
-                    NOTES_REF,
-                    "merge",
-                    "--quiet",
-                    "-s",
-                    "cat_sort_uniq",
-                    incoming,
-                ],
-            )?;
-        }
+        fetch_notes(repo, r)?;
     }
     if !notes_for(repo, commit)?.iter().any(|l| l == trailer) {
         git_ok(

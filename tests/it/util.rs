@@ -963,6 +963,15 @@ impl Sandbox {
             .to_string()
     }
 
+    /// Run git in `dir` with `input` on stdin; panic on failure; stdout trimmed.
+    #[track_caller]
+    pub fn git_stdin_in(&self, dir: &Path, args: &[&str], input: &[u8]) -> String {
+        run_ok(self.git_in(dir, args), Some(input))
+            .stdout
+            .trim()
+            .to_string()
+    }
+
     /// Write `key`'s signing settings into the git config of the clone at
     /// `dir` (`.git/config`), so that both git and countersign use it.
     #[track_caller]

@@ -1,0 +1,802 @@
+//! The policy under quorum. In *ref mode* the policy (its
+//! `countersign.toml` and the certificate files it names) lives in the
+//! repository on [`POLICY_REF`], and the host operator pins its first
+//! commit as the trust root (git config [`ROOT_CONFIG_KEY`]).
+//!
+//! Every commit reaching the policy ref is judged by its **parent's**
+//! policy, never by the policy it introduces: the parent's
+//! `[policy-changes]` says which roles sign a change and which approvals
+//! (of the exact result: parent and tree, bound to the repository id and
+//! the policy ref) it needs from people other than its signer. The ref only
+//! fast-forwards, one parent per commit, and is never deleted, so an older
+//! policy cannot be replayed: going back is a new, approved commit. A change
+//! whose policy does not validate, or that leaves too few people to approve
+//! the next change, is refused.
+//!
+//! The policy in force for a push is the ref's value *before* the push, its
+//! chain from the trust root verified (once per tip: verified tips are kept
+//! in `$GIT_DIR/countersign/policy-trust`). A push that changes the policy
+//! and uses the new grant in the same push is judged by the old policy.
+
+mod diags;
+pub mod log;
+pub mod store;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use git2::{ObjectType, Oid, Repository};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::engine::{self, Decision, RefUpdate, UpdateOutcome, Verifier};
+use crate::finding::{Code, Finding};
+use crate::policy::keys::KeyError;
+use crate::policy::{self, KeyFiles, Policy, PolicyError};
+use crate::time::Timestamp;
+
+/// The ref the policy lives on in ref mode.
+pub const POLICY_REF: &str = "refs/meta/countersign";
+/// Git config key holding the pinned trust root (a commit id).
+pub const ROOT_CONFIG_KEY: &str = "countersign.policyRoot";
+/// Refs of countersign's own; pushes to them are refused, except proposals.
+pub const RESERVED_PREFIX: &str = "refs/countersign/";
+/// Where policy change proposals are shared; pushes here are not checked
+/// (a proposal takes effect only when it lands on [`POLICY_REF`]).
+pub const PROPOSALS_PREFIX: &str = "refs/countersign/proposals/";
+/// The policy file in the tree of a policy commit.
+pub const POLICY_FILE: &str = "countersign.toml";
+/// Largest tree or file read from a policy commit (a pushed one is the
+/// pusher's bytes).
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+/// Deepest path of a key file in a policy tree.
+pub const MAX_PATH_DEPTH: usize = 8;
+/// Most policy commits between the trust root and the tip.
+pub const MAX_CHAIN: usize = 10_000;
+/// Verified tips kept in the trust file.
+const MAX_TRUSTED: usize = 64;
+/// The trust file, relative to `$GIT_DIR`.
+pub const TRUST_FILE: &str = "countersign/policy-trust";
+const TRUST_HEADER: &str = "countersign policy trust v1";
+
+/// Which policy a decision was made under; written into every audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum PolicyId {
+    /// File mode: the file and the SHA-256 of its bytes.
+    File {
+        /// The policy file.
+        file: String,
+        /// SHA-256 of its bytes, hex.
+        sha256: String,
+    },
+    /// Ref mode: the policy commit and the trust root it was verified from.
+    Ref {
+        /// The policy commit in force.
+        commit: String,
+        /// The pinned trust root.
+        root: String,
+    },
+}
+
+impl PolicyId {
+    /// One line for people: `refs/meta/countersign@<id>` or `file <path> sha256 <hex>`.
+    pub fn describe(&self) -> String {
+        match self {
+            PolicyId::File { file, sha256 } => format!("file {file} (sha256 {sha256})"),
+            PolicyId::Ref { commit, .. } => format!("{POLICY_REF}@{commit}"),
+        }
+    }
+}
+
+/// The policy a push is judged by, and where it came from.
+pub struct InForce {
+    /// The policy.
+    pub policy: Policy,
+    /// Its identity, for the audit record.
+    pub id: PolicyId,
+    /// Ref mode: the trust root and the verified tip.
+    pub chain: Option<(Oid, Oid)>,
+}
+
+impl InForce {
+    /// A policy loaded from a file (file mode).
+    pub fn file(policy: Policy, bytes: &[u8]) -> Self {
+        let id = PolicyId::File {
+            file: policy.path.display().to_string(),
+            sha256: hex(&Sha256::digest(bytes)),
+        };
+        InForce {
+            policy,
+            id,
+            chain: None,
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The trust root pinned in the repository's git config, if any: its
+/// presence is what puts a repository in ref mode.
+///
+/// # Errors
+///
+/// A `policy-invalid` finding when the config cannot be read or the value
+/// is not a full commit id.
+pub fn pinned_root(repo: &Repository) -> Result<Option<Oid>, Finding> {
+    let config = repo.config().map_err(|e| engine::internal(&e.message()))?;
+    match config.get_string(ROOT_CONFIG_KEY) {
+        Ok(s) => engine::parse_oid(s.trim(), repo.object_format())
+            .map(Some)
+            .ok_or_else(|| diags::bad_root(&s)),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(diags::bad_root(e.message())),
+    }
+}
+
+/// Key files read from the tree of a policy commit: paths as written in
+/// the policy, relative to the tree's root, without `.`/`..`; every tree
+/// and file at most [`MAX_FILE_BYTES`].
+pub struct TreeFiles<'r> {
+    repo: &'r Repository,
+    tree: Oid,
+    commit: Oid,
+}
+
+impl<'r> TreeFiles<'r> {
+    /// The files of `commit`'s tree.
+    ///
+    /// # Errors
+    ///
+    /// An `object-missing` finding when the commit cannot be read.
+    pub fn of(repo: &'r Repository, commit: Oid) -> Result<Self, Finding> {
+        let c = repo
+            .find_commit(commit)
+            .map_err(|e| diags::unreadable(commit, e.message()))?;
+        Ok(TreeFiles {
+            repo,
+            tree: c.tree_id(),
+            commit,
+        })
+    }
+
+    fn bounded(&self, id: Oid, want: ObjectType) -> Result<(), String> {
+        let odb = self.repo.odb().map_err(|e| e.message().to_string())?;
+        let (size, kind) = odb.read_header(id).map_err(|e| e.message().to_string())?;
+        if kind != want {
+            return Err(format!("is a {kind}, not a {want}"));
+        }
+        if size > MAX_FILE_BYTES {
+            return Err(format!(
+                "is {size} bytes; a policy {want} may be at most {MAX_FILE_BYTES}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The bytes of the file at `rel`.
+    fn file(&self, rel: &str) -> Result<Vec<u8>, String> {
+        let parts: Vec<&str> = rel.split('/').collect();
+        if rel.is_empty()
+            || parts.len() > MAX_PATH_DEPTH
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || *p == "." || *p == "..")
+        {
+            return Err(format!(
+                "`{}` is not a plain relative path inside the policy tree",
+                crate::sanitize::escape(rel)
+            ));
+        }
+        let mut tree = self.tree;
+        for (i, part) in parts.iter().enumerate() {
+            self.bounded(tree, ObjectType::Tree)?;
+            let t = self
+                .repo
+                .find_tree(tree)
+                .map_err(|e| e.message().to_string())?;
+            let entry = t.get_name(part).ok_or_else(|| {
+                format!("no `{}` in the policy tree", crate::sanitize::escape(rel))
+            })?;
+            let last = i + 1 == parts.len();
+            let mode = entry.filemode();
+            if last {
+                if mode != 0o100644 && mode != 0o100755 {
+                    return Err(format!(
+                        "`{}` is not a regular file in the policy tree",
+                        crate::sanitize::escape(rel)
+                    ));
+                }
+                self.bounded(entry.id(), ObjectType::Blob)?;
+                let blob = self
+                    .repo
+                    .find_blob(entry.id())
+                    .map_err(|e| e.message().to_string())?;
+                return Ok(blob.content().to_vec());
+            }
+            if mode != 0o040000 {
+                return Err(format!(
+                    "`{}` is not a directory in the policy tree",
+                    crate::sanitize::escape(part)
+                ));
+            }
+            tree = entry.id();
+        }
+        Err("empty path".into())
+    }
+}
+
+impl KeyFiles for TreeFiles<'_> {
+    fn read(&self, rel: &str) -> Result<Vec<u8>, KeyError> {
+        self.file(rel).map_err(KeyError::Unreadable)
+    }
+    fn describe(&self, rel: &str) -> String {
+        format!("{}:{rel}", engine::short(self.commit))
+    }
+}
+
+/// How a policy commit is named in messages.
+pub fn label(commit: Oid) -> String {
+    format!("{POLICY_REF}@{}:{POLICY_FILE}", engine::short(commit))
+}
+
+/// The bytes of `countersign.toml` in `commit`'s tree.
+///
+/// # Errors
+///
+/// A `policy-invalid` finding when there is none or it cannot be read.
+pub fn policy_text(repo: &Repository, commit: Oid) -> Result<Vec<u8>, Finding> {
+    TreeFiles::of(repo, commit)?
+        .file(POLICY_FILE)
+        .map_err(|e| diags::no_policy_file(commit, &e))
+}
+
+/// Load and validate the policy in `commit`'s tree.
+///
+/// # Errors
+///
+/// A `policy-invalid` finding with every problem, positions included.
+pub fn load_at(repo: &Repository, commit: Oid) -> Result<Policy, Finding> {
+    let files = TreeFiles::of(repo, commit)?;
+    let bytes = files
+        .file(POLICY_FILE)
+        .map_err(|e| diags::no_policy_file(commit, &e))?;
+    let path = PathBuf::from(label(commit));
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(_) => return Err(diags::not_utf8(commit)),
+    };
+    policy::parse_with(&text, &files)
+        .map(|mut p| {
+            p.path = path.clone();
+            p
+        })
+        .map_err(|problems| diags::invalid(&PolicyError::Invalid { path, problems }))
+}
+
+/// Why no person could be approved to sign the next policy change under
+/// `policy` at `now`, if so: every `[policy-changes]` approval must be
+/// fillable by distinct people with a usable key, other than some person
+/// who may sign the change.
+pub fn quorum_problem(policy: &Policy, now: Timestamp) -> Option<String> {
+    let Some(changes) = &policy.policy_changes else {
+        return Some(
+            "it has no `[policy-changes]` table, so it could never be changed again".into(),
+        );
+    };
+    let active = |t: Option<Timestamp>| t.is_none_or(|t| t > now);
+    let usable: Vec<String> = policy
+        .people
+        .values()
+        .filter(|p| active(p.dates.expires) && active(p.dates.revoked))
+        .filter(|p| {
+            policy.keyring.keys().iter().any(|k| {
+                k.person == p.id
+                    && active(k.dates.expires)
+                    && active(k.dates.revoked)
+                    && active(k.dates.retired)
+            })
+        })
+        .map(|p| p.id.clone())
+        .collect();
+    let needed: usize = changes.approvals.iter().map(|r| r.count).sum();
+    let signers: Vec<&String> = usable
+        .iter()
+        .filter(|id| {
+            policy
+                .people
+                .get(*id)
+                .is_some_and(|p| changes.signers.iter().any(|r| p.roles.contains(r)))
+        })
+        .collect();
+    for s in &signers {
+        let others: Vec<String> = usable.iter().filter(|o| o != s).cloned().collect();
+        if engine::merge::assign(policy, &others, &changes.approvals).len() == needed {
+            return None;
+        }
+    }
+    let wants: Vec<String> = changes
+        .approvals
+        .iter()
+        .map(|r| format!("{} × {}", r.count, r.role))
+        .collect();
+    Some(format!(
+        "it leaves no quorum for the next change: [policy-changes] needs a signer holding {} and approvals of {} from other people, but only {} of its people have a usable key ({} of them may sign)",
+        changes.signers.join(" or "),
+        wants.join(" + "),
+        usable.len(),
+        signers.len()
+    ))
+}
+
+/// The commits from `tip` back to the first commit `stop` accepts, oldest
+/// first, and that commit; each must have exactly one parent.
+pub(crate) fn chain(
+    repo: &Repository,
+    tip: Oid,
+    stop: &dyn Fn(Oid) -> bool,
+    max: usize,
+) -> Result<(Oid, Vec<Oid>), ChainError> {
+    let mut steps = Vec::new();
+    let mut current = tip;
+    while !stop(current) {
+        if steps.len() >= max {
+            return Err(ChainError::TooLong(max));
+        }
+        let odb = repo
+            .odb()
+            .map_err(|e| ChainError::Read(current, e.message().into()))?;
+        let (_, kind) = odb
+            .read_header(current)
+            .map_err(|e| ChainError::Read(current, e.message().into()))?;
+        if kind != ObjectType::Commit {
+            return Err(ChainError::NotACommit(current, kind));
+        }
+        let c = repo
+            .find_commit(current)
+            .map_err(|e| ChainError::Read(current, e.message().into()))?;
+        match c.parent_count() {
+            1 => {}
+            0 => return Err(ChainError::Unrelated(current)),
+            n => return Err(ChainError::NotLinear(current, n)),
+        }
+        steps.push(current);
+        current = c
+            .parent_id(0)
+            .map_err(|e| ChainError::Read(current, e.message().into()))?;
+    }
+    steps.reverse();
+    Ok((current, steps))
+}
+
+/// Why a policy history is not a plain chain back to where it must lead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ChainError {
+    /// More than this many commits.
+    TooLong(usize),
+    /// An object could not be read.
+    Read(Oid, String),
+    /// Not a commit.
+    NotACommit(Oid, ObjectType),
+    /// A root commit reached before the expected ancestor.
+    Unrelated(Oid),
+    /// A commit with this many parents.
+    NotLinear(Oid, usize),
+}
+
+/// One policy commit judged by its parent's policy.
+pub(crate) struct Step {
+    pub(crate) outcome: Option<UpdateOutcome>,
+    pub(crate) findings: Vec<Finding>,
+    pub(crate) next: Option<Policy>,
+}
+
+/// Judge the policy commit `commit` (whose parent is `parent`) by
+/// `parent_policy`, then validate the policy it introduces.
+pub(crate) fn judge_step(
+    repo: &Repository,
+    parent_policy: Policy,
+    parent: Oid,
+    commit: Oid,
+    now: Timestamp,
+    started: Instant,
+) -> Step {
+    let Some(changes) = parent_policy.policy_changes.clone() else {
+        return Step {
+            outcome: None,
+            findings: vec![diags::no_changes_table(parent).at_ref(POLICY_REF)],
+            next: None,
+        };
+    };
+    let judged = Policy {
+        rules: vec![changes.rule(POLICY_REF)],
+        ..parent_policy
+    };
+    let mut decision = Verifier::new(repo, &judged, now)
+        .started_at(started)
+        .decide(&[RefUpdate {
+            old: parent,
+            new: commit,
+            refname: POLICY_REF.into(),
+        }]);
+    let outcome = decision.updates.pop();
+    if !decision.findings.is_empty() {
+        return Step {
+            outcome,
+            findings: decision.findings.into_iter().map(policy_wording).collect(),
+            next: None,
+        };
+    }
+    let next = match load_at(repo, commit) {
+        Ok(p) => p,
+        Err(f) => {
+            return Step {
+                outcome,
+                findings: vec![diags::change_invalid(commit, f)],
+                next: None,
+            }
+        }
+    };
+    if let Some(why) = quorum_problem(&next, now) {
+        return Step {
+            outcome,
+            findings: vec![diags::quorum_lost(commit, &why)],
+            next: None,
+        };
+    }
+    Step {
+        outcome,
+        findings: Vec::new(),
+        next: Some(next),
+    }
+}
+
+/// The engine words a single commit without enough approvals for a merge
+/// rule (`merge-required`: "push it to a topic branch"); on the policy ref
+/// every change is such a commit, so say what is missing instead.
+fn policy_wording(mut f: Finding) -> Finding {
+    if f.code == Code::MergeRequired {
+        let details = f
+            .message
+            .split_once('\n')
+            .map(|(_, rest)| format!("\n{rest}"))
+            .unwrap_or_default();
+        f.code = Code::InsufficientApprovals;
+        f.message = format!(
+            "this policy change lacks the approvals its parent's [policy-changes] requires{details}"
+        );
+        f.help = format!(
+            "other admins approve the proposal (`countersign approve <proposal> --ref {POLICY_REF} --result --push origin`), then `countersign policy apply <name>`"
+        );
+    }
+    f
+}
+
+/// The verified tips recorded for `root` (empty when the file is missing,
+/// unreadable or for another root).
+fn trusted(repo: &Repository, root: Oid) -> BTreeSet<Oid> {
+    let path = repo.path().join(TRUST_FILE);
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return BTreeSet::new();
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(TRUST_HEADER) || lines.next() != Some(&format!("root {root}")) {
+        return BTreeSet::new();
+    }
+    lines
+        .filter_map(|l| engine::parse_oid(l.trim(), repo.object_format()))
+        .collect()
+}
+
+/// Record `tip` as verified from `root` (best effort: without the file the
+/// chain is verified again on the next push).
+pub fn remember(repo: &Repository, root: Oid, tip: Oid) {
+    let mut tips: Vec<Oid> = {
+        let path = repo.path().join(TRUST_FILE);
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut lines = text.lines();
+        if lines.next() == Some(TRUST_HEADER) && lines.next() == Some(&format!("root {root}")) {
+            lines
+                .filter_map(|l| engine::parse_oid(l.trim(), repo.object_format()))
+                .collect()
+        } else {
+            Vec::new()
+        }
+    };
+    if tips.contains(&tip) {
+        return;
+    }
+    tips.push(tip);
+    let skip = tips.len().saturating_sub(MAX_TRUSTED);
+    let mut out = format!("{TRUST_HEADER}\nroot {root}\n");
+    for t in &tips[skip..] {
+        out.push_str(&format!("{t}\n"));
+    }
+    let path = repo.path().join(TRUST_FILE);
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&tmp, out.as_bytes())?;
+        std::fs::rename(&tmp, &path)
+    };
+    if write().is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// The policy in force in ref mode: the policy ref's current value, its
+/// chain from `root` verified step by step (each commit by its parent's
+/// policy) back to the root or to a tip verified before.
+///
+/// # Errors
+///
+/// A `policy-missing` finding when the ref does not exist, a
+/// `policy-ref-broken` finding when the chain does not hold, and
+/// `policy-invalid` when the root's policy does not validate.
+pub fn in_force(
+    repo: &Repository,
+    root: Oid,
+    now: Timestamp,
+    started: Instant,
+) -> Result<InForce, Finding> {
+    let tip = match repo.refname_to_id(POLICY_REF) {
+        Ok(t) => t,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Err(diags::ref_missing(root)),
+        Err(e) => return Err(engine::internal(&e.message())),
+    };
+    let known = trusted(repo, root);
+    let (start, steps) = chain(repo, tip, &|c| c == root || known.contains(&c), MAX_CHAIN)
+        .map_err(|e| diags::chain_broken(root, tip, &chain_message(&e, "the trust root")))?;
+    let mut policy = load_at(repo, start)?;
+    let mut parent = start;
+    for c in &steps {
+        let step = judge_step(repo, policy, parent, *c, now, started);
+        match step.next {
+            Some(next) if step.findings.is_empty() => policy = next,
+            _ => {
+                let why: Vec<String> = step
+                    .findings
+                    .iter()
+                    .map(|f| format!("{}: {}", f.code.as_str(), f.message))
+                    .collect();
+                return Err(diags::chain_broken(
+                    root,
+                    tip,
+                    &format!(
+                        "policy commit {} is not authorized by its parent's policy ({})",
+                        engine::short(*c),
+                        why.join("; ")
+                    ),
+                ));
+            }
+        }
+        parent = *c;
+    }
+    if !steps.is_empty() {
+        remember(repo, root, tip);
+    }
+    Ok(InForce {
+        policy,
+        id: PolicyId::Ref {
+            commit: tip.to_string(),
+            root: root.to_string(),
+        },
+        chain: Some((root, tip)),
+    })
+}
+
+pub(crate) fn chain_message(e: &ChainError, target: &str) -> String {
+    match e {
+        ChainError::TooLong(n) => format!("more than {n} policy commits lead back to {target}"),
+        ChainError::Read(id, m) => format!("{} cannot be read: {m}", engine::short(*id)),
+        ChainError::NotACommit(id, k) => format!("{} is a {k}, not a commit", engine::short(*id)),
+        ChainError::Unrelated(id) => format!(
+            "{} has no parent and is not {target}: this history does not lead back to it",
+            engine::short(*id)
+        ),
+        ChainError::NotLinear(id, n) => format!(
+            "{} has {n} parents; policy commits have exactly one",
+            engine::short(*id)
+        ),
+    }
+}
+
+/// What an update of `refname` is to the policy-ref machinery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// An ordinary ref: the policy's rules judge it.
+    Ordinary,
+    /// The policy ref (ref mode): judged by `[policy-changes]`.
+    PolicyRef,
+    /// A proposal: not checked.
+    Proposal,
+    /// countersign's own, or a name that could alias the policy ref.
+    Reserved(&'static str),
+}
+
+fn kind_of(v: &Verifier<'_>, refname: &str, ref_mode: bool) -> Kind {
+    let lower = refname.to_ascii_lowercase();
+    if refname == POLICY_REF && ref_mode {
+        return Kind::PolicyRef;
+    }
+    if refname.starts_with(PROPOSALS_PREFIX) {
+        return Kind::Proposal;
+    }
+    if lower.starts_with(RESERVED_PREFIX) {
+        return Kind::Reserved("refs/countersign/* belongs to countersign; only refs/countersign/proposals/* may be pushed");
+    }
+    if ref_mode {
+        if lower == POLICY_REF {
+            return Kind::Reserved("differs from the policy ref only in case");
+        }
+        if v.names_for(refname).iter().any(|n| n == POLICY_REF) {
+            return Kind::Reserved("is a symbolic ref to the policy ref");
+        }
+    }
+    Kind::Ordinary
+}
+
+/// Decide a push: ordinary refs by the policy's rules, the policy ref (in
+/// ref mode) by `[policy-changes]` step by step, proposals unchecked, and
+/// the rest of `refs/countersign/*` refused.
+pub fn decide(
+    repo: &Repository,
+    in_force: &InForce,
+    updates: &[RefUpdate],
+    now: Timestamp,
+    started: Instant,
+) -> Decision {
+    let policy = &in_force.policy;
+    let ref_mode = in_force.chain.is_some();
+    let probe = Verifier::new(repo, policy, now);
+    let kinds: Vec<Kind> = updates
+        .iter()
+        .map(|u| kind_of(&probe, &u.refname, ref_mode))
+        .collect();
+    let ordinary: Vec<RefUpdate> = updates
+        .iter()
+        .zip(&kinds)
+        .filter(|(_, k)| **k == Kind::Ordinary)
+        .map(|(u, _)| u.clone())
+        .collect();
+    let mut decision = Verifier::new(repo, policy, now)
+        .started_at(started)
+        .decide(&ordinary);
+    for (u, kind) in updates.iter().zip(kinds) {
+        match kind {
+            Kind::Ordinary => {}
+            Kind::Proposal => decision.updates.push(bare_outcome(
+                u,
+                "built-in: proposals are not checked until they land",
+            )),
+            Kind::Reserved(why) => {
+                decision
+                    .updates
+                    .push(bare_outcome(u, "built-in: refs reserved for countersign"));
+                decision.findings.push(diags::reserved(&u.refname, why));
+            }
+            Kind::PolicyRef => {
+                let (outcome, findings) = match in_force.chain {
+                    Some((_, tip)) => judge_update(repo, tip, u, now, started, policy),
+                    None => (bare_outcome(u, ""), Vec::new()),
+                };
+                decision.updates.push(outcome);
+                decision.findings.extend(findings);
+            }
+        }
+    }
+    decision
+}
+
+fn bare_outcome(u: &RefUpdate, rule: &str) -> UpdateOutcome {
+    UpdateOutcome {
+        refname: u.refname.clone(),
+        old: u.old.to_string(),
+        new: u.new.to_string(),
+        rules: if rule.is_empty() {
+            Vec::new()
+        } else {
+            vec![rule.to_string()]
+        },
+        commits_checked: 0,
+        signers: Vec::new(),
+        merges: Vec::new(),
+    }
+}
+
+/// Judge an update of the policy ref from the verified `tip`: a
+/// fast-forward of single-parent commits, each authorized by its parent's
+/// policy.
+fn judge_update(
+    repo: &Repository,
+    tip: Oid,
+    u: &RefUpdate,
+    now: Timestamp,
+    started: Instant,
+    in_force: &Policy,
+) -> (UpdateOutcome, Vec<Finding>) {
+    let mut outcome = bare_outcome(u, "built-in: the policy ref, judged by [policy-changes]");
+    if u.new.is_zero() {
+        return (outcome, vec![diags::deletion(u.old)]);
+    }
+    if u.old != tip {
+        return (
+            outcome,
+            vec![
+                engine::internal(&"the policy ref moved while the push was decided")
+                    .at_ref(POLICY_REF),
+            ],
+        );
+    }
+    let max = in_force.limits.commits;
+    let (_, steps) = match chain(repo, u.new, &|c| c == tip, max) {
+        Ok(c) => c,
+        Err(e) => {
+            let f = match e {
+                ChainError::TooLong(_) => diags::too_many(u.new, max),
+                ChainError::Unrelated(_) => diags::not_fast_forward(u.new, tip),
+                other => diags::not_linear(u.new, &chain_message(&other, "the current policy")),
+            };
+            return (outcome, vec![f]);
+        }
+    };
+    let mut policy = match load_at(repo, tip) {
+        Ok(p) => p,
+        Err(f) => return (outcome, vec![f.at_ref(POLICY_REF)]),
+    };
+    let mut parent = tip;
+    for c in steps {
+        let step = judge_step(repo, policy, parent, c, now, started);
+        if let Some(o) = step.outcome {
+            outcome.commits_checked += o.commits_checked;
+            outcome.signers.extend(o.signers);
+            outcome.merges.extend(o.merges);
+        }
+        match step.next {
+            Some(next) if step.findings.is_empty() => policy = next,
+            _ => {
+                let findings = step
+                    .findings
+                    .into_iter()
+                    .map(|f| f.at_ref(POLICY_REF))
+                    .collect();
+                return (outcome, findings);
+            }
+        }
+        parent = c;
+    }
+    (outcome, Vec::new())
+}
+
+/// Judge moving the policy ref from its verified value `tip` to `new`, as
+/// the hook would (used by `policy apply` before pushing).
+pub fn check_change(repo: &Repository, in_force: &InForce, new: Oid, now: Timestamp) -> Decision {
+    let u = RefUpdate {
+        old: in_force.chain.map_or(Oid::ZERO_SHA1, |(_, t)| t),
+        new,
+        refname: POLICY_REF.into(),
+    };
+    decide(repo, in_force, &[u], now, Instant::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_id_serializes_flat() {
+        let id = PolicyId::Ref {
+            commit: "c".into(),
+            root: "r".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            r#"{"commit":"c","root":"r"}"#
+        );
+    }
+}
