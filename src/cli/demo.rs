@@ -178,6 +178,11 @@ pub fn run(out: &mut dyn Write) -> Result<()> {
         "{IN}  cd {} && countersign audit verify && countersign audit show    # every decision, hash-chained",
         server.display()
     )?;
+    writeln!(
+        out,
+        "{IN}  cd {} && countersign policy log    # every access change: who signed, who approved, what changed",
+        work.display()
+    )?;
     writeln!(out, "{IN}Remove it with: rm -rf {}", sandbox.root.display())?;
 
     if !failed.is_empty() {
@@ -449,14 +454,14 @@ impl People {
 fn make_keys(sb: &Sandbox, have_gpg: bool) -> Result<People> {
     let mut all = Vec::new();
     let cast: [(&'static str, &'static str, &[&'static str]); 5] = [
-        ("alice", "Alice Example", &["developer"]),
+        ("alice", "Alice Example", &["developer", "admin"]),
         (
             "bob",
             "Bob Example",
             &["developer", "maintainer", "release-manager"],
         ),
-        ("carol", "Carol Example", &["reviewer"]),
-        ("erin", "Erin Example", &["reviewer"]),
+        ("carol", "Carol Example", &["reviewer", "admin"]),
+        ("erin", "Erin Example", &["reviewer", "admin"]),
         ("mallory", "Mallory Example", &[]),
     ];
     for (id, name, roles) in cast {
@@ -562,6 +567,7 @@ fn write_policy(path: &Path, people: &People) -> Result<()> {
     toml.push_str("reviewer = \"reviews changes; may not sign commits on protected branches\"\n");
     toml.push_str("maintainer = \"merges and ships\"\n");
     toml.push_str("release-manager = \"signs release tags\"\n");
+    toml.push_str("admin = \"changes the policy, with two other admins' approvals\"\n");
     for p in &people.all {
         if p.roles.is_empty() {
             toml.push_str(&format!(
@@ -584,6 +590,10 @@ fn write_policy(path: &Path, people: &People) -> Result<()> {
         }
     }
     toml.push_str(concat!(
+        "\n# Used once the policy lives on refs/meta/countersign (part three).\n",
+        "[policy-changes]\n",
+        "signers = [\"admin\"]\n",
+        "approvals = [{ role = \"admin\", count = 2 }]\n",
         "\n[[rule]]\n",
         "name = \"protected branches\"\n",
         "refs = [\"refs/heads/main\", \"refs/heads/release/*\"]\n",
@@ -886,6 +896,124 @@ impl Scenario<'_> {
         }
         self.reset()?;
         self.separation(people)?;
+        self.quorum(people)?;
+        Ok(())
+    }
+
+    /// Part three: the policy moves into the repository; an admin who
+    /// grants herself a role needs two other admins' approvals.
+    fn quorum(&mut self, people: &People) -> Result<()> {
+        let alice = people.get("alice")?;
+        let carol = people.get("carol")?;
+        let erin = people.get("erin")?;
+        heading(self.out, "Part three: the policy itself under quorum")?;
+        self.say(
+            "The host operator moves the policy into the repository, on refs/meta/countersign,",
+        )?;
+        self.say("and pins its first commit as the trust root. From now on every change of the")?;
+        self.say("policy is judged by the policy before it: signed by an admin, approved by two")?;
+        self.say("other admins (its [policy-changes] table). alice, carol and erin are admins.")?;
+        let server = self.sb.root.join("server.git");
+        writeln!(
+            self.out,
+            "{IN}$ cd server.git && countersign policy migrate    # as the host operator"
+        )?;
+        let mut cmd = self.sb.command(&self.exe.display().to_string());
+        cmd.current_dir(&server).args(["policy", "migrate"]);
+        let got = capture(&mut cmd)?;
+        for line in got.stdout.lines().chain(got.stderr.lines()) {
+            writeln!(self.out, "{IN}  {line}")?;
+        }
+        let root = run_ok(self.sb.command("git").arg("--git-dir").arg(&server).args([
+            "rev-parse",
+            "-q",
+            "--verify",
+            "refs/meta/countersign",
+        ]));
+        let Ok(root) = root else {
+            self.begin("the policy moves into the repository")?;
+            self.skip("`countersign policy migrate` failed (see above)")?;
+            return Ok(());
+        };
+        let root = root.stdout.trim().to_string();
+        self.show_git(
+            alice,
+            &[
+                "fetch",
+                "-q",
+                "origin",
+                "+refs/meta/countersign:refs/meta/countersign",
+            ],
+        )?;
+        self.countersign(alice, &["policy", "pin", &root])?;
+
+        self.begin("alice grants herself maintainer; only carol approves")?;
+        let edit = self.sb.root.join("policy-edit");
+        let edit_s = edit.display().to_string();
+        let file = edit.join("countersign.toml").display().to_string();
+        self.countersign(alice, &["policy", "edit", "--dir", &edit_s])?;
+        self.countersign(
+            alice,
+            &["roles", "grant", "alice", "maintainer", "--policy", &file],
+        )?;
+        self.countersign(
+            alice,
+            &[
+                "policy",
+                "propose",
+                "alice-maintainer",
+                "--dir",
+                &edit_s,
+                "-m",
+                "Make alice a maintainer",
+                "--push",
+                "origin",
+            ],
+        )?;
+        let proposal = "refs/countersign/proposals/alice-maintainer";
+        self.countersign(
+            carol,
+            &[
+                "approve",
+                proposal,
+                "--ref",
+                "refs/meta/countersign",
+                "--result",
+            ],
+        )?;
+        self.say(
+            "countersign refuses to apply it; alice pushes the proposal to the policy ref anyway:",
+        )?;
+        self.countersign(alice, &["policy", "apply", "alice-maintainer"])?;
+        let got = self.push(
+            alice,
+            &["origin", &format!("{proposal}:refs/meta/countersign")],
+        )?;
+        self.verdict(
+            got,
+            Verdict::Rejected,
+            "a policy change needs two admins' approvals besides its signer's; she has one.",
+        )?;
+
+        self.begin("erin approves too; alice applies the change and pushes it")?;
+        self.countersign(
+            erin,
+            &[
+                "approve",
+                proposal,
+                "--ref",
+                "refs/meta/countersign",
+                "--result",
+            ],
+        )?;
+        self.countersign(alice, &["policy", "apply", "alice-maintainer"])?;
+        let got = self.push(alice, &["origin", "refs/meta/countersign"])?;
+        self.verdict(
+            got,
+            Verdict::Accepted,
+            "signed by an admin, approved by two other admins, judged by the policy before it.",
+        )?;
+        self.countersign(alice, &["policy", "log"])?;
         Ok(())
     }
 

@@ -788,6 +788,154 @@ pub fn check_change(repo: &Repository, in_force: &InForce, new: Oid, now: Timest
 mod tests {
     use super::*;
 
+    const KEYS: [&str; 3] = [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEQ852q4rlM2rEcMfJvovNeGIEimapIzcaae9y4MOcXp",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINkhBU2ytSInu/W7preUqvKA2+nbbeId6sFDI7dZgMCc",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF3pxH9H54wyKHaXkv64xydQpJvvK90tie3KUKBLsw2A",
+    ];
+
+    /// Three admins `a`, `b`, `c`; `extra` is appended to `c`'s table.
+    fn three_admins(extra: &str, approvals: usize) -> Policy {
+        let text = format!(
+            r#"[repository]
+id = "t/x"
+[roles]
+admin = "a"
+[people.a]
+roles = ["admin"]
+ssh = ["{}"]
+[people.b]
+roles = ["admin"]
+ssh = ["{}"]
+[people.c]
+roles = ["admin"]
+ssh = [{}]
+[policy-changes]
+signers = ["admin"]
+approvals = [{{ role = "admin", count = {approvals} }}]
+"#,
+            KEYS[0], KEYS[1], extra
+        );
+        policy::parse(&text, std::path::Path::new(".")).unwrap()
+    }
+
+    #[test]
+    fn quorum_needs_a_signer_and_other_approvers_with_usable_keys() {
+        let now = 2_000_000_000;
+        let plain = format!("\"{}\"", KEYS[2]);
+        assert_eq!(quorum_problem(&three_admins(&plain, 2), now), None);
+        // The signer never approves: three admins cannot meet 3 approvals.
+        assert!(quorum_problem(&three_admins(&plain, 3), now).is_some());
+        // An expired, revoked or retired key does not count.
+        for dates in [
+            "expires = 2020-01-01",
+            "revoked = 2020-01-01",
+            "retired = 2020-01-01",
+        ] {
+            let entry = format!("{{ key = \"{}\", {dates} }}", KEYS[2]);
+            assert!(
+                quorum_problem(&three_admins(&entry, 2), now).is_some(),
+                "{dates}"
+            );
+            let later = format!(
+                "{{ key = \"{}\", {} }}",
+                KEYS[2],
+                dates.replace("2020", "2099")
+            );
+            assert_eq!(
+                quorum_problem(&three_admins(&later, 2), now),
+                None,
+                "{dates}"
+            );
+        }
+    }
+
+    #[test]
+    fn policy_changes_table_is_required_and_never_empty() {
+        let p = three_admins(&format!("\"{}\"", KEYS[2]), 2);
+        assert!(p.policy_changes.is_some());
+        let text = "[repository]\nid = \"t/x\"\n[roles]\nadmin = \"a\"\n[policy-changes]\nsigners = [\"admin\"]\napprovals = []\n";
+        assert!(policy::parse(text, std::path::Path::new(".")).is_err());
+        let text = "[repository]\nid = \"t/x\"\n[roles]\nadmin = \"a\"\n[policy-changes]\nsigners = [\"admin\"]\n";
+        assert!(policy::parse(text, std::path::Path::new(".")).is_err());
+        let text = "[repository]\nid = \"t/x\"\n[roles]\nadmin = \"a\"\n";
+        let p = policy::parse(text, std::path::Path::new(".")).unwrap();
+        assert!(
+            quorum_problem(&p, 0).is_some(),
+            "no table, no way to change it"
+        );
+    }
+
+    fn temp_repo(tag: &str) -> (PathBuf, Repository) {
+        let dir = std::env::temp_dir().join(format!("cs-gov-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let repo = Repository::init_bare(&dir).unwrap();
+        (dir, repo)
+    }
+
+    fn commit_with(repo: &Repository, files: &[(&str, &[u8], i32)]) -> Oid {
+        let mut b = repo.treebuilder(None).unwrap();
+        for (name, bytes, mode) in files {
+            let id = repo.blob(bytes).unwrap();
+            b.insert(name, id, *mode).unwrap();
+        }
+        let tree = repo.find_tree(b.write().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@t").unwrap();
+        repo.commit(None, &sig, &sig, "m", &tree, &[]).unwrap()
+    }
+
+    #[test]
+    fn key_files_are_plain_paths_to_regular_files_in_the_tree() {
+        let (dir, repo) = temp_repo("tree");
+        let c = commit_with(
+            &repo,
+            &[
+                ("countersign.toml", b"x", 0o100644),
+                ("link", b"countersign.toml", 0o120000),
+            ],
+        );
+        let files = TreeFiles::of(&repo, c).unwrap();
+        assert_eq!(files.file("countersign.toml").unwrap(), b"x");
+        for bad in [
+            "",
+            "/countersign.toml",
+            "./countersign.toml",
+            "../x",
+            "a//b",
+            "link",
+            "nope",
+        ] {
+            assert!(files.file(bad).is_err(), "{bad:?}");
+        }
+        let deep = ["d"; MAX_PATH_DEPTH + 1].join("/");
+        assert!(files
+            .file(&deep)
+            .unwrap_err()
+            .contains("plain relative path"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn trust_file_is_bound_to_its_root_and_bounded() {
+        let (dir, repo) = temp_repo("trust");
+        let root = commit_with(&repo, &[("countersign.toml", b"a", 0o100644)]);
+        let other = commit_with(&repo, &[("countersign.toml", b"b", 0o100644)]);
+        assert!(trusted(&repo, root).is_empty());
+        remember(&repo, root, other);
+        assert!(trusted(&repo, root).contains(&other));
+        // Another root does not inherit it.
+        assert!(trusted(&repo, other).is_empty());
+        for i in 0..(MAX_TRUSTED + 10) {
+            let c = commit_with(
+                &repo,
+                &[("countersign.toml", format!("{i}").as_bytes(), 0o100644)],
+            );
+            remember(&repo, root, c);
+        }
+        assert_eq!(trusted(&repo, root).len(), MAX_TRUSTED);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn policy_id_serializes_flat() {
         let id = PolicyId::Ref {

@@ -106,9 +106,11 @@ impl Rule {
             .any(|p| p.matches_with(refname, ignore_case))
     }
 
-    /// How the rule is named in messages: `rule #1 "protected branches"`.
+    /// How the rule is named in messages: `rule #1 "protected branches"`
+    /// (a built-in rule, number 0, by its name alone).
     pub fn label(&self) -> String {
         match &self.name {
+            Some(n) if self.number == 0 => n.clone(),
             Some(n) => format!("rule #{} \"{}\"", self.number, n),
             None => {
                 let pats: Vec<&str> = self.refs.iter().map(|p| p.as_str()).collect();
@@ -158,7 +160,9 @@ impl PolicyChanges {
     pub fn rule(&self, refname: &str) -> Rule {
         Rule {
             number: 0,
-            name: Some("policy changes ([policy-changes] of the policy in force)".into()),
+            name: Some(
+                "[policy-changes] of the policy in force (built-in rule of the policy ref)".into(),
+            ),
             refs: RefPattern::new(refname).into_iter().collect(),
             commit_signers: Some(self.signers.clone()),
             tag_signers: None,
