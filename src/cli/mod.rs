@@ -76,6 +76,11 @@ enum Command {
         /// `$GIT_DIR/countersign.toml`).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Verify the policy ref's history from this commit (the server's
+        /// countersign.policyRoot) and use its verified tip as the policy,
+        /// instead of a pinned root or a file.
+        #[arg(long, value_name = "COMMIT", conflicts_with = "policy")]
+        trust_root: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -352,8 +357,9 @@ pub fn run() -> Exit {
             range,
             refname,
             policy,
+            trust_root,
             format,
-        } => verify(&range, &refname, policy, format),
+        } => verify(&range, &refname, policy, trust_root.as_deref(), format),
         Command::Approve {
             rev,
             refname,
@@ -542,7 +548,13 @@ fn describe_policy(p: &countersign::policy::Policy, path: &std::path::Path) -> E
     Exit::Ok
 }
 
-fn verify(range: &str, refname: &str, given: Option<PathBuf>, format: Format) -> Exit {
+fn verify(
+    range: &str,
+    refname: &str,
+    given: Option<PathBuf>,
+    trust_root: Option<&str>,
+    format: Format,
+) -> Exit {
     let repo = match hook::open_repo() {
         Ok(r) => r,
         Err(f) => return render(&Decision::reject_all(&[], f), format),
@@ -569,7 +581,11 @@ fn verify(range: &str, refname: &str, given: Option<PathBuf>, format: Format) ->
         new,
         refname: refname.to_string(),
     }];
-    let policy = match hook::command_policy(&repo, given.as_deref()) {
+    let root = match trust_root.map(resolve).transpose() {
+        Ok(r) => r,
+        Err(f) => return render(&Decision::reject_all(&updates, f), format),
+    };
+    let policy = match hook::command_policy_from(&repo, given.as_deref(), root) {
         Ok(p) => p,
         Err(f) => return render(&Decision::reject_all(&updates, f), format),
     };

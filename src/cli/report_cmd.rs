@@ -59,6 +59,11 @@ pub struct ReportArgs {
     /// `$GIT_DIR/countersign.toml`).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Verify the policy ref's history from this commit (the server's
+    /// countersign.policyRoot) and use its verified tip as the policy; the
+    /// report then lists every access change since it.
+    #[arg(long, value_name = "COMMIT", conflicts_with = "policy")]
+    pub trust_root: Option<String>,
     /// Write the report to FILE instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -78,7 +83,25 @@ pub fn run(args: ReportArgs) -> Exit {
         Ok(r) => r,
         Err(f) => return error(&f.message, "run inside a clone of the repository"),
     };
-    let policy = match hook::command_policy(&repo, args.policy.as_deref()) {
+    let root = match args
+        .trust_root
+        .as_deref()
+        .map(|r| {
+            repo.revparse_single(r)
+                .and_then(|o| o.peel_to_commit())
+                .map(|c| c.id())
+        })
+        .transpose()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                &format!("cannot resolve --trust-root: {}", e.message()),
+                "name the policy ref's root commit",
+            )
+        }
+    };
+    let policy = match hook::command_policy_from(&repo, args.policy.as_deref(), root) {
         Ok(p) => p,
         Err(f) => {
             return error(
@@ -87,7 +110,7 @@ pub fn run(args: ReportArgs) -> Exit {
             )
         }
     };
-    let ev = match evidence::build(
+    let mut ev = match evidence::build(
         &repo,
         &policy,
         &args.refname,
@@ -97,6 +120,20 @@ pub fn run(args: ReportArgs) -> Exit {
         Ok(e) => e,
         Err(e) => return error(&countersign::sanitize::escape(&e.to_string()), e.help()),
     };
+    if args.policy.is_none() {
+        let pinned = countersign::governance::pinned_root(&repo).ok().flatten();
+        if let Some(root) = root.or(pinned) {
+            match countersign::governance::log::history(&repo, Some(root), time::now()) {
+                Ok((_, changes)) => ev.access_changes = changes,
+                Err(e) => {
+                    return error(
+                        &countersign::sanitize::escape(&e),
+                        "fetch refs/meta/countersign and check `countersign policy log`",
+                    )
+                }
+            }
+        }
+    }
     let text = match args.format {
         ReportFormat::Md => evidence::markdown(&ev),
         ReportFormat::Json => evidence::json(&ev) + "\n",

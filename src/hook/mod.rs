@@ -307,6 +307,24 @@ pub fn policy_in_force(
 ///
 /// The finding that explains why no valid policy was found.
 pub fn command_policy(repo: &Repository, given: Option<&Path>) -> Result<Policy, Finding> {
+    command_policy_from(repo, given, None)
+}
+
+/// [`command_policy`], with `trust_root` (`--trust-root`) used instead of a
+/// pinned root: the policy ref's chain is verified from it.
+///
+/// # Errors
+///
+/// As for [`command_policy`].
+pub fn command_policy_from(
+    repo: &Repository,
+    given: Option<&Path>,
+    trust_root: Option<git2::Oid>,
+) -> Result<Policy, Finding> {
+    if let Some(root) = trust_root {
+        return governance::in_force(repo, root, crate::time::now(), Instant::now())
+            .map(|f| f.policy);
+    }
     if given.is_none() {
         if let Some(root) = governance::pinned_root(repo)? {
             return governance::in_force(repo, root, crate::time::now(), Instant::now())

@@ -167,6 +167,10 @@ pub struct Evidence {
     pub changes: Vec<Change>,
     /// Counts, people, exceptions.
     pub summary: Summary,
+    /// Policy ref mode: every access change since the trust root (who
+    /// granted what to whom, approved by whom, when); empty in file mode.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub access_changes: Vec<crate::governance::log::Change>,
 }
 
 /// A person and the roles that let them sign.
@@ -613,6 +617,7 @@ pub fn build(
         rules: rule_labels,
         changes,
         summary,
+        access_changes: Vec::new(),
     })
 }
 
@@ -928,7 +933,42 @@ pub fn markdown(e: &Evidence) -> String {
     md_header(&mut o, e);
     md_summary(&mut o, &e.summary);
     md_changes(&mut o, e);
+    md_access(&mut o, e);
     o
+}
+
+/// Markdown: the policy ref's access changes, when there are any.
+fn md_access(o: &mut String, e: &Evidence) {
+    if e.access_changes.is_empty() {
+        return;
+    }
+    let m = md_escape;
+    o.push_str("\n## Access changes\n\nEvery change of the policy (refs/meta/countersign) since the trust root, each judged by the policy before it.\n");
+    for c in &e.access_changes {
+        o.push_str(&format!(
+            "\n### `{}` {} ({})\n\n",
+            short(&c.commit),
+            m(&c.subject),
+            time::format(c.time)
+        ));
+        o.push_str(&format!(
+            "- Signed by: {}\n- Approved by: {}\n- Authorized by the policy before it: {}\n",
+            c.signer.as_deref().map_or("-".to_string(), m),
+            if c.approvers.is_empty() {
+                "-".to_string()
+            } else {
+                m(&c.approvers.join(", "))
+            },
+            if c.authorized {
+                "yes".to_string()
+            } else {
+                format!("**no**: {}", m(&c.problems.join("; ")))
+            }
+        ));
+        for d in &c.diff {
+            o.push_str(&format!("    {}\n", crate::sanitize::escape(d)));
+        }
+    }
 }
 
 /// Markdown: the title, what was judged, and the preamble.
@@ -1181,6 +1221,7 @@ pub fn html(e: &Evidence) -> String {
     html_header(&mut o, e);
     html_summary(&mut o, &e.summary);
     html_changes(&mut o, e);
+    html_access(&mut o, e);
     o.push_str("</main>\n</body>\n</html>\n");
     o
 }
@@ -1282,6 +1323,31 @@ fn html_summary(o: &mut String, s: &Summary) {
 }
 
 /// HTML: every change, with its commits, approvals and rules.
+/// HTML: the policy ref's access changes, when there are any.
+fn html_access(o: &mut String, e: &Evidence) {
+    if e.access_changes.is_empty() {
+        return;
+    }
+    let h = html_escape;
+    o.push_str("<h2>Access changes</h2>\n<p>Every change of the policy (refs/meta/countersign) since the trust root, each judged by the policy before it.</p>\n");
+    for c in &e.access_changes {
+        o.push_str(&format!(
+            "<section class=\"change\">\n<h3>{} {} ({})</h3>\n<p>Signed by: {}<br>Approved by: {}<br>Authorized by the policy before it: {}</p>\n<pre>",
+            code_short(&c.commit),
+            h(&c.subject),
+            time::format(c.time),
+            h(c.signer.as_deref().unwrap_or("-")),
+            h(&if c.approvers.is_empty() { "-".to_string() } else { c.approvers.join(", ") }),
+            if c.authorized { "yes".to_string() } else { format!("<strong>no</strong>: {}", h(&c.problems.join("; "))) }
+        ));
+        for d in &c.diff {
+            o.push_str(&h(d));
+            o.push('\n');
+        }
+        o.push_str("</pre>\n</section>\n");
+    }
+}
+
 fn html_changes(o: &mut String, e: &Evidence) {
     let h = html_escape;
     o.push_str("<h2>Changes</h2>\n");
@@ -1622,6 +1688,7 @@ mod tests {
             rules: vec!["rule #1".into()],
             changes: vec![c],
             summary,
+            access_changes: Vec::new(),
         };
         let page = html(&e);
         assert!(!page.contains("<script"));

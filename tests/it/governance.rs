@@ -315,6 +315,65 @@ fn governance_approved_change_lands_and_rules_the_next_push() {
         out2.stdout.contains("+ `erin` holds role `developer`"),
         "{out2}"
     );
+
+    // A clone with no pinned root verifies main by the policy ref with
+    // --trust-root; by the old policy file, erin's commit is refused.
+    g.sb.git_ok([
+        "fetch",
+        "-q",
+        "origin",
+        "+refs/meta/countersign:refs/meta/countersign",
+        "+refs/heads/main:refs/remotes/origin/main",
+    ]);
+    let root = g.root.clone();
+    let out = g.sb.countersign(
+        &g.sb.work,
+        [
+            "verify",
+            "origin/main",
+            "--ref",
+            "refs/heads/main",
+            "--trust-root",
+            root.as_str(),
+        ],
+    );
+    assert!(out.success, "{out}");
+    let file = g.sb.policy.display().to_string();
+    let out = g.sb.countersign(
+        &g.sb.work,
+        [
+            "verify",
+            "origin/main",
+            "--ref",
+            "refs/heads/main",
+            "--policy",
+            file.as_str(),
+        ],
+    );
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.all().contains("signer-lacks-role"), "{out}");
+    let out = g.sb.countersign(
+        &g.sb.work,
+        [
+            "verify",
+            "origin/main",
+            "--ref",
+            "refs/heads/main",
+            "--trust-root",
+            "HEAD",
+        ],
+    );
+    assert_eq!(out.code, Some(1), "a wrong root is refused\n{out}");
+
+    // The evidence report lists the access change, with its approvers.
+    let out = g.cs("dave", &["report", "--ref", "main"]);
+    assert!(out.success, "{out}");
+    assert!(out.stdout.contains("## Access changes"), "{out}");
+    assert!(out.stdout.contains("Signed by: alice"), "{out}");
+    assert!(
+        out.stdout.contains("+ `erin` holds role `developer`"),
+        "{out}"
+    );
 }
 
 /// Every way around the quorum is refused by the hook.
