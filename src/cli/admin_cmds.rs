@@ -39,6 +39,64 @@ pub struct Common {
     /// git config `countersign.auditLog`, else `$GIT_DIR/countersign/audit.log`).
     #[arg(long = "audit-log", value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+    /// Where the policy lives on refs/meta/countersign (a trust root is
+    /// pinned): make the change a signed proposal
+    /// refs/countersign/proposals/NAME on top of the policy ref, for other
+    /// admins to approve (`countersign policy apply NAME` lands it).
+    #[arg(long, value_name = "NAME", conflicts_with = "policy")]
+    pub propose: Option<String>,
+    /// With --propose: share the proposal with this remote.
+    #[arg(long, value_name = "REMOTE", requires = "propose")]
+    pub push: Option<String>,
+}
+
+/// The policy ref's files written out for one command (policy ref mode),
+/// removed again when dropped.
+struct Checkout {
+    dir: PathBuf,
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Checkout {
+    fn file(&self) -> PathBuf {
+        self.dir.join(countersign::governance::POLICY_FILE)
+    }
+}
+
+/// In policy ref mode (a trust root pinned, no `--policy`), the policy
+/// ref's files in a fresh directory under `$GIT_DIR/countersign/`.
+fn ref_checkout(
+    common: &Common,
+    repo: Option<&git2::Repository>,
+) -> Result<Option<Checkout>, Exit> {
+    use countersign::governance::{self, store as gstore, POLICY_REF};
+    let Some(repo) = repo.filter(|_| common.policy.is_none()) else {
+        return Ok(None);
+    };
+    match governance::pinned_root(repo) {
+        Ok(Some(_)) => {}
+        Ok(None) => return Ok(None),
+        Err(f) => return Err(usage(&f.message, &f.help)),
+    }
+    let tip = repo.refname_to_id(POLICY_REF).map_err(|_| {
+        usage(
+            &format!("a trust root is pinned but there is no `{POLICY_REF}` here"),
+            &format!("fetch it: `git fetch origin {POLICY_REF}:{POLICY_REF}`"),
+        )
+    })?;
+    let dir = repo
+        .path()
+        .join(format!("countersign/checkout-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let checkout = Checkout { dir };
+    gstore::materialize(repo, tip, &checkout.dir)
+        .map_err(|e| usage(&e.to_string(), "check that the repository is writable"))?;
+    Ok(Some(checkout))
 }
 
 /// Output format of the list commands.
@@ -719,9 +777,16 @@ fn list(
     } else {
         None
     };
-    let path = match policy_path(&common.policy, repo.as_ref()) {
-        Ok(p) => p,
+    let checkout = match ref_checkout(common, repo.as_ref()) {
+        Ok(c) => c,
         Err(code) => return code,
+    };
+    let path = match &checkout {
+        Some(c) => c.file(),
+        None => match policy_path(&common.policy, repo.as_ref()) {
+            Ok(p) => p,
+            Err(code) => return code,
+        },
     };
     let bytes = match fs::read(&path) {
         Ok(b) => b,
@@ -756,9 +821,24 @@ fn apply(
     edit: impl FnOnce(&str, &Path, &mut Vec<PathBuf>) -> Result<Change, Fail>,
 ) -> Exit {
     let repo = find_repo();
-    let path = match policy_path(&common.policy, repo.as_ref()) {
-        Ok(p) => p,
+    let checkout = match ref_checkout(common, repo.as_ref()) {
+        Ok(c) => c,
         Err(code) => return code,
+    };
+    let path = match (&checkout, &common.propose) {
+        (Some(c), Some(_)) => c.file(),
+        (Some(_), None) => return usage(
+            "this repository's policy lives on refs/meta/countersign: a change of it is a proposal that other admins approve",
+            "add `--propose NAME` (and `--push origin`), or edit a copy with `countersign policy edit`",
+        ),
+        (None, Some(_)) => return usage(
+            "`--propose` needs a repository whose policy lives on refs/meta/countersign (a pinned trust root)",
+            "pin it first: `countersign policy pin <root>` (the server's countersign.policyRoot)",
+        ),
+        (None, None) => match policy_path(&common.policy, repo.as_ref()) {
+            Ok(p) => p,
+            Err(code) => return code,
+        },
     };
     let log = match (&common.audit_log, &repo) {
         (Some(l), _) => l.clone(),
@@ -793,6 +873,16 @@ fn apply(
                         report::PREFIX,
                         sanitize::escape(&applied.summary)
                     );
+                    if let (Some(c), Some(name)) = (&checkout, &common.propose) {
+                        let _ = writeln!(out, "  recorded as record {seq} of `{}`", log.display());
+                        drop(out);
+                        return crate::cli::policy_cmds::propose(
+                            name,
+                            Some(c.dir.clone()),
+                            &applied.summary,
+                            common.push.as_deref(),
+                        );
+                    }
                     let _ = writeln!(
                         out,
                         "  policy `{}` updated; recorded as record {seq} of `{}`",

@@ -948,24 +948,18 @@ impl Scenario<'_> {
         self.countersign(alice, &["policy", "pin", &root])?;
 
         self.begin("alice grants herself maintainer; only carol approves")?;
-        let edit = self.sb.root.join("policy-edit");
-        let edit_s = edit.display().to_string();
-        let file = edit.join("countersign.toml").display().to_string();
-        self.countersign(alice, &["policy", "edit", "--dir", &edit_s])?;
-        self.countersign(
-            alice,
-            &["roles", "grant", "alice", "maintainer", "--policy", &file],
+        self.say(
+            "Admin commands edit the policy ref as a signed proposal for other admins to approve:",
         )?;
         self.countersign(
             alice,
             &[
-                "policy",
-                "propose",
+                "roles",
+                "grant",
+                "alice",
+                "maintainer",
+                "--propose",
                 "alice-maintainer",
-                "--dir",
-                &edit_s,
-                "-m",
-                "Make alice a maintainer",
                 "--push",
                 "origin",
             ],

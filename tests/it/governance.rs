@@ -640,3 +640,59 @@ fn governance_file_mode_records_the_policy_digest() {
         "{log}"
     );
 }
+
+/// In policy ref mode, `people|keys|roles` edit the policy ref as a signed
+/// proposal (`--propose`), and refuse to edit the unused policy file.
+#[test]
+fn governance_admin_commands_make_proposals() {
+    let g = Gov::new();
+    let server = g.sb.server.clone();
+    let out =
+        g.sb.countersign(&server, ["roles", "grant", "erin", "developer"]);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("--propose NAME"), "{out}");
+    let out = g.cs("dave", &["roles", "list"]);
+    assert!(out.success && out.stdout.contains("admin"), "{out}");
+    let out = g.cs(
+        "alice",
+        &[
+            "roles",
+            "grant",
+            "erin",
+            "developer",
+            "--propose",
+            "erin",
+            "--push",
+            "origin",
+        ],
+    );
+    assert!(out.success, "{out}");
+    assert!(g.sb.server_ref("refs/countersign/proposals/erin").is_some());
+    for n in ["bob", "carol"] {
+        g.fetch(n);
+        let out = g.cs(
+            n,
+            &[
+                "approve",
+                "refs/countersign/proposals/erin",
+                "--ref",
+                PREF,
+                "--result",
+                "--push",
+                "origin",
+            ],
+        );
+        assert!(out.success, "{out}");
+    }
+    let out = g.cs("alice", &["policy", "apply", "erin", "--push", "origin"]);
+    assert!(out.success, "{out}");
+    let text = g.policy_now();
+    assert!(text.contains("[people.erin]"), "{text}");
+    let erin = &text[text.find("[people.erin]").unwrap()..];
+    assert!(
+        erin.lines()
+            .take(4)
+            .any(|l| l.contains("roles = [\"developer\"]")),
+        "{text}"
+    );
+}
