@@ -156,10 +156,10 @@ pub(crate) fn too_many(new: Oid, max: usize) -> Finding {
     Finding::new(
         Code::LimitCommits,
         format!(
-            "the push brings more than {max} policy commits up to {}",
+            "the push brings more than {max} policy commits up to {}; each is judged by its parent's policy",
             short(new)
         ),
-        crate::policy::limits::Limits::raise_help("commits"),
+        "push the policy changes in smaller steps (at most 100 commits per push, and at most `commits` of [limits])",
     )
     .at_ref(POLICY_REF)
 }

@@ -54,6 +54,9 @@ pub const MAX_FILE_BYTES: usize = 1 << 20;
 pub const MAX_PATH_DEPTH: usize = 8;
 /// Most policy commits between the trust root and the tip.
 pub const MAX_CHAIN: usize = 10_000;
+/// Most policy commits one push may bring (each is judged by its own
+/// parent's policy, which is loaded for it); also capped by `commits`.
+pub const MAX_STEPS_PER_PUSH: usize = 100;
 /// Verified tips kept in the trust file.
 const MAX_TRUSTED: usize = 64;
 /// The trust file, relative to `$GIT_DIR`.
@@ -733,7 +736,7 @@ fn judge_update(
             ],
         );
     }
-    let max = in_force.limits.commits;
+    let max = in_force.limits.commits.min(MAX_STEPS_PER_PUSH);
     let (_, steps) = match chain(repo, u.new, &|c| c == tip, max) {
         Ok(c) => c,
         Err(e) => {

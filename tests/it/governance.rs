@@ -492,6 +492,16 @@ fn governance_changes_without_the_quorum_are_refused() {
     );
     assert_rejected_with(&out, "reserved-ref");
 
+    // More policy commits in one push than the hook judges.
+    let script = format!(
+        "c=$(git rev-parse {PREF}); t=$(git rev-parse {PREF}^{{tree}}); for i in $(seq 101); do c=$(git commit-tree $t -p $c -m step$i); done; echo $c"
+    );
+    let mut sh = g.sb.cmd("sh");
+    sh.current_dir(g.dir("alice")).args(["-c", &script]);
+    let many = run(sh, None);
+    assert!(many.success, "{many}");
+    check(&g.push_policy("alice", many.stdout.trim()), "limit-commits");
+
     // The properly approved self-grant lands (bob and carol approved it).
     let l = g.landing("alice", &p, &[bob.clone(), carol.clone()]);
     let out = g.push_policy("alice", &l);
