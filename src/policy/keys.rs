@@ -70,12 +70,54 @@ impl PolicyKey {
 }
 
 /// All keys of a policy, with lookup indexes.
+///
+/// Everything a signature check needs from a key is prepared once, when
+/// the key is added: SSH keys are found by their key data (no fingerprint
+/// is computed per signature) and ed25519 keys are kept decompressed.
 #[derive(Debug, Default)]
 pub struct Keyring {
     keys: Vec<PolicyKey>,
-    ssh: HashMap<String, usize>,
+    /// SSH key data -> index.
+    ssh: HashMap<ssh_key::public::KeyData, usize>,
+    /// Index -> the decompressed ed25519 point of a plain ed25519 SSH key.
+    ed25519: HashMap<usize, ed25519_dalek::VerifyingKey>,
     /// Every primary and subkey fingerprint (hex, upper case) and key id.
     openpgp: HashMap<String, usize>,
+    /// Answers of the certificate checks that depend only on the key, the
+    /// signing subkey and the time of the check (see
+    /// [`crate::signing::signature`]), computed once per run.
+    pub(crate) cert_checks: CertChecks,
+}
+
+/// A memo of certificate checks, shared by the threads that verify.
+#[derive(Debug, Default)]
+pub(crate) struct CertChecks(
+    std::sync::Mutex<HashMap<(usize, String, Timestamp), Result<(), crate::signing::signature::SigError>>>,
+);
+
+impl CertChecks {
+    /// The memoized answer for `key`, or `check()` (then remembered).
+    pub(crate) fn get_or(
+        &self,
+        key: (usize, String, Timestamp),
+        check: impl FnOnce() -> Result<(), crate::signing::signature::SigError>,
+    ) -> Result<(), crate::signing::signature::SigError> {
+        // A poisoned lock only means another thread panicked mid-insert;
+        // the map holds complete answers only, so keep using it.
+        let known = match self.0.lock() {
+            Ok(g) => g.get(&key).cloned(),
+            Err(p) => p.into_inner().get(&key).cloned(),
+        };
+        if let Some(r) = known {
+            return r;
+        }
+        let r = check();
+        match self.0.lock() {
+            Ok(mut g) => g.insert(key, r.clone()),
+            Err(p) => p.into_inner().insert(key, r.clone()),
+        };
+        r
+    }
 }
 
 impl Keyring {
@@ -97,10 +139,17 @@ impl Keyring {
         dates: KeyDates,
     ) -> Result<(), KeyError> {
         let fpr = ssh_fingerprint(key.key_data());
-        if let Some(&i) = self.ssh.get(&fpr) {
+        if let Some(&i) = self.ssh.get(key.key_data()) {
             return Err(KeyError::HeldBy(self.keys[i].person.clone()));
         }
-        self.ssh.insert(fpr.clone(), self.keys.len());
+        self.ssh.insert(key.key_data().clone(), self.keys.len());
+        if let ssh_key::public::KeyData::Ed25519(k) = key.key_data() {
+            // A point that does not decompress is left to ssh-key, which
+            // then refuses each signature with its own message.
+            if let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&k.0) {
+                self.ed25519.insert(self.keys.len(), vk);
+            }
+        }
         self.keys.push(PolicyKey {
             person: person.to_string(),
             fingerprint: fpr,
@@ -149,8 +198,13 @@ impl Keyring {
 
     /// The policy key with this SSH public key, if any.
     pub fn find_ssh(&self, key: &ssh_key::public::KeyData) -> Option<(usize, &PolicyKey)> {
-        let i = *self.ssh.get(&ssh_fingerprint(key))?;
+        let i = *self.ssh.get(key)?;
         Some((i, &self.keys[i]))
+    }
+
+    /// The decompressed ed25519 key of the plain ed25519 SSH key at `i`.
+    pub(crate) fn ed25519(&self, i: usize) -> Option<&ed25519_dalek::VerifyingKey> {
+        self.ed25519.get(&i)
     }
 
     /// The policy key holding a (sub)key with this handle, if any.

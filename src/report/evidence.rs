@@ -61,7 +61,7 @@
 //! each `[{ person, roles, changes }]`), and `exceptions` (`[{ code, count,
 //! commits }]`: per finding code, how many findings and which commits).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use git2::{Oid, Repository, Sort};
 use serde::Serialize;
@@ -490,6 +490,8 @@ pub fn build(
         .map(|r| r.baseline.as_deref().and_then(|b| Oid::from_str(b).ok()))
         .collect();
 
+    // The commits at or below each baseline, walked once on first use.
+    let mut below: HashMap<Oid, Below> = HashMap::new();
     let mut changes = Vec::new();
     for id in chain {
         let commit = repo.find_commit(id).map_err(git_err)?;
@@ -525,7 +527,12 @@ pub fn build(
                 .collect();
             let status = if !mine.is_empty() {
                 Status::Exceptions
-            } else if baseline.is_some_and(|b| is_at_or_below(repo, id, b)) {
+            } else if baseline.is_some_and(|b| {
+                below
+                    .entry(b)
+                    .or_insert_with(|| Below::walk(repo, b))
+                    .contains(repo, id)
+            }) {
                 Status::Grandfathered
             } else {
                 Status::Compliant
@@ -619,6 +626,35 @@ pub fn build(
         summary,
         access_changes: Vec::new(),
     })
+}
+
+/// The baseline and its ancestors, found by one walk: asking
+/// `graph_descendant_of` for every change was quadratic in the history.
+struct Below {
+    baseline: Oid,
+    /// `None` when the walk failed (say, a missing object): then each
+    /// commit is asked about on its own, as before.
+    set: Option<HashSet<Oid>>,
+}
+
+impl Below {
+    fn walk(repo: &Repository, baseline: Oid) -> Below {
+        let set = repo.revwalk().and_then(|mut w| {
+            w.push(baseline)?;
+            w.collect::<Result<HashSet<Oid>, _>>()
+        });
+        Below {
+            baseline,
+            set: set.ok(),
+        }
+    }
+
+    fn contains(&self, repo: &Repository, id: Oid) -> bool {
+        match &self.set {
+            Some(set) => set.contains(&id),
+            None => is_at_or_below(repo, id, self.baseline),
+        }
+    }
 }
 
 /// `id` is the baseline or one of its ancestors.

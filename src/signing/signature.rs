@@ -190,6 +190,14 @@ fn verify_ssh(
     let Material::Ssh(public) = &key.material else {
         return Err(SigError::Malformed("internal: key index mismatch".into()));
     };
+    if ed25519_fast(keyring, idx, public, &sshsig, namespace, payload) {
+        return Ok(Verified {
+            key: idx,
+            format: Format::Ssh,
+            created: None,
+            signing_key: None,
+        });
+    }
     public
         .verify(namespace, payload, &sshsig)
         .map_err(|e| SigError::Bad {
@@ -222,6 +230,40 @@ fn verify_ssh(
         created: None,
         signing_key: None,
     })
+}
+
+/// True when `sshsig` is a plain ed25519 signature by the keyring's
+/// (already decompressed) key `idx` that verifies over `payload`: exactly
+/// the check `ssh_key::PublicKey::verify` makes (same key, same namespace,
+/// the SshSig signed data with the signature's reserved field and hash,
+/// `ed25519_dalek`'s `Verifier::verify`), without decompressing the key
+/// again. False sends the caller to ssh-key, which then gives the reason.
+fn ed25519_fast(
+    keyring: &Keyring,
+    idx: usize,
+    public: &ssh_key::PublicKey,
+    sshsig: &ssh_key::SshSig,
+    namespace: &str,
+    payload: &[u8],
+) -> bool {
+    use ed25519_dalek::Verifier as _;
+    let Some(vk) = keyring.ed25519(idx) else {
+        return false;
+    };
+    if sshsig.algorithm() != ssh_key::Algorithm::Ed25519
+        || !sshsig.reserved().is_empty()
+        || public.key_data() != sshsig.public_key()
+        || sshsig.namespace() != namespace
+    {
+        return false;
+    }
+    let Ok(signature) = ed25519_dalek::Signature::from_slice(sshsig.signature_bytes()) else {
+        return false;
+    };
+    let Ok(signed) = ssh_key::SshSig::signed_data(namespace, sshsig.hash_alg(), payload) else {
+        return false;
+    };
+    vk.verify(&signed, &signature).is_ok()
 }
 
 /// Collects the outcome of sequoia's verification of one detached signature.
@@ -387,7 +429,12 @@ fn verify_openpgp(
     let verified = helper
         .outcome
         .unwrap_or_else(|| Err(SigError::Malformed("no OpenPGP signature found".into())))?;
-    check_openpgp_now(keyring, &verified, &policy, now)?;
+    // The same certificate checked at the same time gives the same answer:
+    // once per key and signing subkey per run, not once per signature.
+    let memo = (verified.key, verified.signing_key.clone().unwrap_or_default(), now);
+    keyring
+        .cert_checks
+        .get_or(memo, || check_openpgp_now(keyring, &verified, &policy, now))?;
     Ok(verified)
 }
 
