@@ -150,6 +150,8 @@ codes! {
     PolicyRefNotLinear => "policy-ref-not-linear",
     /// A push to refs/countersign/* (other than proposals), or to a name aliasing the policy ref.
     ReservedRef => "reserved-ref",
+    /// A policy commit that is not a direct commit approved as an exact result (e.g. a squash).
+    PolicyChangeNotDirect => "policy-change-not-direct",
 }
 
 impl std::fmt::Display for Code {

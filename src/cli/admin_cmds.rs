@@ -79,7 +79,15 @@ fn ref_checkout(
         return Ok(None);
     };
     match governance::pinned_root(repo) {
-        Ok(Some(_)) => {}
+        Ok(Some(root)) => {
+            governance::in_force(
+                repo,
+                root,
+                countersign::time::now(),
+                std::time::Instant::now(),
+            )
+            .map_err(|f| usage(&f.message, &f.help))?;
+        }
         Ok(None) => return Ok(None),
         Err(f) => return Err(usage(&f.message, &f.help)),
     }

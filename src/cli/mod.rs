@@ -642,6 +642,10 @@ fn approve(
     no_note: bool,
 ) -> Exit {
     use countersign::workflow;
+    if !result && countersign::workflow::full_ref(refname) == countersign::governance::POLICY_REF {
+        error("a policy change is approved as an exact result: add `--result`\n  help: approvals of a topic do not bind the policy a change lands on, so the policy ref takes none");
+        return Exit::Error;
+    }
     let repo = match hook::open_repo() {
         Ok(r) => r,
         Err(f) => {

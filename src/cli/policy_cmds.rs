@@ -201,22 +201,30 @@ pub fn pin(rev: &str) -> Exit {
         Ok(r) => r,
         Err(e) => return e,
     };
-    let loaded = match governance::load_at(&repo, root) {
-        Ok(p) => p,
-        Err(f) => return fail(&f.message, &f.help),
-    };
-    if let Err(e) = fit(&loaded) {
-        return e;
+    if let Err(f) = governance::load_at(&repo, root) {
+        return fail(&f.message, &f.help);
     }
     let previous = governance::pinned_root(&repo).ok().flatten();
-    if repo.refname_to_id(POLICY_REF).is_ok() {
-        if let Err(f) = governance::in_force(&repo, root, time::now(), std::time::Instant::now()) {
-            return fail(&f.message, "pin the commit the policy ref's history starts from (see `countersign policy log`)");
+    if repo.refname_to_id(POLICY_REF).is_err() {
+        if let Err(e) = repo.reference(POLICY_REF, root, false, "countersign policy pin") {
+            return fail(
+                &format!("cannot set `{POLICY_REF}`: {}", e.message()),
+                "check the repository is writable",
+            );
         }
-    } else if let Err(e) = repo.reference(POLICY_REF, root, false, "countersign policy pin") {
-        return fail(
-            &format!("cannot set `{POLICY_REF}`: {}", e.message()),
-            "check the repository is writable",
+    }
+    // The chain from this root, verified afresh (a trust file is per root).
+    let in_force = match governance::in_force(&repo, root, time::now(), std::time::Instant::now()) {
+        Ok(i) => i,
+        Err(f) => return fail(
+            &f.message,
+            "pin the commit the policy ref's history starts from (see `countersign policy log`)",
+        ),
+    };
+    if let Some(why) = governance::quorum_problem(&in_force.policy, time::now()) {
+        print_error(
+            &format!("warning: the policy in force cannot be changed any more: {why}"),
+            Some("only break glass (`countersign policy migrate --repin`) can change it"),
         );
     }
     if let Err(e) = pin_config(&repo, root) {
@@ -257,6 +265,17 @@ pub fn edit(dir: Option<PathBuf>) -> Exit {
             )
         }
     };
+    match governance::pinned_root(&repo) {
+        Ok(Some(root)) => {
+            if let Err(f) =
+                governance::in_force(&repo, root, time::now(), std::time::Instant::now())
+            {
+                return fail(&f.message, &f.help);
+            }
+        }
+        Ok(None) => {}
+        Err(f) => return fail(&f.message, &f.help),
+    }
     let dir = dir.unwrap_or_else(|| default_dir(&repo));
     if let Err(e) = store::materialize(&repo, tip, &dir) {
         return fail(&e.to_string(), "name an empty directory with --dir");
@@ -436,30 +455,6 @@ pub fn apply(name: &str, push: Option<&str>) -> Exit {
     let body = String::from_utf8_lossy(p.message_bytes())
         .trim_end()
         .to_string();
-    let mut message = format!("{body}\n\n");
-    for t in &trailers {
-        message.push_str(t);
-        message.push('\n');
-    }
-    let (tree_hex, base_hex) = (p.tree_id().to_string(), base.to_string());
-    let landing = match git_ok(
-        &repo,
-        &[
-            "commit-tree",
-            &tree_hex,
-            "-p",
-            &base_hex,
-            "-S",
-            "-m",
-            &message,
-        ],
-    ) {
-        Ok(out) => out.trim().to_string(),
-        Err(e) => return e,
-    };
-    let Some(landing_id) = engine::parse_oid(&landing, repo.object_format()) else {
-        return fail("git printed no commit id", "check git");
-    };
     let root = match governance::pinned_root(&repo) {
         Ok(r) => r.unwrap_or(base),
         Err(f) => return fail(&f.message, &f.help),
@@ -469,7 +464,61 @@ pub fn apply(name: &str, push: Option<&str>) -> Exit {
             Ok(i) => i,
             Err(f) => return fail(&f.message, &f.help),
         };
-    let decision = governance::check_change(&repo, &in_force, landing_id, time::now());
+    let (tree_hex, base_hex) = (p.tree_id().to_string(), base.to_string());
+    let land = |lines: &[String]| -> Result<(String, engine::Decision), Exit> {
+        let mut message = format!("{body}\n\n");
+        for t in lines {
+            message.push_str(t);
+            message.push('\n');
+        }
+        let args = [
+            "commit-tree",
+            &tree_hex,
+            "-p",
+            &base_hex,
+            "-S",
+            "-m",
+            &message,
+        ];
+        let landing = git_ok(&repo, &args)?.trim().to_string();
+        let Some(id) = engine::parse_oid(&landing, repo.object_format()) else {
+            return Err(fail("git printed no commit id", "check git"));
+        };
+        Ok((
+            landing,
+            governance::check_change(&repo, &in_force, id, time::now()),
+        ))
+    };
+    // Every note line first; then only those that verify and count: a
+    // stale or foreign line must not block the change.
+    let (mut landing, mut decision) = match land(&trailers) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let eligible: Vec<String> = decision
+        .updates
+        .iter()
+        .flat_map(|u| u.merges.iter())
+        .flat_map(|m| m.approvals.iter())
+        .filter(|a| a.eligible)
+        .filter_map(|a| {
+            a.index
+                .checked_sub(1)
+                .and_then(|i| trailers.get(i))
+                .cloned()
+        })
+        .collect();
+    let mut trailers = trailers;
+    if !decision.accepted() && !eligible.is_empty() && eligible.len() < trailers.len() {
+        match land(&eligible) {
+            Ok((l, d)) => {
+                landing = l;
+                decision = d;
+                trailers = eligible;
+            }
+            Err(e) => return e,
+        }
+    }
     if !decision.accepted() {
         eprint!(
             "{}",

@@ -7,7 +7,7 @@ use crate::finding::{Code, Finding};
 use crate::governance::{label, POLICY_REF, ROOT_CONFIG_KEY};
 use crate::policy::PolicyError;
 
-const BREAK_GLASS: &str = "the host operator must repair the policy ref or re-pin the trust root (`countersign policy pin`, see README: Break glass)";
+const BREAK_GLASS: &str = "the host operator must put the policy ref back to its last authorized commit, or re-pin with a reviewed policy (`countersign policy migrate --repin`; README, Break glass)";
 
 pub(crate) fn bad_root(value: &str) -> Finding {
     Finding::new(
@@ -112,7 +112,10 @@ pub(crate) fn quorum_lost(commit: Oid, why: &str) -> Finding {
 pub(crate) fn reserved(refname: &str, why: &str) -> Finding {
     Finding::new(
         Code::ReservedRef,
-        format!("`{}` {why}", crate::sanitize::escape(&crate::policy::limits::truncate(refname, 200))),
+        format!(
+            "`{}` {why}",
+            crate::sanitize::escape(&crate::policy::limits::truncate(refname, 200))
+        ),
         "push proposals to refs/countersign/proposals/<name>, and policy changes to refs/meta/countersign",
     )
     .at_ref(refname)
@@ -161,5 +164,25 @@ pub(crate) fn too_many(new: Oid, max: usize) -> Finding {
         ),
         "push the policy changes in smaller steps (at most 100 commits per push, and at most `commits` of [limits])",
     )
+    .at_ref(POLICY_REF)
+}
+
+pub(crate) fn not_direct(commit: Oid) -> Finding {
+    Finding::new(
+        Code::PolicyChangeNotDirect,
+        "a policy commit cannot be a squash (`Countersign-Squash:`): approvals of a topic do not bind the policy it lands on".to_string(),
+        "land the change as one commit on the current policy, approved as an exact result (`countersign approve <proposal> --ref refs/meta/countersign --result`, then `countersign policy apply`)",
+    )
+    .at_object(commit, None)
+    .at_ref(POLICY_REF)
+}
+
+pub(crate) fn stray_files(commit: Oid, why: &str) -> Finding {
+    Finding::new(
+        Code::PolicyChangeInvalid,
+        format!("the policy tree is refused: {why}"),
+        "a policy commit holds only countersign.toml and the certificate files it names (policy trees are written out to admins' disks)",
+    )
+    .at_object(commit, None)
     .at_ref(POLICY_REF)
 }

@@ -9,7 +9,7 @@ use git2::{Oid, Repository};
 use serde::Serialize;
 
 use crate::engine::short;
-use crate::governance::{chain, chain_message, judge_step, load_at, POLICY_REF};
+use crate::governance::{chain, chain_message, judge_step, load_at, When, POLICY_REF};
 use crate::policy::Policy;
 use crate::time::Timestamp;
 
@@ -72,7 +72,7 @@ pub fn history(
     let mut parent = start;
     for c in steps {
         let before = summary(&policy);
-        let step = judge_step(repo, policy, parent, c, now, Instant::now());
+        let step = judge_step(repo, policy, parent, c, When::History(now), Instant::now());
         let (signer, approvers) = step.outcome.as_ref().map_or((None, Vec::new()), |o| {
             let m = o.merges.first();
             (

@@ -32,8 +32,10 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::{self, Decision, RefUpdate, UpdateOutcome, Verifier};
 use crate::finding::{Code, Finding};
-use crate::policy::keys::KeyError;
+use crate::policy::keys::{KeyError, KeySource};
+use crate::policy::limits::Limits;
 use crate::policy::{self, KeyFiles, Policy, PolicyError};
+use crate::signing::approval;
 use crate::time::Timestamp;
 
 /// The ref the policy lives on in ref mode.
@@ -57,6 +59,8 @@ pub const MAX_CHAIN: usize = 10_000;
 /// Most policy commits one push may bring (each is judged by its own
 /// parent's policy, which is loaded for it); also capped by `commits`.
 pub const MAX_STEPS_PER_PUSH: usize = 100;
+/// Most entries (files and directories) a policy tree may hold.
+pub const MAX_TREE_ENTRIES: usize = 4096;
 /// Verified tips kept in the trust file.
 const MAX_TRUSTED: usize = 64;
 /// The trust file, relative to `$GIT_DIR`.
@@ -181,7 +185,7 @@ impl<'r> TreeFiles<'r> {
     }
 
     /// The bytes of the file at `rel`.
-    fn file(&self, rel: &str) -> Result<Vec<u8>, String> {
+    pub(crate) fn file(&self, rel: &str) -> Result<Vec<u8>, String> {
         let parts: Vec<&str> = rel.split('/').collect();
         if rel.is_empty()
             || parts.len() > MAX_PATH_DEPTH
@@ -397,63 +401,162 @@ pub(crate) struct Step {
     pub(crate) next: Option<Policy>,
 }
 
+/// When a policy commit is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum When {
+    /// Pushed now: every date at `now` (retired keys may not sign).
+    Push(Timestamp),
+    /// Already in the history (a chain verified after the fact, `policy
+    /// log`): expiry, retirement and the quorum at the commit's own time
+    /// (its committer time, never later than `now`); revocation, which
+    /// withdraws old signatures too, at `now`.
+    History(Timestamp),
+}
+
 /// Judge the policy commit `commit` (whose parent is `parent`) by
-/// `parent_policy`, then validate the policy it introduces.
+/// `parent_policy`, then validate the policy it introduces. The policy
+/// ref is judged with the built-in [`Limits`] defaults, never the parent's
+/// `[limits]` (an approved change could otherwise set limits no later
+/// change can meet).
 pub(crate) fn judge_step(
     repo: &Repository,
     parent_policy: Policy,
     parent: Oid,
     commit: Oid,
-    now: Timestamp,
+    when: When,
     started: Instant,
 ) -> Step {
-    let Some(changes) = parent_policy.policy_changes.clone() else {
-        return Step {
-            outcome: None,
-            findings: vec![diags::no_changes_table(parent).at_ref(POLICY_REF)],
-            next: None,
-        };
+    let fail = |outcome, findings| Step {
+        outcome,
+        findings,
+        next: None,
     };
+    let Some(changes) = parent_policy.policy_changes.clone() else {
+        return fail(
+            None,
+            vec![diags::no_changes_table(parent).at_ref(POLICY_REF)],
+        );
+    };
+    let (at, now) = match when {
+        When::Push(now) => (now, now),
+        When::History(now) => {
+            let t = repo
+                .find_commit(commit)
+                .map_or(now, |c| c.committer().when().seconds());
+            (t.min(now), now)
+        }
+    };
+    if let Ok(c) = repo.find_commit(commit) {
+        if !approval::trailer_values(c.message_bytes(), approval::SQUASH_TRAILER).is_empty() {
+            return fail(None, vec![diags::not_direct(commit)]);
+        }
+    }
     let judged = Policy {
         rules: vec![changes.rule(POLICY_REF)],
+        limits: Limits::default(),
         ..parent_policy
     };
-    let mut decision = Verifier::new(repo, &judged, now)
+    let update = [RefUpdate {
+        old: parent,
+        new: commit,
+        refname: POLICY_REF.into(),
+    }];
+    let mut decision = Verifier::new(repo, &judged, at)
         .started_at(started)
-        .decide(&[RefUpdate {
-            old: parent,
-            new: commit,
-            refname: POLICY_REF.into(),
-        }]);
+        .decide(&update);
+    if at != now {
+        let revoked = Verifier::new(repo, &judged, now)
+            .started_at(started)
+            .decide(&update)
+            .findings
+            .into_iter()
+            .filter(|f| f.code == Code::KeyRevoked);
+        decision.findings.extend(revoked);
+    }
     let outcome = decision.updates.pop();
     if !decision.findings.is_empty() {
-        return Step {
+        return fail(
             outcome,
-            findings: decision.findings.into_iter().map(policy_wording).collect(),
-            next: None,
-        };
+            decision.findings.into_iter().map(policy_wording).collect(),
+        );
     }
     let next = match load_at(repo, commit) {
         Ok(p) => p,
-        Err(f) => {
-            return Step {
-                outcome,
-                findings: vec![diags::change_invalid(commit, f)],
-                next: None,
-            }
-        }
+        Err(f) => return fail(outcome, vec![diags::change_invalid(commit, f)]),
     };
-    if let Some(why) = quorum_problem(&next, now) {
-        return Step {
-            outcome,
-            findings: vec![diags::quorum_lost(commit, &why)],
-            next: None,
-        };
+    if let Err(why) = only_named_files(repo, commit, &next) {
+        return fail(outcome, vec![diags::stray_files(commit, &why)]);
+    }
+    if let Some(why) = quorum_problem(&next, at) {
+        return fail(outcome, vec![diags::quorum_lost(commit, &why)]);
     }
     Step {
         outcome,
         findings: Vec::new(),
         next: Some(next),
+    }
+}
+
+/// The files a policy names: `countersign.toml` and its certificate files.
+pub fn named_files(policy: &Policy) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = policy
+        .keyring
+        .keys()
+        .iter()
+        .filter_map(|k| match &k.source {
+            KeySource::File(rel) => Some(rel.clone()),
+            KeySource::Inline => None,
+        })
+        .collect();
+    names.insert(POLICY_FILE.to_string());
+    names
+}
+
+/// A policy tree holds exactly the files its policy names (regular files,
+/// no links, no submodules, nothing else): it is written out to admins'
+/// disks by `policy edit`, so it must not smuggle anything in.
+fn only_named_files(repo: &Repository, commit: Oid, policy: &Policy) -> Result<(), String> {
+    let named = named_files(policy);
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(|e| e.message().to_string())?;
+    let mut stray = Vec::new();
+    let mut seen = 0usize;
+    let mut stack = vec![(String::new(), tree)];
+    while let Some((prefix, t)) = stack.pop() {
+        for entry in t.iter() {
+            seen += 1;
+            if seen > MAX_TREE_ENTRIES {
+                return Err("it holds far more entries than the policy names".into());
+            }
+            let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
+            let path = format!("{prefix}{name}");
+            match entry.filemode() {
+                0o040000 if prefix.matches('/').count() < MAX_PATH_DEPTH => {
+                    let sub = repo
+                        .find_tree(entry.id())
+                        .map_err(|e| e.message().to_string())?;
+                    stack.push((format!("{path}/"), sub));
+                }
+                0o100644 | 0o100755 if named.contains(&path) => {}
+                _ => stray.push(path),
+            }
+        }
+    }
+    if stray.is_empty() {
+        Ok(())
+    } else {
+        stray.sort();
+        stray.truncate(5);
+        Err(format!(
+            "its tree holds {}, which the policy does not name",
+            stray
+                .iter()
+                .map(|p| format!("`{}`", crate::sanitize::escape(p)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     }
 }
 
@@ -478,44 +581,58 @@ fn policy_wording(mut f: Finding) -> Finding {
     f
 }
 
-/// The verified tips recorded for `root` (empty when the file is missing,
-/// unreadable or for another root).
-fn trusted(repo: &Repository, root: Oid) -> BTreeSet<Oid> {
+/// The trust file of `root`: the last tip seen as the ref's value and
+/// verified (the high-water mark: the ref must never go back behind it),
+/// and the tips verified or accepted by the hook. Empty when the file is
+/// missing, unreadable or for another root.
+#[derive(Debug, Default)]
+struct Trust {
+    seen: Option<Oid>,
+    tips: Vec<Oid>,
+}
+
+fn trusted(repo: &Repository, root: Oid) -> Trust {
     let path = repo.path().join(TRUST_FILE);
     let Ok(text) = std::fs::read_to_string(path) else {
-        return BTreeSet::new();
+        return Trust::default();
     };
     let mut lines = text.lines();
     if lines.next() != Some(TRUST_HEADER) || lines.next() != Some(&format!("root {root}")) {
-        return BTreeSet::new();
+        return Trust::default();
     }
-    lines
-        .filter_map(|l| engine::parse_oid(l.trim(), repo.object_format()))
-        .collect()
+    let mut trust = Trust::default();
+    for l in lines {
+        match l.strip_prefix("seen ") {
+            Some(hex) => trust.seen = engine::parse_oid(hex.trim(), repo.object_format()),
+            None => trust
+                .tips
+                .extend(engine::parse_oid(l.trim(), repo.object_format())),
+        }
+    }
+    trust
 }
 
 /// Record `tip` as verified from `root` (best effort: without the file the
-/// chain is verified again on the next push).
+/// chain is verified again on the next push); with `seen`, also as the
+/// ref's value observed (the new high-water mark).
 pub fn remember(repo: &Repository, root: Oid, tip: Oid) {
-    let mut tips: Vec<Oid> = {
-        let path = repo.path().join(TRUST_FILE);
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let mut lines = text.lines();
-        if lines.next() == Some(TRUST_HEADER) && lines.next() == Some(&format!("root {root}")) {
-            lines
-                .filter_map(|l| engine::parse_oid(l.trim(), repo.object_format()))
-                .collect()
-        } else {
-            Vec::new()
-        }
-    };
-    if tips.contains(&tip) {
-        return;
+    record_trust(repo, root, tip, false);
+}
+
+fn record_trust(repo: &Repository, root: Oid, tip: Oid, seen: bool) {
+    let mut trust = trusted(repo, root);
+    if seen {
+        trust.seen = Some(tip);
     }
-    tips.push(tip);
-    let skip = tips.len().saturating_sub(MAX_TRUSTED);
+    if !trust.tips.contains(&tip) {
+        trust.tips.push(tip);
+    }
+    let skip = trust.tips.len().saturating_sub(MAX_TRUSTED);
     let mut out = format!("{TRUST_HEADER}\nroot {root}\n");
-    for t in &tips[skip..] {
+    if let Some(s) = trust.seen {
+        out.push_str(&format!("seen {s}\n"));
+    }
+    for t in &trust.tips[skip..] {
         out.push_str(&format!("{t}\n"));
     }
     let path = repo.path().join(TRUST_FILE);
@@ -552,13 +669,42 @@ pub fn in_force(
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Err(diags::ref_missing(root)),
         Err(e) => return Err(engine::internal(&e.message())),
     };
-    let known = trusted(repo, root);
-    let (start, steps) = chain(repo, tip, &|c| c == root || known.contains(&c), MAX_CHAIN)
+    let trust = trusted(repo, root);
+    // Walk back to the high-water mark (or the root): the ref may only
+    // have moved forward from the policy last seen in force.
+    let floor = trust.seen.unwrap_or(root);
+    let (start, steps) = chain(repo, tip, &|c| c == floor || c == root, MAX_CHAIN)
         .map_err(|e| diags::chain_broken(root, tip, &chain_message(&e, "the trust root")))?;
+    if start != floor {
+        return Err(diags::chain_broken(
+            root,
+            tip,
+            &format!(
+                "it no longer descends from {}, the policy last seen in force here: the ref was moved back",
+                engine::short(floor)
+            ),
+        ));
+    }
     let mut policy = load_at(repo, start)?;
     let mut parent = start;
     for c in &steps {
-        let step = judge_step(repo, policy, parent, *c, now, started);
+        let step = if trust.tips.contains(c) {
+            // Verified or accepted by the hook before: only load it.
+            match load_at(repo, *c) {
+                Ok(p) => Step {
+                    outcome: None,
+                    findings: Vec::new(),
+                    next: Some(p),
+                },
+                Err(f) => Step {
+                    outcome: None,
+                    findings: vec![f],
+                    next: None,
+                },
+            }
+        } else {
+            judge_step(repo, policy, parent, *c, When::History(now), started)
+        };
         match step.next {
             Some(next) if step.findings.is_empty() => policy = next,
             _ => {
@@ -580,8 +726,8 @@ pub fn in_force(
         }
         parent = *c;
     }
-    if !steps.is_empty() {
-        remember(repo, root, tip);
+    if trust.seen != Some(tip) {
+        record_trust(repo, root, tip, true);
     }
     Ok(InForce {
         policy,
@@ -593,7 +739,7 @@ pub fn in_force(
     })
 }
 
-pub(crate) fn chain_message(e: &ChainError, target: &str) -> String {
+fn chain_message(e: &ChainError, target: &str) -> String {
     match e {
         ChainError::TooLong(n) => format!("more than {n} policy commits lead back to {target}"),
         ChainError::Read(id, m) => format!("{} cannot be read: {m}", engine::short(*id)),
@@ -624,22 +770,30 @@ enum Kind {
 
 fn kind_of(v: &Verifier<'_>, refname: &str, ref_mode: bool) -> Kind {
     let lower = refname.to_ascii_lowercase();
-    if refname == POLICY_REF && ref_mode {
-        return Kind::PolicyRef;
+    if refname == POLICY_REF {
+        return if ref_mode {
+            Kind::PolicyRef
+        } else {
+            Kind::Reserved("is refused: it is where the policy lives once `countersign policy migrate` moves it there, and only that command creates it")
+        };
     }
     if refname.starts_with(PROPOSALS_PREFIX) {
-        return Kind::Proposal;
+        return if ref_mode {
+            Kind::Proposal
+        } else {
+            Kind::Reserved(
+                "is refused: proposals exist only where the policy lives on refs/meta/countersign",
+            )
+        };
     }
     if lower.starts_with(RESERVED_PREFIX) {
-        return Kind::Reserved("refs/countersign/* belongs to countersign; only refs/countersign/proposals/* may be pushed");
+        return Kind::Reserved("is refused: refs/countersign/* belongs to countersign; only refs/countersign/proposals/* may be pushed");
     }
-    if ref_mode {
-        if lower == POLICY_REF {
-            return Kind::Reserved("differs from the policy ref only in case");
-        }
-        if v.names_for(refname).iter().any(|n| n == POLICY_REF) {
-            return Kind::Reserved("is a symbolic ref to the policy ref");
-        }
+    if lower == POLICY_REF {
+        return Kind::Reserved("is refused: it differs from the policy ref only in case");
+    }
+    if ref_mode && v.names_for(refname).iter().any(|n| n == POLICY_REF) {
+        return Kind::Reserved("is refused: it is a symbolic ref to the policy ref");
     }
     Kind::Ordinary
 }
@@ -657,6 +811,11 @@ pub fn decide(
     let policy = &in_force.policy;
     let ref_mode = in_force.chain.is_some();
     let probe = Verifier::new(repo, policy, now);
+    if updates.len() > policy.limits.updates {
+        // The engine counts only the refs it judges; proposals and
+        // reserved refs count too.
+        return Verifier::new(repo, policy, now).decide(updates);
+    }
     let kinds: Vec<Kind> = updates
         .iter()
         .map(|u| kind_of(&probe, &u.refname, ref_mode))
@@ -673,10 +832,8 @@ pub fn decide(
     for (u, kind) in updates.iter().zip(kinds) {
         match kind {
             Kind::Ordinary => {}
-            Kind::Proposal => decision.updates.push(bare_outcome(
-                u,
-                "built-in: proposals are not checked until they land",
-            )),
+            // Unprotected: checked when (if) it lands on the policy ref.
+            Kind::Proposal => decision.updates.push(bare_outcome(u, "")),
             Kind::Reserved(why) => {
                 decision
                     .updates
@@ -754,7 +911,7 @@ fn judge_update(
     };
     let mut parent = tip;
     for c in steps {
-        let step = judge_step(repo, policy, parent, c, now, started);
+        let step = judge_step(repo, policy, parent, c, When::Push(now), started);
         if let Some(o) = step.outcome {
             outcome.commits_checked += o.commits_checked;
             outcome.signers.extend(o.signers);
@@ -923,11 +1080,14 @@ approvals = [{{ role = "admin", count = {approvals} }}]
         let (dir, repo) = temp_repo("trust");
         let root = commit_with(&repo, &[("countersign.toml", b"a", 0o100644)]);
         let other = commit_with(&repo, &[("countersign.toml", b"b", 0o100644)]);
-        assert!(trusted(&repo, root).is_empty());
+        assert!(trusted(&repo, root).tips.is_empty());
         remember(&repo, root, other);
-        assert!(trusted(&repo, root).contains(&other));
+        assert!(trusted(&repo, root).tips.contains(&other));
+        assert_eq!(trusted(&repo, root).seen, None);
+        record_trust(&repo, root, other, true);
+        assert_eq!(trusted(&repo, root).seen, Some(other));
         // Another root does not inherit it.
-        assert!(trusted(&repo, other).is_empty());
+        assert!(trusted(&repo, other).tips.is_empty());
         for i in 0..(MAX_TRUSTED + 10) {
             let c = commit_with(
                 &repo,
@@ -935,7 +1095,8 @@ approvals = [{{ role = "admin", count = {approvals} }}]
             );
             remember(&repo, root, c);
         }
-        assert_eq!(trusted(&repo, root).len(), MAX_TRUSTED);
+        assert_eq!(trusted(&repo, root).tips.len(), MAX_TRUSTED);
+        assert_eq!(trusted(&repo, root).seen, Some(other), "the mark survives");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

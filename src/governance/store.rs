@@ -164,12 +164,14 @@ fn write_files(repo: &Repository, files: &[(String, Vec<u8>)]) -> Result<Oid, St
     builder.write().map_err(git("cannot write a tree"))
 }
 
-/// Write the tree of `commit` out to `dir` (created; it must not exist or
-/// be empty).
+/// Write the policy of `commit` out to `dir` (created; it must not exist
+/// or be empty): `countersign.toml` and the certificate files it names,
+/// nothing else, each at its plain relative path (the policy must load).
 ///
 /// # Errors
 ///
-/// [`StoreError`] when `dir` is not empty or a file cannot be written.
+/// [`StoreError`] when `dir` is not empty, the policy does not load, or a
+/// file cannot be written.
 pub fn materialize(repo: &Repository, commit: Oid, dir: &Path) -> Result<(), StoreError> {
     if dir.exists()
         && std::fs::read_dir(dir)
@@ -182,47 +184,17 @@ pub fn materialize(repo: &Repository, commit: Oid, dir: &Path) -> Result<(), Sto
             dir.display()
         )));
     }
-    let tree = repo
-        .find_commit(commit)
-        .and_then(|c| c.tree())
-        .map_err(git("cannot read the policy commit"))?;
-    write_tree(repo, &tree, dir, 0)
-}
-
-fn write_tree(
-    repo: &Repository,
-    tree: &git2::Tree<'_>,
-    dir: &Path,
-    depth: usize,
-) -> Result<(), StoreError> {
-    if depth > super::MAX_PATH_DEPTH {
-        return Err(StoreError::Refused(
-            "the policy tree is nested too deeply".into(),
-        ));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.display().to_string(), e))?;
-    for entry in tree.iter() {
-        let Ok(name) = entry.name() else { continue };
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-            continue;
+    let policy = super::load_at(repo, commit).map_err(|f| StoreError::Refused(f.message))?;
+    let files = super::TreeFiles::of(repo, commit).map_err(|f| StoreError::Refused(f.message))?;
+    for rel in super::named_files(&policy) {
+        // Names were checked by the loader (plain relative paths).
+        let bytes = files.file(&rel).map_err(StoreError::Refused)?;
+        let path = dir.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Io(parent.display().to_string(), e))?;
         }
-        let path = dir.join(name);
-        match entry.kind() {
-            Some(git2::ObjectType::Tree) => {
-                let sub = repo
-                    .find_tree(entry.id())
-                    .map_err(git("cannot read the policy tree"))?;
-                write_tree(repo, &sub, &path, depth + 1)?;
-            }
-            Some(git2::ObjectType::Blob) if entry.filemode() != 0o120000 => {
-                let blob = repo
-                    .find_blob(entry.id())
-                    .map_err(git("cannot read the policy tree"))?;
-                std::fs::write(&path, blob.content())
-                    .map_err(|e| StoreError::Io(path.display().to_string(), e))?;
-            }
-            _ => {}
-        }
+        std::fs::write(&path, bytes).map_err(|e| StoreError::Io(path.display().to_string(), e))?;
     }
     Ok(())
 }

@@ -61,6 +61,7 @@ pub fn parse_updates_in(
     let text = std::str::from_utf8(input)
         .map_err(|_| diags::bad_input("the ref update list is not valid UTF-8".into()))?;
     let mut updates = Vec::new();
+    let mut names = std::collections::HashSet::new();
     for (n, line) in text.lines().enumerate() {
         if line.is_empty() {
             continue;
@@ -106,7 +107,7 @@ pub fn parse_updates_in(
                 crate::sanitize::escape(refname)
             )));
         }
-        if updates.iter().any(|u: &RefUpdate| u.refname == refname) {
+        if !names.insert(refname) {
             return Err(diags::bad_input(format!(
                 "line {} updates `{}` a second time; git sends each ref once",
                 n + 1,
@@ -257,8 +258,17 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
         }
     };
     let limits = in_force.policy.limits;
+    // A push to the policy ref is scanned with at least the default
+    // limits: an approved `[limits]` must not lock out the next change.
+    let scan_limits = if in_force.chain.is_some()
+        && updates.iter().any(|u| u.refname == governance::POLICY_REF)
+    {
+        limits.at_least_defaults()
+    } else {
+        limits
+    };
     let decision = match check_old_values(&repo, &updates)
-        .and_then(|()| scan_quarantine(&repo, &limits, started))
+        .and_then(|()| scan_quarantine(&repo, &scan_limits, started))
     {
         Err(f) => Decision::reject_all(&updates, f),
         Ok(()) => governance::decide(&repo, &in_force, &updates, now, started),

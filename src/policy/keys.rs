@@ -89,10 +89,13 @@ pub struct Keyring {
     pub(crate) cert_checks: CertChecks,
 }
 
+/// One certificate check: key index, signing subkey, time.
+type CertCheckKey = (usize, String, Timestamp);
+
 /// A memo of certificate checks, shared by the threads that verify.
 #[derive(Debug, Default)]
 pub(crate) struct CertChecks(
-    std::sync::Mutex<HashMap<(usize, String, Timestamp), Result<(), crate::signing::signature::SigError>>>,
+    std::sync::Mutex<HashMap<CertCheckKey, Result<(), crate::signing::signature::SigError>>>,
 );
 
 impl CertChecks {

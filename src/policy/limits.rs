@@ -157,6 +157,26 @@ pub struct Limits {
     pub stderr_bytes: usize,
 }
 
+impl Limits {
+    /// These limits, each rejecting one raised to at least its default:
+    /// for pushes to the policy ref, which an approved change must never
+    /// be able to lock out with a tiny `[limits]`.
+    pub fn at_least_defaults(self) -> Limits {
+        let d = Limits::default();
+        Limits {
+            updates: self.updates.max(d.updates),
+            commits: self.commits.max(d.commits),
+            merges: self.merges.max(d.merges),
+            object_bytes: self.object_bytes.max(d.object_bytes),
+            commit_bytes: self.commit_bytes.max(d.commit_bytes),
+            signature_bytes: self.signature_bytes.max(d.signature_bytes),
+            trailers: self.trailers.max(d.trailers),
+            seconds: self.seconds.max(d.seconds),
+            ..self
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         let mut l = Limits {

@@ -9,17 +9,17 @@ use std::path::{Path, PathBuf};
 use crate::common::*;
 use crate::util::*;
 
-const PREF: &str = "refs/meta/countersign";
+pub(crate) const PREF: &str = "refs/meta/countersign";
 
 /// alice, bob, carol: admins; dave: developer; erin: known, no role.
-struct Gov {
-    sb: Sandbox,
-    keys: HashMap<&'static str, Key>,
-    clones: HashMap<&'static str, PathBuf>,
-    root: String,
+pub(crate) struct Gov {
+    pub(crate) sb: Sandbox,
+    pub(crate) keys: HashMap<&'static str, Key>,
+    pub(crate) clones: HashMap<&'static str, PathBuf>,
+    pub(crate) root: String,
 }
 
-fn policy_text(people: &[String]) -> String {
+pub(crate) fn policy_text(people: &[String]) -> String {
     format!(
         r#"[repository]
 id = "test/gov"
@@ -44,14 +44,29 @@ commit-signers = ["developer"]
 }
 
 impl Gov {
-    fn new() -> Gov {
+    pub(crate) fn new() -> Gov {
+        Gov::new_with("")
+    }
+
+    /// As `new`, with `alice_key_extra` (e.g. `expires = ...`) on alice's key.
+    pub(crate) fn new_with(alice_key_extra: &str) -> Gov {
         let mut sb = Sandbox::new();
         let mut keys = HashMap::new();
         for n in ["alice", "bob", "carol", "dave", "erin", "mallory"] {
             keys.insert(n, sb.ssh_key(n));
         }
         let people = vec![
-            simple_person("alice", &["admin"], &keys["alice"]),
+            if alice_key_extra.is_empty() {
+                simple_person("alice", &["admin"], &keys["alice"])
+            } else {
+                person(
+                    "alice",
+                    &["admin"],
+                    &keys["alice"],
+                    &keys["alice"].entry_with(alice_key_extra),
+                    "",
+                )
+            },
             simple_person("bob", &["admin"], &keys["bob"]),
             simple_person("carol", &["admin"], &keys["carol"]),
             simple_person("dave", &["developer"], &keys["dave"]),
@@ -85,19 +100,19 @@ impl Gov {
         g
     }
 
-    fn dir(&self, n: &str) -> &Path {
+    pub(crate) fn dir(&self, n: &str) -> &Path {
         &self.clones[n]
     }
 
-    fn cs(&self, n: &str, args: &[&str]) -> Out {
+    pub(crate) fn cs(&self, n: &str, args: &[&str]) -> Out {
         self.sb.countersign_as(self.dir(n), &self.keys[n], args)
     }
 
-    fn git(&self, n: &str, args: &[&str]) -> Out {
+    pub(crate) fn git(&self, n: &str, args: &[&str]) -> Out {
         self.sb.git_out_in(self.dir(n), Some(&self.keys[n]), args)
     }
 
-    fn fetch(&self, n: &str) {
+    pub(crate) fn fetch(&self, n: &str) {
         let out = self.git(
             n,
             &[
@@ -113,7 +128,7 @@ impl Gov {
     }
 
     /// `n` edits the policy with `edit` and proposes it as `name`.
-    fn propose(&self, n: &str, name: &str, edit: impl Fn(String) -> String) -> String {
+    pub(crate) fn propose(&self, n: &str, name: &str, edit: impl Fn(String) -> String) -> String {
         self.fetch(n);
         let dir = self.dir(n).join(format!("edit-{name}"));
         let out = self.cs(n, &["policy", "edit", "--dir", dir.to_str().unwrap()]);
@@ -142,7 +157,7 @@ impl Gov {
     }
 
     /// `n` approves proposal `name` (extra args to `approve`).
-    fn approve(&self, n: &str, name: &str, extra: &[&str]) -> String {
+    pub(crate) fn approve(&self, n: &str, name: &str, extra: &[&str]) -> String {
         self.fetch(n);
         let p = format!("refs/countersign/proposals/{name}");
         let mut args = vec!["approve", p.as_str(), "--result", "--no-note"];
@@ -161,11 +176,17 @@ impl Gov {
 
     /// `n` makes the landing commit of `proposal` (its parent and tree)
     /// carrying `trailers`, signed with `n`'s key, in `n`'s clone.
-    fn landing(&self, n: &str, proposal: &str, trailers: &[String]) -> String {
+    pub(crate) fn landing(&self, n: &str, proposal: &str, trailers: &[String]) -> String {
         self.landing_on(n, proposal, &format!("{proposal}^"), trailers)
     }
 
-    fn landing_on(&self, n: &str, proposal: &str, parent: &str, trailers: &[String]) -> String {
+    pub(crate) fn landing_on(
+        &self,
+        n: &str,
+        proposal: &str,
+        parent: &str,
+        trailers: &[String],
+    ) -> String {
         self.fetch(n);
         let mut msg = "policy change\n\n".to_string();
         for t in trailers {
@@ -195,7 +216,7 @@ impl Gov {
     /// A proposal made by hand (for what `policy propose` refuses): the
     /// policy ref's tree with `countersign.toml` replaced by `text`, pushed
     /// as `refs/countersign/proposals/<name>`.
-    fn hand_proposal(&self, n: &str, name: &str, text: &[u8]) -> String {
+    pub(crate) fn hand_proposal(&self, n: &str, name: &str, text: &[u8]) -> String {
         self.fetch(n);
         let dir = self.dir(n);
         let blob = self
@@ -219,17 +240,17 @@ impl Gov {
         id
     }
 
-    fn policy_now(&self) -> String {
+    pub(crate) fn policy_now(&self) -> String {
         self.sb
             .server_git_ok(["show", &format!("{PREF}:countersign.toml")])
     }
 
-    fn push_policy(&self, n: &str, commit: &str) -> Out {
+    pub(crate) fn push_policy(&self, n: &str, commit: &str) -> Out {
         self.git(n, &["push", "origin", &format!("{commit}:{PREF}")])
     }
 }
 
-fn grant(role: &'static str, who: &'static str) -> impl Fn(String) -> String {
+pub(crate) fn grant(role: &'static str, who: &'static str) -> impl Fn(String) -> String {
     move |text: String| {
         let header = format!("[people.{who}]\n");
         let start = text.find(&header).expect("person in policy");

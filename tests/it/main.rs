@@ -17,6 +17,7 @@ mod approvals;
 mod audit;
 mod audit_disk;
 mod golden;
+mod gov_attack;
 mod governance;
 mod hardening;
 mod install;
