@@ -64,6 +64,12 @@ pub struct ReportArgs {
     /// report then lists every access change since it.
     #[arg(long, value_name = "COMMIT", conflicts_with = "policy")]
     pub trust_root: Option<String>,
+    /// Audit log whose accepted push records say which policy each change
+    /// landed under (default: the repository's log, when there is one, as
+    /// on the server). Each change mapped there is judged by the policy in
+    /// force when it landed (policy ref mode); the log must verify.
+    #[arg(long = "audit-log", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
     /// Write the report to FILE instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -110,12 +116,17 @@ pub fn run(args: ReportArgs) -> Exit {
             )
         }
     };
+    let landed = match landed_under(&repo, &args) {
+        Ok(l) => l,
+        Err(exit) => return exit,
+    };
     let mut ev = match evidence::build(
         &repo,
         &policy,
         &args.refname,
         args.since.as_deref(),
         time::now(),
+        landed.as_ref(),
     ) {
         Ok(e) => e,
         Err(e) => return error(&countersign::sanitize::escape(&e.to_string()), e.help()),
@@ -170,4 +181,61 @@ pub fn run(args: ReportArgs) -> Exit {
         return Exit::Rejected;
     }
     Exit::Ok
+}
+
+/// The policies changes landed under, from the audit log (`--audit-log`,
+/// else the repository's own when it exists): policy-ref commits are
+/// loaded; a change decided under a policy file is judged by the current
+/// policy (an old file's text is not kept).
+fn landed_under(
+    repo: &git2::Repository,
+    args: &ReportArgs,
+) -> Result<Option<evidence::LandedUnder>, Exit> {
+    use countersign::governance::{self, PolicyId};
+    use std::collections::HashMap;
+    let path = match &args.audit_log {
+        Some(p) => p.clone(),
+        None => {
+            let p = countersign::audit::path_for(repo);
+            if !p.exists() {
+                return Ok(None);
+            }
+            p
+        }
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        error(
+            &format!("cannot read the audit log `{}`: {e}", path.display()),
+            "pass a readable `--audit-log FILE`",
+        )
+    })?;
+    let target = countersign::workflow::full_ref(&args.refname);
+    let map = governance::landed::from_audit(repo, &bytes, &target).map_err(|e| {
+        error(
+            &format!("{e}: `{}`", path.display()),
+            "run `countersign audit verify`; a log that does not verify cannot say which policy was in force",
+        )
+    })?;
+    let mut out = evidence::LandedUnder {
+        source: format!("the audit log {}", path.display()),
+        ..Default::default()
+    };
+    let mut index: HashMap<PolicyId, Option<usize>> = HashMap::new();
+    for (commit, id) in map {
+        let slot = index.entry(id.clone()).or_insert_with(|| match &id {
+            PolicyId::Ref { commit: pc, .. } => {
+                countersign::engine::parse_oid(pc, repo.object_format())
+                    .and_then(|pc| governance::load_at(repo, pc).ok())
+                    .map(|p| {
+                        out.policies.push((p, id.describe()));
+                        out.policies.len() - 1
+                    })
+            }
+            PolicyId::File { .. } => None,
+        });
+        if let Some(i) = slot {
+            out.by_commit.insert(commit, *i);
+        }
+    }
+    Ok(Some(out))
 }

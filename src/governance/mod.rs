@@ -19,6 +19,7 @@
 //! and uses the new grant in the same push is judged by the old policy.
 
 mod diags;
+pub mod landed;
 pub mod log;
 pub mod store;
 
@@ -68,7 +69,7 @@ pub const TRUST_FILE: &str = "countersign/policy-trust";
 const TRUST_HEADER: &str = "countersign policy trust v1";
 
 /// Which policy a decision was made under; written into every audit record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(untagged)]
 pub enum PolicyId {
     /// File mode: the file and the SHA-256 of its bytes.

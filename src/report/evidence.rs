@@ -163,6 +163,9 @@ pub struct Evidence {
     pub since: Option<Since>,
     /// Labels of the rules that apply to the ref.
     pub rules: Vec<String>,
+    /// Which policy judged the changes: the current one, or for each
+    /// change the one in force when it landed (and where that came from).
+    pub judged_by: String,
     /// Every change, newest first.
     pub changes: Vec<Change>,
     /// Counts, people, exceptions.
@@ -307,6 +310,10 @@ pub struct Change {
     pub kind: Kind,
     /// Parent ids.
     pub parents: Vec<String>,
+    /// The policy this change was judged by, when not the current one (the
+    /// policy in force when it landed, per the audit log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judged_by: Option<String>,
     /// Overall: exceptions if any rule found one; else compliant if any
     /// rule checked it; else grandfathered (or unprotected).
     pub status: Status,
@@ -448,6 +455,19 @@ pub fn parse_since(repo: &Repository, s: &str) -> Result<Since, EvidenceError> {
     })
 }
 
+/// The policies in force when changes landed (from the audit log): a
+/// change in `by_commit` is judged by `policies[i]`, every other change by
+/// the current policy.
+#[derive(Default)]
+pub struct LandedUnder {
+    /// Each policy and how to name it.
+    pub policies: Vec<(Policy, String)>,
+    /// Change -> index into `policies`.
+    pub by_commit: HashMap<Oid, usize>,
+    /// Where the mapping came from, for the report's header.
+    pub source: String,
+}
+
 /// Build the report for `refname` from the history, under `policy`, judged
 /// at `now`. `since`: see [`parse_since`]; `None` goes back to the root.
 ///
@@ -460,6 +480,7 @@ pub fn build(
     refname: &str,
     since: Option<&str>,
     now: Timestamp,
+    landed: Option<&LandedUnder>,
 ) -> Result<Evidence, EvidenceError> {
     let (target, resolved_from, tip) = resolve_ref(repo, refname)?;
     let since = since.map(|s| parse_since(repo, s)).transpose()?;
@@ -483,6 +504,9 @@ pub fn build(
     let chain: Vec<Oid> = walk.collect::<Result<_, _>>().map_err(git_err)?;
 
     let mut verifier = Verifier::new(repo, policy, now).for_history();
+    let mut earlier: Vec<Option<Verifier<'_>>> = landed
+        .map(|l| l.policies.iter().map(|_| None).collect())
+        .unwrap_or_default();
     let rules = verifier.rules_for(&target);
     let rule_labels: Vec<String> = rules.iter().map(|r| r.label()).collect();
     let baselines: Vec<Option<Oid>> = rules
@@ -506,11 +530,22 @@ pub fn build(
             String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into_owned();
         drop(commit);
         let old = parents.first().copied().unwrap_or(Oid::ZERO_SHA1);
-        let decision = verifier.decide(&[RefUpdate {
+        let update = [RefUpdate {
             old,
             new: id,
             refname: target.clone(),
-        }]);
+        }];
+        let under = landed.and_then(|l| {
+            let i = *l.by_commit.get(&id)?;
+            Some((i, l.policies.get(i)?))
+        });
+        let (decision, judged_by) = match under {
+            Some((i, (p, name))) => {
+                let v = earlier[i].get_or_insert_with(|| Verifier::new(repo, p, now).for_history());
+                (v.decide(&update), Some(name.clone()))
+            }
+            None => (verifier.decide(&update), None),
+        };
         let (signers, merges) = match decision.updates.into_iter().next() {
             Some(u) => (u.signers, u.merges),
             None => (Vec::new(), Vec::new()),
@@ -608,6 +643,7 @@ pub fn build(
             approvals,
             rules: outcomes,
             findings,
+            judged_by,
         });
     }
     let summary = summarize(&changes);
@@ -622,6 +658,14 @@ pub fn build(
         tip: tip.to_string(),
         since,
         rules: rule_labels,
+        judged_by: match landed {
+            Some(l) => format!(
+                "each change by the policy in force when it landed, per {} ({} change(s) mapped); others by the current policy",
+                l.source,
+                l.by_commit.len()
+            ),
+            None => "the current policy (no audit log: the policy in force when each change landed is not known)".into(),
+        },
         changes,
         summary,
         access_changes: Vec::new(),
@@ -1012,9 +1056,10 @@ fn md_header(o: &mut String, e: &Evidence) {
     let m = md_escape;
     o.push_str(&format!("# Compliance evidence: {}\n\n", m(&e.refname)));
     o.push_str(&format!(
-        "- Repository: {}\n- Policy: {}\n- Ref: {} (read from {}, tip `{}`)\n- Range: {}\n- Judged at: {}\n- Rules: {}\n\n",
+        "- Repository: {}\n- Policy: {}\n- Judged by: {}\n- Ref: {} (read from {}, tip `{}`)\n- Range: {}\n- Judged at: {}\n- Rules: {}\n\n",
         m(&e.repository),
         m(&e.policy),
+        m(&e.judged_by),
         m(&e.refname),
         m(&e.resolved_from),
         short(&e.tip),
@@ -1118,6 +1163,12 @@ fn md_changes(o: &mut String, e: &Evidence) {
             c.committed_at_utc
         ));
         o.push_str(&format!("- Commit: `{}`\n", c.commit));
+        if let Some(j) = &c.judged_by {
+            o.push_str(&format!(
+                "- Judged by: {} (in force when it landed)\n",
+                m(j)
+            ));
+        }
         match c.kind {
             Kind::Merge => {
                 o.push_str(&format!(
@@ -1283,6 +1334,7 @@ fn html_header(o: &mut String, e: &Evidence) {
     for (k, v) in [
         ("Repository", h(&e.repository)),
         ("Policy", h(&e.policy)),
+        ("Judged by", h(&e.judged_by)),
         (
             "Ref",
             format!(
@@ -1402,6 +1454,9 @@ fn html_changes(o: &mut String, e: &Evidence) {
         let mut row =
             |k: &str, v: String| o.push_str(&format!("<tr><th>{k}</th><td>{v}</td></tr>\n"));
         row("Status", status_span(c.status));
+        if let Some(j) = &c.judged_by {
+            row("Judged by", format!("{} (in force when it landed)", h(j)));
+        }
         row(
             "Kind",
             format!(
@@ -1559,6 +1614,7 @@ mod tests {
 
     fn change(id: &str, kind: Kind, status: Status) -> Change {
         Change {
+            judged_by: None,
             commit: id.into(),
             subject: format!("change {id}"),
             committed_at: 0,
@@ -1712,6 +1768,7 @@ mod tests {
         }];
         let summary = summarize(std::slice::from_ref(&c));
         let e = Evidence {
+            judged_by: "the current policy".into(),
             format: FORMAT,
             generated_at: 0,
             generated_at_utc: time::format(0),

@@ -727,3 +727,77 @@ fn governance_admin_commands_make_proposals() {
         "{text}"
     );
 }
+
+/// `report` judges each change by the policy in force when it landed (per
+/// the audit log), not by today's; without the log, by today's.
+#[test]
+fn governance_report_judges_by_the_policy_in_force_when_it_landed() {
+    let g = Gov::new();
+    // erin becomes a developer and lands a commit.
+    let p = g.propose("alice", "erin-dev", grant("developer", "erin"));
+    let b = g.approve("bob", "erin-dev", &[]);
+    let c = g.approve("carol", "erin-dev", &[]);
+    let l = g.landing("alice", &p, &[b, c]);
+    assert!(g.push_policy("alice", &l).success);
+    let granted = l.clone();
+    let erin = g.dir("erin").to_path_buf();
+    g.sb.git_ok_in(&erin, ["checkout", "-q", "-B", "main", "origin/main"]);
+    let e =
+        g.sb.commit_in(&erin, Some(&g.keys["erin"]), "e.txt", "erin's work");
+    let out = g.git("erin", &["push", "origin", "main"]);
+    assert!(out.success, "{out}");
+    // Then the role is taken away again.
+    let q = g.propose("alice", "erin-out", |t| {
+        t.replace(
+            "[people.erin]\nname = \"erin Example\"\nroles = [\"developer\"]",
+            "[people.erin]\nname = \"erin Example\"\nroles = []",
+        )
+    });
+    let b = g.approve("bob", "erin-out", &[]);
+    let c = g.approve("carol", "erin-out", &[]);
+    let l = g.landing("alice", &q, &[b, c]);
+    assert!(g.push_policy("alice", &l).success);
+
+    // On the server (its audit log): erin's change was compliant when it landed.
+    let server = g.sb.server.clone();
+    let out =
+        g.sb.countersign(&server, ["report", "--ref", "main", "--format", "json"]);
+    assert!(out.success, "{out}");
+    let json = squash(&out.stdout);
+    let at = json
+        .find(&format!("\"commit\":\"{e}\""))
+        .expect("erin's change");
+    let change = &json[at..];
+    assert!(
+        change.contains(&format!(
+            "\"judged_by\":\"refs/meta/countersign@{granted}\""
+        )),
+        "{}",
+        &change[..change.len().min(600)]
+    );
+    assert!(
+        change[..400].contains("\"status\":\"compliant\""),
+        "{change}"
+    );
+    // In a clone without the log: judged by today's policy, an exception.
+    g.fetch("dave");
+    let dave = g.dir("dave").to_path_buf();
+    g.sb.git_ok_in(&dave, ["checkout", "-q", "-B", "main", "origin/main"]);
+    let out = g.cs("dave", &["report", "--ref", "main", "--format", "json"]);
+    let json = squash(&out.stdout);
+    let at = json
+        .find(&format!("\"commit\":\"{e}\""))
+        .expect("erin's change");
+    assert!(json[at..].contains("signer-lacks-role"), "{out}");
+    // A log that does not verify is refused.
+    let log = g.sb.server.join("countersign/audit.log");
+    let text = fs::read_to_string(&log).unwrap();
+    fs::write(
+        &log,
+        text.replacen("\"verdict\":\"accepted\"", "\"verdict\":\"accepted \"", 1),
+    )
+    .unwrap();
+    let out = g.sb.countersign(&server, ["report", "--ref", "main"]);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("does not verify"), "{out}");
+}
