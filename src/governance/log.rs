@@ -67,7 +67,10 @@ pub fn history(
         approvers: Vec::new(),
         authorized: true,
         problems: Vec::new(),
-        diff: vec!["trust root: the policy everything after it is judged by".into()],
+        diff: vec![match repo.find_commit(start).map(|c| c.parent_count()) {
+            Ok(0) => "trust root: the policy everything after it is judged by".into(),
+            _ => "trust root RE-PINNED (break glass): the history before it is not part of the chain of trust".into(),
+        }],
     });
     let mut parent = start;
     for c in steps {

@@ -644,6 +644,12 @@ fn governance_unauthorized_ref_move_blocks_until_repin() {
     );
     let log = fs::read_to_string(g.sb.server.join("countersign/audit.log")).unwrap();
     assert!(log.contains("\"trust-root-repinned\""), "{log}");
+    let out = g.sb.countersign(&g.sb.server.clone(), ["policy", "log"]);
+    assert!(out.success, "{out}");
+    assert!(
+        out.stdout.contains("trust root RE-PINNED (break glass)"),
+        "{out}"
+    );
     g.root = g.sb.server_ref(PREF).unwrap();
 }
 
