@@ -507,7 +507,7 @@ fn describe_policy(p: &countersign::policy::Policy, path: &std::path::Path) -> E
             let needs: Vec<String> = m
                 .approvals
                 .iter()
-                .map(|a| format!("{} x {}", a.count, a.role))
+                .map(ToString::to_string)
                 .collect();
             what.push(format!(
                 "changes land as merges signed by [{}] with approvals [{}]{}",
@@ -534,7 +534,7 @@ fn describe_policy(p: &countersign::policy::Policy, path: &std::path::Path) -> E
         let needs: Vec<String> = c
             .approvals
             .iter()
-            .map(|a| format!("{} x {}", a.count, a.role))
+            .map(ToString::to_string)
             .collect();
         println!(
                     "  [policy-changes] (policy ref mode): changes signed by [{}] with approvals [{}] from other people",
@@ -849,7 +849,7 @@ fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
                 let needs: Vec<String> = m
                     .approvals
                     .iter()
-                    .map(|a| format!("{} x {}", a.count, a.role))
+                    .map(ToString::to_string)
                     .collect();
                 println!(
                     "  {} needs: approvals [{}]; merge signed by [{}]",

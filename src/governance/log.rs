@@ -200,7 +200,7 @@ fn summary(p: &Policy) -> BTreeSet<String> {
         let a: Vec<String> = c
             .approvals
             .iter()
-            .map(|r| format!("{} × {}", r.count, r.role))
+            .map(ToString::to_string)
             .collect();
         out.insert(format!(
             "[policy-changes] signed by [{}], approved by {}",

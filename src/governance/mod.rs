@@ -329,7 +329,7 @@ pub fn quorum_problem(policy: &Policy, now: Timestamp) -> Option<String> {
     let wants: Vec<String> = changes
         .approvals
         .iter()
-        .map(|r| format!("{} × {}", r.count, r.role))
+        .map(ToString::to_string)
         .collect();
     Some(format!(
         "it leaves no quorum for the next change: [policy-changes] needs a signer holding {} and approvals of {} from other people, but only {} of its people have a usable key ({} of them may sign)",

@@ -93,6 +93,13 @@ pub struct ApprovalRequirement {
     pub count: usize,
 }
 
+impl fmt::Display for ApprovalRequirement {
+    /// `2 x reviewer`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} x {}", self.count, self.role)
+    }
+}
+
 impl Rule {
     /// Does this rule protect `refname`?
     pub fn matches(&self, refname: &str) -> bool {
