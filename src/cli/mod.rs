@@ -504,11 +504,7 @@ fn describe_policy(p: &countersign::policy::Policy, path: &std::path::Path) -> E
             ));
         }
         if let Some(m) = &r.merge {
-            let needs: Vec<String> = m
-                .approvals
-                .iter()
-                .map(ToString::to_string)
-                .collect();
+            let needs: Vec<String> = m.approvals.iter().map(ToString::to_string).collect();
             what.push(format!(
                 "changes land as merges signed by [{}] with approvals [{}]{}",
                 m.signers.join(", "),
@@ -531,11 +527,7 @@ fn describe_policy(p: &countersign::policy::Policy, path: &std::path::Path) -> E
         println!("  {}: {}", r.label(), what.join("; "));
     }
     if let Some(c) = &p.policy_changes {
-        let needs: Vec<String> = c
-            .approvals
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let needs: Vec<String> = c.approvals.iter().map(ToString::to_string).collect();
         println!(
                     "  [policy-changes] (policy ref mode): changes signed by [{}] with approvals [{}] from other people",
                     c.signers.join(", "),
@@ -846,11 +838,7 @@ fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
         }
         for r in &rules {
             if let Some(m) = &r.merge {
-                let needs: Vec<String> = m
-                    .approvals
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
+                let needs: Vec<String> = m.approvals.iter().map(ToString::to_string).collect();
                 println!(
                     "  {} needs: approvals [{}]; merge signed by [{}]",
                     r.label(),

@@ -273,7 +273,10 @@ pub fn edit(dir: Option<PathBuf>) -> Exit {
                 return fail(&f.message, &f.help);
             }
         }
-        Ok(None) => {}
+        Ok(None) => print_error(
+            "warning: no trust root is pinned here: the policy ref is not verified",
+            Some("pin the server's root: `countersign policy pin <commit>`"),
+        ),
         Err(f) => return fail(&f.message, &f.help),
     }
     let dir = dir.unwrap_or_else(|| default_dir(&repo));
@@ -464,7 +467,35 @@ pub fn apply(name: &str, push: Option<&str>) -> Exit {
             Ok(i) => i,
             Err(f) => return fail(&f.message, &f.help),
         };
-    let (tree_hex, base_hex) = (p.tree_id().to_string(), base.to_string());
+    // Only lines that parse and bind this exact result (repository, the
+    // policy ref, this parent and tree), once each: junk in the shared
+    // notes must not block the change.
+    let tree_id = p.tree_id();
+    let mut trailers: Vec<String> = trailers
+        .into_iter()
+        .filter(|line| {
+            line.split_once(':')
+                .and_then(|(_, v)| countersign::signing::approval::Approval::parse(v.trim()).ok())
+                .is_some_and(|a| {
+                    a.statement.repository == in_force.policy.repository_id
+                        && a.statement.refname == POLICY_REF
+                        && a.statement.binding
+                            == countersign::signing::approval::Binding::Result {
+                                parents: vec![base],
+                                tree: tree_id,
+                            }
+                })
+        })
+        .collect();
+    let mut unique = std::collections::HashSet::new();
+    trailers.retain(|l| unique.insert(l.clone()));
+    if trailers.is_empty() {
+        return fail(
+            "no approval in the proposal's notes binds this exact change",
+            &format!("approvers run `countersign approve {refname} --ref {POLICY_REF} --result --push origin`"),
+        );
+    }
+    let (tree_hex, base_hex) = (tree_id.to_string(), base.to_string());
     let land = |lines: &[String]| -> Result<(String, engine::Decision), Exit> {
         let mut message = format!("{body}\n\n");
         for t in lines {
@@ -508,7 +539,6 @@ pub fn apply(name: &str, push: Option<&str>) -> Exit {
                 .cloned()
         })
         .collect();
-    let mut trailers = trailers;
     if !decision.accepted() && !eligible.is_empty() && eligible.len() < trailers.len() {
         match land(&eligible) {
             Ok((l, d)) => {
@@ -569,6 +599,12 @@ pub fn log(json: bool) -> Exit {
         Ok(r) => r,
         Err(f) => return fail(&f.message, &f.help),
     };
+    if root.is_none() {
+        print_error(
+            "warning: no trust root is pinned here: this history is checked step by step, but not against a root you chose",
+            Some("pin the server's root: `countersign policy pin <commit>` (the server's countersign.policyRoot)"),
+        );
+    }
     match governance::log::history(&repo, root, time::now()) {
         Ok((tip, changes)) => {
             if json {

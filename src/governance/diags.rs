@@ -7,7 +7,7 @@ use crate::finding::{Code, Finding};
 use crate::governance::{label, POLICY_REF, ROOT_CONFIG_KEY};
 use crate::policy::PolicyError;
 
-const BREAK_GLASS: &str = "the host operator must put the policy ref back to its last authorized commit, or re-pin with a reviewed policy (`countersign policy migrate --repin`; README, Break glass)";
+const BREAK_GLASS: &str = "the host operator must put the policy ref back to its last authorized commit; if the history is genuine (e.g. restored from a backup), review it with `countersign policy log` and re-verify it with `countersign policy pin <root>`; else re-pin a reviewed policy (`countersign policy migrate --repin`; README, Break glass)";
 
 pub(crate) fn bad_root(value: &str) -> Finding {
     Finding::new(

@@ -197,11 +197,7 @@ fn summary(p: &Policy) -> BTreeSet<String> {
         ));
     }
     if let Some(c) = &p.policy_changes {
-        let a: Vec<String> = c
-            .approvals
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let a: Vec<String> = c.approvals.iter().map(ToString::to_string).collect();
         out.insert(format!(
             "[policy-changes] signed by [{}], approved by {}",
             c.signers.join(", "),

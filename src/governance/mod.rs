@@ -192,10 +192,10 @@ impl<'r> TreeFiles<'r> {
             || parts.len() > MAX_PATH_DEPTH
             || parts
                 .iter()
-                .any(|p| p.is_empty() || *p == "." || *p == "..")
+                .any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains(['\\', ':']))
         {
             return Err(format!(
-                "`{}` is not a plain relative path inside the policy tree",
+                "`{}` is not a plain relative path inside the policy tree (`/` separated; no `.`, `..`, `\\` or `:`)",
                 crate::sanitize::escape(rel)
             ));
         }
@@ -326,11 +326,7 @@ pub fn quorum_problem(policy: &Policy, now: Timestamp) -> Option<String> {
             return None;
         }
     }
-    let wants: Vec<String> = changes
-        .approvals
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let wants: Vec<String> = changes.approvals.iter().map(ToString::to_string).collect();
     Some(format!(
         "it leaves no quorum for the next change: [policy-changes] needs a signer holding {} and approvals of {} from other people, but only {} of its people have a usable key ({} of them may sign)",
         changes.signers.join(" or "),
@@ -408,9 +404,11 @@ pub(crate) enum When {
     /// Pushed now: every date at `now` (retired keys may not sign).
     Push(Timestamp),
     /// Already in the history (a chain verified after the fact, `policy
-    /// log`): expiry, retirement and the quorum at the commit's own time
-    /// (its committer time, never later than `now`); revocation, which
-    /// withdraws old signatures too, at `now`.
+    /// log`): every date and the quorum at the commit's own time, its
+    /// committer time held between its parent's and `now` (a step accepted
+    /// once must not break the chain later because a key expired or was
+    /// revoked since; the hook remembers what it accepted, so this applies
+    /// only where that record is missing).
     History(Timestamp),
 }
 
@@ -438,13 +436,15 @@ pub(crate) fn judge_step(
             vec![diags::no_changes_table(parent).at_ref(POLICY_REF)],
         );
     };
-    let (at, now) = match when {
-        When::Push(now) => (now, now),
+    let at = match when {
+        When::Push(now) => now,
+        // The commit's claimed time, never before its parent's (a step is
+        // judged no earlier than the policy it changes) nor after now.
         When::History(now) => {
-            let t = repo
-                .find_commit(commit)
-                .map_or(now, |c| c.committer().when().seconds());
-            (t.min(now), now)
+            let time = |id: Oid| repo.find_commit(id).map(|c| c.committer().when().seconds());
+            let t = time(commit).unwrap_or(now);
+            let floor = time(parent).unwrap_or(t);
+            t.max(floor).min(now)
         }
     };
     if let Ok(c) = repo.find_commit(commit) {
@@ -465,15 +465,6 @@ pub(crate) fn judge_step(
     let mut decision = Verifier::new(repo, &judged, at)
         .started_at(started)
         .decide(&update);
-    if at != now {
-        let revoked = Verifier::new(repo, &judged, now)
-            .started_at(started)
-            .decide(&update)
-            .findings
-            .into_iter()
-            .filter(|f| f.code == Code::KeyRevoked);
-        decision.findings.extend(revoked);
-    }
     let outcome = decision.updates.pop();
     if !decision.findings.is_empty() {
         return fail(
@@ -514,31 +505,64 @@ pub fn named_files(policy: &Policy) -> BTreeSet<String> {
 }
 
 /// A policy tree holds exactly the files its policy names (regular files,
-/// no links, no submodules, nothing else): it is written out to admins'
-/// disks by `policy edit`, so it must not smuggle anything in.
+/// no links, no submodules, nothing else), each tree in git's canonical
+/// form: UTF-8 names, sorted, no name twice and no two names that differ
+/// only in case. It is written out to admins' disks by `policy edit` and
+/// read by git and libgit2 alike, so both must see the same files.
 fn only_named_files(repo: &Repository, commit: Oid, policy: &Policy) -> Result<(), String> {
     let named = named_files(policy);
-    let tree = repo
+    let root = repo
         .find_commit(commit)
-        .and_then(|c| c.tree())
-        .map_err(|e| e.message().to_string())?;
+        .map_err(|e| e.message().to_string())?
+        .tree_id();
+    let odb = repo.odb().map_err(|e| e.message().to_string())?;
     let mut stray = Vec::new();
-    let mut seen = 0usize;
-    let mut stack = vec![(String::new(), tree)];
-    while let Some((prefix, t)) = stack.pop() {
+    let mut count = 0usize;
+    let mut stack = vec![(String::new(), root, 0usize)];
+    while let Some((prefix, id, depth)) = stack.pop() {
+        let (size, _) = odb.read_header(id).map_err(|e| e.message().to_string())?;
+        if size > MAX_FILE_BYTES {
+            return Err(format!(
+                "a tree of {size} bytes is larger than a policy tree may be"
+            ));
+        }
+        let t = repo.find_tree(id).map_err(|e| e.message().to_string())?;
+        let mut previous: Option<Vec<u8>> = None;
+        let mut folded = BTreeSet::new();
         for entry in t.iter() {
-            seen += 1;
-            if seen > MAX_TREE_ENTRIES {
+            count += 1;
+            if count > MAX_TREE_ENTRIES {
                 return Err("it holds far more entries than the policy names".into());
             }
-            let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
+            let Ok(name) = std::str::from_utf8(entry.name_bytes()) else {
+                return Err(format!(
+                    "a name in `{}` is not UTF-8",
+                    crate::sanitize::escape(&prefix)
+                ));
+            };
+            let is_tree = entry.filemode() == 0o040000;
+            // git orders entries by name, a tree's name as if it ended in `/`.
+            let mut key = name.as_bytes().to_vec();
+            if is_tree {
+                key.push(b'/');
+            }
+            if previous.as_ref().is_some_and(|p| *p >= key) {
+                return Err(format!(
+                    "`{}` is out of order or repeated in its tree: git and libgit2 could read different files",
+                    crate::sanitize::escape(&format!("{prefix}{name}"))
+                ));
+            }
+            previous = Some(key);
+            if !folded.insert(name.to_lowercase()) {
+                return Err(format!(
+                    "`{}` differs from another name only in case",
+                    crate::sanitize::escape(&format!("{prefix}{name}"))
+                ));
+            }
             let path = format!("{prefix}{name}");
             match entry.filemode() {
-                0o040000 if prefix.matches('/').count() < MAX_PATH_DEPTH => {
-                    let sub = repo
-                        .find_tree(entry.id())
-                        .map_err(|e| e.message().to_string())?;
-                    stack.push((format!("{path}/"), sub));
+                0o040000 if depth < MAX_PATH_DEPTH => {
+                    stack.push((format!("{path}/"), entry.id(), depth + 1));
                 }
                 0o100644 | 0o100755 if named.contains(&path) => {}
                 _ => stray.push(path),
@@ -616,17 +640,19 @@ fn trusted(repo: &Repository, root: Oid) -> Trust {
 /// Record `tip` as verified from `root` (best effort: without the file the
 /// chain is verified again on the next push); with `seen`, also as the
 /// ref's value observed (the new high-water mark).
-pub fn remember(repo: &Repository, root: Oid, tip: Oid) {
-    record_trust(repo, root, tip, false);
+pub fn remember(repo: &Repository, root: Oid, tips: &[Oid]) {
+    record_trust(repo, root, tips, false);
 }
 
-fn record_trust(repo: &Repository, root: Oid, tip: Oid, seen: bool) {
+fn record_trust(repo: &Repository, root: Oid, tips: &[Oid], seen: bool) {
     let mut trust = trusted(repo, root);
     if seen {
-        trust.seen = Some(tip);
+        trust.seen = tips.last().copied();
     }
-    if !trust.tips.contains(&tip) {
-        trust.tips.push(tip);
+    for tip in tips {
+        if !trust.tips.contains(tip) {
+            trust.tips.push(*tip);
+        }
     }
     let skip = trust.tips.len().saturating_sub(MAX_TRUSTED);
     let mut out = format!("{TRUST_HEADER}\nroot {root}\n");
@@ -664,6 +690,34 @@ pub fn in_force(
     root: Oid,
     now: Timestamp,
     started: Instant,
+) -> Result<InForce, Finding> {
+    in_force_with(repo, root, started, When::History(now))
+}
+
+/// [`in_force`] for the hook: a policy commit the hook has no record of
+/// accepting (the ref was moved around it, or its trust file was lost) is
+/// judged as if pushed now, never by its claimed time. After a restore the
+/// operator reviews the history (`policy log`) and re-verifies it with
+/// `countersign policy pin <root>`, which judges it as history and records
+/// the result.
+///
+/// # Errors
+///
+/// As for [`in_force`].
+pub fn in_force_for_hook(
+    repo: &Repository,
+    root: Oid,
+    now: Timestamp,
+    started: Instant,
+) -> Result<InForce, Finding> {
+    in_force_with(repo, root, started, When::Push(now))
+}
+
+fn in_force_with(
+    repo: &Repository,
+    root: Oid,
+    started: Instant,
+    unknown: When,
 ) -> Result<InForce, Finding> {
     let tip = match repo.refname_to_id(POLICY_REF) {
         Ok(t) => t,
@@ -704,7 +758,7 @@ pub fn in_force(
                 },
             }
         } else {
-            judge_step(repo, policy, parent, *c, When::History(now), started)
+            judge_step(repo, policy, parent, *c, unknown, started)
         };
         match step.next {
             Some(next) if step.findings.is_empty() => policy = next,
@@ -728,7 +782,7 @@ pub fn in_force(
         parent = *c;
     }
     if trust.seen != Some(tip) {
-        record_trust(repo, root, tip, true);
+        record_trust(repo, root, &[tip], true);
     }
     Ok(InForce {
         policy,
@@ -934,6 +988,15 @@ fn judge_update(
     (outcome, Vec::new())
 }
 
+/// The policy commits an update from `old` to `new` brings, oldest first
+/// (empty when it is not a plain chain): remembered as verified once the
+/// hook accepts the push, so none is judged again later.
+pub fn brought(repo: &Repository, old: Oid, new: Oid) -> Vec<Oid> {
+    chain(repo, new, &|c| c == old, MAX_STEPS_PER_PUSH)
+        .map(|(_, steps)| steps)
+        .unwrap_or_default()
+}
+
 /// Judge moving the policy ref from its verified value `tip` to `new`, as
 /// the hook would (used by `policy apply` before pushing).
 pub fn check_change(repo: &Repository, in_force: &InForce, new: Oid, now: Timestamp) -> Decision {
@@ -1082,10 +1145,10 @@ approvals = [{{ role = "admin", count = {approvals} }}]
         let root = commit_with(&repo, &[("countersign.toml", b"a", 0o100644)]);
         let other = commit_with(&repo, &[("countersign.toml", b"b", 0o100644)]);
         assert!(trusted(&repo, root).tips.is_empty());
-        remember(&repo, root, other);
+        remember(&repo, root, &[other]);
         assert!(trusted(&repo, root).tips.contains(&other));
         assert_eq!(trusted(&repo, root).seen, None);
-        record_trust(&repo, root, other, true);
+        record_trust(&repo, root, &[other], true);
         assert_eq!(trusted(&repo, root).seen, Some(other));
         // Another root does not inherit it.
         assert!(trusted(&repo, other).tips.is_empty());
@@ -1094,7 +1157,7 @@ approvals = [{{ role = "admin", count = {approvals} }}]
                 &repo,
                 &[("countersign.toml", format!("{i}").as_bytes(), 0o100644)],
             );
-            remember(&repo, root, c);
+            remember(&repo, root, &[c]);
         }
         assert_eq!(trusted(&repo, root).tips.len(), MAX_TRUSTED);
         assert_eq!(trusted(&repo, root).seen, Some(other), "the mark survives");

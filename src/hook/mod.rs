@@ -278,7 +278,8 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
         if let Some((root, _)) = in_force.chain {
             for u in &updates {
                 if u.refname == governance::POLICY_REF && !u.new.is_zero() {
-                    governance::remember(&repo, root, u.new);
+                    let steps = governance::brought(&repo, u.old, u.new);
+                    governance::remember(&repo, root, &steps);
                 }
             }
         }
@@ -298,7 +299,7 @@ pub fn policy_in_force(
     started: Instant,
 ) -> Result<InForce, Finding> {
     if let Some(root) = governance::pinned_root(repo)? {
-        return governance::in_force(repo, root, now, started);
+        return governance::in_force_for_hook(repo, root, now, started);
     }
     let path = locate_policy(None, Some(repo))
         .map_err(|e| Finding::from(&e))?

@@ -103,11 +103,20 @@ fn gov_attack_expired_key_in_history_stays_valid() {
     let out = g.cs("bob", &["policy", "pin", &g.root]);
     assert!(out.success, "{out}");
 
-    // The server after losing its trust file.
+    // The server after losing its trust file: the hook has no record of
+    // the change and refuses to judge it by its claimed time; the operator
+    // reviews and re-verifies the history with `policy pin`.
     fs::remove_file(g.sb.server.join("countersign/policy-trust")).unwrap();
     let dave = g.dir("dave").to_path_buf();
     g.sb.git_ok_in(&dave, ["checkout", "-q", "-B", "main", "origin/main"]);
     g.sb.commit_in(&dave, Some(&g.keys["dave"]), "d2.txt", "dave 2");
+    let out = g.git("dave", &["push", "origin", "main"]);
+    assert_rejected_with(&out, "policy-ref-broken");
+    assert!(out.stderr.contains("policy pin"), "{out}");
+    let server = g.sb.server.clone();
+    let out =
+        g.sb.countersign(&server, ["policy", "pin", g.root.as_str()]);
+    assert!(out.success, "{out}");
     let out = g.git("dave", &["push", "origin", "main"]);
     assert!(
         out.success && out.stderr.contains("countersign: accepted"),

@@ -18,6 +18,7 @@ mod audit;
 mod audit_disk;
 mod golden;
 mod gov_attack;
+mod gov_attack2;
 mod governance;
 mod hardening;
 mod install;
