@@ -833,24 +833,81 @@ impl<'a> Verifier<'a> {
 
     /// Verify the signatures of `ids` (objects of `kind`) not yet cached,
     /// on every core, and cache the results: what [`Self::check_object`]
-    /// would compute for each, in any order. Objects are read and split
-    /// here, in this thread; only the signature checks run in parallel.
+    /// would compute for each. This thread reads and splits the objects
+    /// (libgit2's repository is not shared between threads) and hands
+    /// each signature to a pool of verifying threads as soon as it is
+    /// read, then verifies what is left itself.
     pub(crate) fn prefetch(&mut self, ids: &[Oid], kind: ObjectType) {
-        let mut jobs = Vec::new();
-        for &id in ids {
-            if self.cache.contains_key(&id) {
-                continue;
+        let threads = std::thread::available_parallelism()
+            .map(std::num::NonZeroUsize::get)
+            .unwrap_or(1)
+            .min(MAX_THREADS);
+        if threads < 2 || ids.len() < PARALLEL_MIN {
+            for &id in ids {
+                self.check_object(id, kind);
             }
-            match self.prepare(id, kind) {
-                Prepared::Done(c) => {
-                    self.cache.insert(id, c);
-                }
-                Prepared::Verify(job) => jobs.push((id, job)),
-            }
+            return;
         }
-        let results = verify_all(&self.policy.keyring, &jobs, self.now);
-        for ((id, job), result) in jobs.into_iter().zip(results) {
-            let checked = self.finish(job, result);
+        let policy: &'a Policy = self.policy;
+        let now = self.now;
+        let verify = |job: &Job| {
+            signature::verify(
+                &policy.keyring,
+                &job.signature,
+                &job.payload,
+                GIT_NAMESPACE,
+                now,
+            )
+        };
+        type Done = (Oid, Job, Result<signature::Verified, signature::SigError>);
+        let (to_pool, jobs) = std::sync::mpsc::channel::<(Oid, Job)>();
+        let jobs = std::sync::Mutex::new(jobs);
+        let next = || match jobs.lock() {
+            Ok(rx) => rx.recv().ok(),
+            Err(p) => p.into_inner().recv().ok(),
+        };
+        let work = || {
+            let mut out = Vec::new();
+            while let Some((id, job)) = next() {
+                let r = verify(&job);
+                out.push((id, job, r));
+            }
+            out
+        };
+        let done: Vec<Done> = std::thread::scope(|scope| {
+            let pool: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            for &id in ids {
+                if self.cache.contains_key(&id) {
+                    continue;
+                }
+                match self.prepare(id, kind) {
+                    Prepared::Done(c) => {
+                        self.cache.insert(id, c);
+                    }
+                    Prepared::Verify(job) => {
+                        // The pool only stops once `to_pool` is dropped.
+                        if let Err(std::sync::mpsc::SendError((id, job))) = to_pool.send((id, job))
+                        {
+                            let r = verify(&job);
+                            self.cache.insert(id, self.finish(job, r));
+                        }
+                    }
+                }
+            }
+            drop(to_pool);
+            let mut done = work();
+            for h in pool {
+                match h.join() {
+                    Ok(part) => done.extend(part),
+                    // A panic in a worker is a panic here, as it would
+                    // have been without threads.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            done
+        });
+        for (id, job, r) in done {
+            let checked = self.finish(job, r);
             self.cache.insert(id, checked);
         }
     }
@@ -1189,42 +1246,6 @@ const MAX_BATCH: usize = 1024;
 
 /// Fewer signatures than this are checked in the calling thread.
 const PARALLEL_MIN: usize = 16;
-
-/// Check every job's signature, on up to `available_parallelism` threads
-/// (each takes a contiguous share); the results are in the jobs' order.
-fn verify_all(
-    keyring: &crate::policy::keys::Keyring,
-    jobs: &[(Oid, Job)],
-    now: Timestamp,
-) -> Vec<Result<signature::Verified, signature::SigError>> {
-    let one =
-        |job: &Job| signature::verify(keyring, &job.signature, &job.payload, GIT_NAMESPACE, now);
-    let threads = std::thread::available_parallelism()
-        .map(std::num::NonZeroUsize::get)
-        .unwrap_or(1)
-        .min(MAX_THREADS);
-    if threads < 2 || jobs.len() < PARALLEL_MIN {
-        return jobs.iter().map(|(_, j)| one(j)).collect();
-    }
-    let share = jobs.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut chunks = jobs.chunks(share);
-        let mine = chunks.next().unwrap_or_default();
-        let handles: Vec<_> = chunks
-            .map(|chunk| scope.spawn(move || chunk.iter().map(|(_, j)| one(j)).collect::<Vec<_>>()))
-            .collect();
-        let mut out: Vec<_> = mine.iter().map(|(_, j)| one(j)).collect();
-        for h in handles {
-            match h.join() {
-                Ok(part) => out.extend(part),
-                // A panic in a worker is a panic here, as it would have
-                // been without threads.
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
-}
 
 /// Most threads used to verify signatures.
 const MAX_THREADS: usize = 16;
