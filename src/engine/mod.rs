@@ -1297,3 +1297,42 @@ fn committer_time(raw: &[u8], format: object::HashFormat) -> Option<Timestamp> {
     ident(line.strip_prefix(b"author ")?)?;
     ident(lines.next()?.strip_prefix(b"committer ")?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `committer_time` gives libgit2's committer time, or `None` (then
+    /// libgit2 is asked): never a different answer.
+    #[test]
+    fn committer_time_agrees_with_libgit2() {
+        let dir = std::env::temp_dir().join(format!("cs-engine-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let repo = Repository::init_bare(&dir).unwrap();
+        let odb = repo.odb().unwrap();
+        let tree = odb.write(ObjectType::Tree, b"").unwrap();
+        let parent = format!("parent {tree}\n");
+        let cases: Vec<(String, Option<i64>)> = vec![
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\ncommitter C <c@x> 1700000000 +0100\n\nm\n"), Some(1_700_000_000)),
+            (format!("tree {tree}\n{parent}{parent}author A <a@x> 5 -0700\ncommitter C <c@x> 42 -0700\ngpgsig x\n y\n\nm\n"), Some(42)),
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\ncommitter C <c@x>  7 +0000\n\nm\n"), None),
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\ncommitter C <c@x> -7 +0000\n\nm\n"), None),
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\ncommitter C <c@x> 7\n\nm\n"), None),
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\ncommitter C c@x> 7 +0000\n\nm\n"), None),
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\nauthor B <b@x> 1 +0000\ncommitter C <c@x> 7 +0000\n\nm\n"), None),
+            (format!("tree {}\nauthor A <a@x> 1 +0000\ncommitter C <c@x> 7 +0000\n\nm\n", tree.to_string().to_uppercase()), None),
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\ncommitter C <c@x> 99999999999999999999 +0000\n\nm\n"), None),
+            (format!("tree {tree}\nauthor A a@x 1 +0000\ncommitter C <c@x> 7 +0000\n\nm\n"), None),
+        ];
+        for (raw, want) in cases {
+            let got = committer_time(raw.as_bytes(), object::HashFormat::Sha1);
+            assert_eq!(got, want, "{raw}");
+            if let Some(t) = got {
+                let id = odb.write(ObjectType::Commit, raw.as_bytes()).unwrap();
+                let c = repo.find_commit(id).unwrap();
+                assert_eq!(c.committer().when().seconds(), t, "{raw}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
