@@ -838,11 +838,14 @@ impl<'a> Verifier<'a> {
     /// each signature to a pool of verifying threads as soon as it is
     /// read, then verifies what is left itself.
     pub(crate) fn prefetch(&mut self, ids: &[Oid], kind: ObjectType) {
-        let threads = std::thread::available_parallelism()
-            .map(std::num::NonZeroUsize::get)
-            .unwrap_or(1)
-            .min(MAX_THREADS);
-        if threads < 2 || ids.len() < PARALLEL_MIN {
+        // Few objects (a change of a report, a small push) are not worth a
+        // thread; the count of CPUs is only asked for when it matters.
+        let threads = if ids.len() < PARALLEL_MIN {
+            1
+        } else {
+            verify_threads()
+        };
+        if threads < 2 {
             for &id in ids {
                 self.check_object(id, kind);
             }
@@ -1249,6 +1252,19 @@ const PARALLEL_MIN: usize = 16;
 
 /// Most threads used to verify signatures.
 const MAX_THREADS: usize = 16;
+
+/// Threads to verify signatures on: the CPUs this process may use, at
+/// most [`MAX_THREADS`]. Asked once per process: std reads the cgroup
+/// files each time (a third of `report`'s time when asked per change).
+fn verify_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(std::num::NonZeroUsize::get)
+            .unwrap_or(1)
+            .min(MAX_THREADS)
+    })
+}
 
 /// The committer time of a raw commit, when its headers have exactly the
 /// shape libgit2 parses (a `tree` line, `parent` lines, then `author` and
