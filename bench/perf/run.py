@@ -17,7 +17,9 @@ and prints a table and JSON. On `merges` histories it also times
 report's generation time aside); a difference is printed as an error.
 
 --with-1m adds 1,000,000 commits (SSH ed25519 only). --backtrace repeats the
-verify runs with RUST_BACKTRACE=1 in the environment. Needs git, ssh-keygen
+verify runs with RUST_BACKTRACE=1 in the environment. --hook also times
+`countersign hook pre-receive` deciding the creation of main with the whole
+history (histories up to --hook-max commits). Needs git, ssh-keygen
 and gpg; builds the release binary and the generator unless --no-build.
 Timing belongs here, never in tests.
 """
@@ -51,11 +53,15 @@ def sh(args, cwd=None, env=None, check=True, capture=True, stdin=None):
     return p
 
 
-def timed_rss(args, cwd, env, out_path):
+def timed_rss(args, cwd, env, out_path, stdin=None):
     """Run args with stdout+stderr to a file; (seconds, maxrss MB, code)."""
     with open(out_path, "wb") as f:
         t0 = time.monotonic()
-        p = subprocess.Popen(args, cwd=cwd, env=env, stdout=f, stderr=f)
+        p = subprocess.Popen(args, cwd=cwd, env=env, stdout=f, stderr=f,
+                             stdin=subprocess.PIPE if stdin else None)
+        if stdin:
+            p.stdin.write(stdin)
+            p.stdin.close()
         _, status, ru = os.wait4(p.pid, 0)
         t1 = time.monotonic()
         p.returncode = os.waitstatus_to_exitcode(status)
@@ -228,14 +234,30 @@ def normalized(path):
 def measure(d, n, label, binary, what, runs, env, results, digests):
     repo = os.path.join(d, "repo")
     policy = os.path.join(d, "policy.toml")
+    stdin = None
     if what == "report":
         args = [binary, "report", "--ref", "main", "--format", "json", "--policy", policy]
+    elif what == "hook":
+        # The hook deciding the creation of main with the whole history,
+        # as for a push of n new commits: a bare repository without refs
+        # that borrows the history's objects (objects/info/alternates,
+        # as git's quarantine does), the policy in its countersign.policy.
+        bare = os.path.join(d, "hook.git")
+        if not os.path.exists(bare):
+            sh(["git", "init", "-q", "--bare", bare], env=env)
+            with open(os.path.join(bare, "objects", "info", "alternates"), "w") as f:
+                f.write(os.path.join(repo, ".git", "objects") + "\n")
+            sh(["git", "config", "countersign.policy", policy], cwd=bare, env=env)
+        tip = sh(["git", "rev-parse", "main"], cwd=repo, env=env).stdout.decode().strip()
+        stdin = f"{'0' * len(tip)} {tip} {REF}\n".encode()
+        args = [binary, "hook", "pre-receive"]
+        env = dict(env, GIT_DIR=bare)
     else:
         args = [binary, "verify", "main", "--ref", REF, "--policy", policy]
     times, rss = [], []
     out_path = os.path.join(d, f"out-{what}-{label}.txt")
     for _ in range(runs):
-        s, m, code = timed_rss(args, repo, env, out_path)
+        s, m, code = timed_rss(args, repo, env, out_path, stdin)
         if code != 0:
             with open(out_path, errors="replace") as f:
                 sys.exit(f"{label} {what} failed ({code}) on {d}:\n{f.read()[:2000]}")
@@ -243,7 +265,9 @@ def measure(d, n, label, binary, what, runs, env, results, digests):
         rss.append(m)
     key = (d, what)
     digest = normalized(out_path)
-    if key in digests and digests[key][1] != digest:
+    if what == "hook":
+        pass  # its text names the audit record, which differs per run
+    elif key in digests and digests[key][1] != digest:
         print(f"ERROR: {what} output of {label} differs from {digests[key][0]} on {d}",
               file=sys.stderr)
         results["mismatches"].append({"history": d, "what": what, "bins": [digests[key][0], label]})
@@ -270,6 +294,10 @@ def main():
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--backtrace", action="store_true")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--hook", action="store_true",
+                    help="also time `hook pre-receive` deciding the whole history as one push")
+    ap.add_argument("--hook-max", type=int, default=10000,
+                    help="largest history pushed to the hook (its `commits` limit is 20000)")
     a = ap.parse_args()
 
     if not a.no_build:
@@ -292,7 +320,8 @@ def main():
         if kind == "ssh-ed25519" and a.with_1m:
             cases.append((kind, 1_000_000))
 
-    results = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
+    results = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname()),
+                           "loadavg_start": os.getloadavg()},
                "rows": [], "mismatches": []}
     digests = {}
     for kind, n in cases:
@@ -305,6 +334,8 @@ def main():
             gen_s = float(f.read())
         for label, binary in bins:
             whats = ["verify"] + (["report"] if kind == "merges" else [])
+            if a.hook and kind != "merges" and n <= a.hook_max:
+                whats.append("hook")
             for what in whats:
                 envs = [("", env)]
                 if a.backtrace and what == "verify":
@@ -319,6 +350,10 @@ def main():
                              generate_s=gen_s)
                     results["rows"].append(r)
 
+    results["machine"]["loadavg_end"] = os.getloadavg()
+    print()
+    print(f"load average at start {results['machine']['loadavg_start'][0]:.2f}, "
+          f"at end {results['machine']['loadavg_end'][0]:.2f} ({os.cpu_count()} CPUs)")
     print()
     print("| history | commits | binary | command | time (median) | commits/s | max RSS "
           "| git verify-commit loop | ratio |")
