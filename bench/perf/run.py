@@ -10,9 +10,10 @@ For each kind and size it makes a history with examples/gen_history.rs
 (kept in --work and reused by later runs), checks it with git itself (the
 newest commit re-made by `git commit-tree -S` must have the same id for SSH
 kinds; `git verify-commit` must accept a sample of commits), then times
-`countersign verify` with each --bin (median of --runs; max RSS of the
-child from wait4) and a `git verify-commit` loop over a sample of commits,
-and prints a table and JSON. On `merges` histories it also times
+`countersign verify` with each --bin (median of --runs, the binaries'
+runs interleaved; CPU time and max RSS of the child from wait4) and a
+`git verify-commit` loop over a sample of commits, and prints a table and
+JSON. On `merges` histories it also times
 `countersign report`. The outputs of every --bin must be identical (the
 report's generation time aside); a difference is printed as an error.
 
@@ -54,7 +55,7 @@ def sh(args, cwd=None, env=None, check=True, capture=True, stdin=None):
 
 
 def timed_rss(args, cwd, env, out_path, stdin=None):
-    """Run args with stdout+stderr to a file; (seconds, maxrss MB, code)."""
+    """Run args with stdout+stderr to a file; (seconds, maxrss MB, code, CPU s)."""
     with open(out_path, "wb") as f:
         t0 = time.monotonic()
         p = subprocess.Popen(args, cwd=cwd, env=env, stdout=f, stderr=f,
@@ -65,7 +66,7 @@ def timed_rss(args, cwd, env, out_path, stdin=None):
         _, status, ru = os.wait4(p.pid, 0)
         t1 = time.monotonic()
         p.returncode = os.waitstatus_to_exitcode(status)
-    return t1 - t0, ru.ru_maxrss / 1024.0, p.returncode
+    return t1 - t0, ru.ru_maxrss / 1024.0, p.returncode, ru.ru_utime + ru.ru_stime
 
 
 def base_env(work):
@@ -231,7 +232,8 @@ def normalized(path):
     return hashlib.sha256(data).hexdigest()
 
 
-def measure(d, n, label, binary, what, runs, env, results, digests):
+def command(d, binary, what, env):
+    """(args, env, stdin) of one timed command on the history in d."""
     repo = os.path.join(d, "repo")
     policy = os.path.join(d, "policy.toml")
     stdin = None
@@ -254,27 +256,50 @@ def measure(d, n, label, binary, what, runs, env, results, digests):
         env = dict(env, GIT_DIR=bare)
     else:
         args = [binary, "verify", "main", "--ref", REF, "--policy", policy]
-    times, rss = [], []
-    out_path = os.path.join(d, f"out-{what}-{label}.txt")
+    return args, env, stdin
+
+
+def measure_all(d, n, configs, runs, results, digests):
+    """Time every (label, binary, what, env) config, runs interleaved (so a
+    change of load on a shared machine hits every binary alike); one row
+    each: median wall time, max RSS, median CPU time."""
+    repo = os.path.join(d, "repo")
+    times = {c[0] + c[2]: [] for c in configs}
+    cpus = {c[0] + c[2]: [] for c in configs}
+    rss = {c[0] + c[2]: [] for c in configs}
     for _ in range(runs):
-        s, m, code = timed_rss(args, repo, env, out_path, stdin)
-        if code != 0:
-            with open(out_path, errors="replace") as f:
-                sys.exit(f"{label} {what} failed ({code}) on {d}:\n{f.read()[:2000]}")
-        times.append(s)
-        rss.append(m)
-    key = (d, what)
-    digest = normalized(out_path)
-    if what == "hook":
-        pass  # its text names the audit record, which differs per run
-    elif key in digests and digests[key][1] != digest:
-        print(f"ERROR: {what} output of {label} differs from {digests[key][0]} on {d}",
-              file=sys.stderr)
-        results["mismatches"].append({"history": d, "what": what, "bins": [digests[key][0], label]})
-    digests.setdefault(key, (label, digest))
-    med = statistics.median(times)
-    return {"seconds": round(med, 4), "commits_per_s": round(n / med, 1),
-            "max_rss_mb": round(max(rss), 1), "runs": [round(t, 4) for t in times]}
+        for label, binary, what, env in configs:
+            print(f"#   {label} {what}", file=sys.stderr, flush=True)
+            args, e, stdin = command(d, binary, what, env)
+            out_path = os.path.join(d, f"out-{what}-{label}.txt")
+            s, m, code, cpu = timed_rss(args, repo, e, out_path, stdin)
+            if code != 0:
+                with open(out_path, errors="replace") as f:
+                    sys.exit(f"{label} {what} failed ({code}) on {d}:\n{f.read()[:2000]}")
+            times[label + what].append(s)
+            cpus[label + what].append(cpu)
+            rss[label + what].append(m)
+    rows = []
+    for label, _, what, _ in configs:
+        out_path = os.path.join(d, f"out-{what}-{label}.txt")
+        key = (d, what)
+        digest = normalized(out_path)
+        if what == "hook":
+            pass  # its text names the audit record, which differs per run
+        elif key in digests and digests[key][1] != digest:
+            print(f"ERROR: {what} output of {label} differs from {digests[key][0]} on {d}",
+                  file=sys.stderr)
+            results["mismatches"].append(
+                {"history": d, "what": what, "bins": [digests[key][0], label]})
+        digests.setdefault(key, (label, digest))
+        t = times[label + what]
+        med = statistics.median(t)
+        rows.append({"bin": label, "command": what, "seconds": round(med, 4),
+                     "commits_per_s": round(n / med, 1),
+                     "cpu_seconds": round(statistics.median(cpus[label + what]), 4),
+                     "max_rss_mb": round(max(rss[label + what]), 1),
+                     "runs": [round(x, 4) for x in t]})
+    return rows
 
 
 def main():
@@ -332,35 +357,34 @@ def main():
         git_rate = git_loop(d, kind, env, a.sample)
         with open(os.path.join(d, "done")) as f:
             gen_s = float(f.read())
+        configs = []
         for label, binary in bins:
             whats = ["verify"] + (["report"] if kind == "merges" else [])
             if a.hook and kind != "merges" and n <= a.hook_max:
                 whats.append("hook")
             for what in whats:
-                envs = [("", env)]
+                configs.append((label, binary, what, env))
                 if a.backtrace and what == "verify":
-                    envs.append((" RUST_BACKTRACE=1", dict(env, RUST_BACKTRACE="1")))
-                for suffix, e in envs:
-                    print(f"#   {label} {what}{suffix}", file=sys.stderr, flush=True)
-                    r = measure(d, commits, label + suffix, binary, what, a.runs, e, results,
-                                digests)
-                    r.update(kind=kind, size=n, commits=commits, bin=label + suffix,
-                             command=what, git_verify_commit_per_s=round(git_rate, 1),
-                             ratio_to_git=round(r["commits_per_s"] / git_rate, 1),
-                             generate_s=gen_s)
-                    results["rows"].append(r)
+                    configs.append((label + " RUST_BACKTRACE=1", binary, what,
+                                    dict(env, RUST_BACKTRACE="1")))
+        for r in measure_all(d, commits, configs, a.runs, results, digests):
+            r.update(kind=kind, size=n, commits=commits,
+                     git_verify_commit_per_s=round(git_rate, 1),
+                     ratio_to_git=round(r["commits_per_s"] / git_rate, 1), generate_s=gen_s)
+            results["rows"].append(r)
 
     results["machine"]["loadavg_end"] = os.getloadavg()
     print()
     print(f"load average at start {results['machine']['loadavg_start'][0]:.2f}, "
           f"at end {results['machine']['loadavg_end'][0]:.2f} ({os.cpu_count()} CPUs)")
     print()
-    print("| history | commits | binary | command | time (median) | commits/s | max RSS "
-          "| git verify-commit loop | ratio |")
-    print("|---|---:|---|---|---:|---:|---:|---:|---:|")
+    print("| history | commits | binary | command | time (median) | CPU time | commits/s "
+          "| max RSS | git verify-commit loop | ratio |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
     for r in results["rows"]:
         print(f"| {r['kind']} {r['size']} | {r['commits']} | {r['bin']} | {r['command']} "
-              f"| {r['seconds']:.3f} s | {r['commits_per_s']:.0f} | {r['max_rss_mb']:.0f} MB "
+              f"| {r['seconds']:.3f} s | {r['cpu_seconds']:.2f} s | {r['commits_per_s']:.0f} "
+              f"| {r['max_rss_mb']:.0f} MB "
               f"| {r['git_verify_commit_per_s']:.0f}/s | {r['ratio_to_git']:.0f}x |")
     text = json.dumps(results, indent=2)
     if a.json:
