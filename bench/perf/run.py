@@ -10,14 +10,17 @@ For each kind and size it makes a history with examples/gen_history.rs
 (kept in --work and reused by later runs), checks it with git itself (the
 newest commit re-made by `git commit-tree -S` must have the same id for SSH
 kinds; `git verify-commit` must accept a sample of commits), then times
-`countersign verify` with each --bin (median of --runs; max RSS of the
-child from wait4) and a `git verify-commit` loop over a sample of commits,
-and prints a table and JSON. On `merges` histories it also times
+`countersign verify` with each --bin (median of --runs, the binaries'
+runs interleaved; CPU time and max RSS of the child from wait4) and a
+`git verify-commit` loop over a sample of commits, and prints a table and
+JSON. On `merges` histories it also times
 `countersign report`. The outputs of every --bin must be identical (the
 report's generation time aside); a difference is printed as an error.
 
 --with-1m adds 1,000,000 commits (SSH ed25519 only). --backtrace repeats the
-verify runs with RUST_BACKTRACE=1 in the environment. Needs git, ssh-keygen
+verify runs with RUST_BACKTRACE=1 in the environment. --hook also times
+`countersign hook pre-receive` deciding the creation of main with the whole
+history (histories up to --hook-max commits). Needs git, ssh-keygen
 and gpg; builds the release binary and the generator unless --no-build.
 Timing belongs here, never in tests.
 """
@@ -51,15 +54,19 @@ def sh(args, cwd=None, env=None, check=True, capture=True, stdin=None):
     return p
 
 
-def timed_rss(args, cwd, env, out_path):
-    """Run args with stdout+stderr to a file; (seconds, maxrss MB, code)."""
+def timed_rss(args, cwd, env, out_path, stdin=None):
+    """Run args with stdout+stderr to a file; (seconds, maxrss MB, code, CPU s)."""
     with open(out_path, "wb") as f:
         t0 = time.monotonic()
-        p = subprocess.Popen(args, cwd=cwd, env=env, stdout=f, stderr=f)
+        p = subprocess.Popen(args, cwd=cwd, env=env, stdout=f, stderr=f,
+                             stdin=subprocess.PIPE if stdin else None)
+        if stdin:
+            p.stdin.write(stdin)
+            p.stdin.close()
         _, status, ru = os.wait4(p.pid, 0)
         t1 = time.monotonic()
         p.returncode = os.waitstatus_to_exitcode(status)
-    return t1 - t0, ru.ru_maxrss / 1024.0, p.returncode
+    return t1 - t0, ru.ru_maxrss / 1024.0, p.returncode, ru.ru_utime + ru.ru_stime
 
 
 def base_env(work):
@@ -225,32 +232,74 @@ def normalized(path):
     return hashlib.sha256(data).hexdigest()
 
 
-def measure(d, n, label, binary, what, runs, env, results, digests):
+def command(d, binary, what, env):
+    """(args, env, stdin) of one timed command on the history in d."""
     repo = os.path.join(d, "repo")
     policy = os.path.join(d, "policy.toml")
+    stdin = None
     if what == "report":
         args = [binary, "report", "--ref", "main", "--format", "json", "--policy", policy]
+    elif what == "hook":
+        # The hook deciding the creation of main with the whole history,
+        # as for a push of n new commits: a bare repository without refs
+        # that borrows the history's objects (objects/info/alternates,
+        # as git's quarantine does), the policy in its countersign.policy.
+        bare = os.path.join(d, "hook.git")
+        if not os.path.exists(bare):
+            sh(["git", "init", "-q", "--bare", bare], env=env)
+            with open(os.path.join(bare, "objects", "info", "alternates"), "w") as f:
+                f.write(os.path.join(repo, ".git", "objects") + "\n")
+            sh(["git", "config", "countersign.policy", policy], cwd=bare, env=env)
+        tip = sh(["git", "rev-parse", "main"], cwd=repo, env=env).stdout.decode().strip()
+        stdin = f"{'0' * len(tip)} {tip} {REF}\n".encode()
+        args = [binary, "hook", "pre-receive"]
+        env = dict(env, GIT_DIR=bare)
     else:
         args = [binary, "verify", "main", "--ref", REF, "--policy", policy]
-    times, rss = [], []
-    out_path = os.path.join(d, f"out-{what}-{label}.txt")
+    return args, env, stdin
+
+
+def measure_all(d, n, configs, runs, results, digests):
+    """Time every (label, binary, what, env) config, runs interleaved (so a
+    change of load on a shared machine hits every binary alike); one row
+    each: median wall time, max RSS, median CPU time."""
+    repo = os.path.join(d, "repo")
+    times = {c[0] + c[2]: [] for c in configs}
+    cpus = {c[0] + c[2]: [] for c in configs}
+    rss = {c[0] + c[2]: [] for c in configs}
     for _ in range(runs):
-        s, m, code = timed_rss(args, repo, env, out_path)
-        if code != 0:
-            with open(out_path, errors="replace") as f:
-                sys.exit(f"{label} {what} failed ({code}) on {d}:\n{f.read()[:2000]}")
-        times.append(s)
-        rss.append(m)
-    key = (d, what)
-    digest = normalized(out_path)
-    if key in digests and digests[key][1] != digest:
-        print(f"ERROR: {what} output of {label} differs from {digests[key][0]} on {d}",
-              file=sys.stderr)
-        results["mismatches"].append({"history": d, "what": what, "bins": [digests[key][0], label]})
-    digests.setdefault(key, (label, digest))
-    med = statistics.median(times)
-    return {"seconds": round(med, 4), "commits_per_s": round(n / med, 1),
-            "max_rss_mb": round(max(rss), 1), "runs": [round(t, 4) for t in times]}
+        for label, binary, what, env in configs:
+            print(f"#   {label} {what}", file=sys.stderr, flush=True)
+            args, e, stdin = command(d, binary, what, env)
+            out_path = os.path.join(d, f"out-{what}-{label}.txt")
+            s, m, code, cpu = timed_rss(args, repo, e, out_path, stdin)
+            if code != 0:
+                with open(out_path, errors="replace") as f:
+                    sys.exit(f"{label} {what} failed ({code}) on {d}:\n{f.read()[:2000]}")
+            times[label + what].append(s)
+            cpus[label + what].append(cpu)
+            rss[label + what].append(m)
+    rows = []
+    for label, _, what, _ in configs:
+        out_path = os.path.join(d, f"out-{what}-{label}.txt")
+        key = (d, what)
+        digest = normalized(out_path)
+        if what == "hook":
+            pass  # its text names the audit record, which differs per run
+        elif key in digests and digests[key][1] != digest:
+            print(f"ERROR: {what} output of {label} differs from {digests[key][0]} on {d}",
+                  file=sys.stderr)
+            results["mismatches"].append(
+                {"history": d, "what": what, "bins": [digests[key][0], label]})
+        digests.setdefault(key, (label, digest))
+        t = times[label + what]
+        med = statistics.median(t)
+        rows.append({"bin": label, "command": what, "seconds": round(med, 4),
+                     "commits_per_s": round(n / med, 1),
+                     "cpu_seconds": round(statistics.median(cpus[label + what]), 4),
+                     "max_rss_mb": round(max(rss[label + what]), 1),
+                     "runs": [round(x, 4) for x in t]})
+    return rows
 
 
 def main():
@@ -270,6 +319,10 @@ def main():
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--backtrace", action="store_true")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--hook", action="store_true",
+                    help="also time `hook pre-receive` deciding the whole history as one push")
+    ap.add_argument("--hook-max", type=int, default=10000,
+                    help="largest history pushed to the hook (its `commits` limit is 20000)")
     a = ap.parse_args()
 
     if not a.no_build:
@@ -292,7 +345,8 @@ def main():
         if kind == "ssh-ed25519" and a.with_1m:
             cases.append((kind, 1_000_000))
 
-    results = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
+    results = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname()),
+                           "loadavg_start": os.getloadavg()},
                "rows": [], "mismatches": []}
     digests = {}
     for kind, n in cases:
@@ -303,29 +357,34 @@ def main():
         git_rate = git_loop(d, kind, env, a.sample)
         with open(os.path.join(d, "done")) as f:
             gen_s = float(f.read())
+        configs = []
         for label, binary in bins:
             whats = ["verify"] + (["report"] if kind == "merges" else [])
+            if a.hook and kind != "merges" and n <= a.hook_max:
+                whats.append("hook")
             for what in whats:
-                envs = [("", env)]
+                configs.append((label, binary, what, env))
                 if a.backtrace and what == "verify":
-                    envs.append((" RUST_BACKTRACE=1", dict(env, RUST_BACKTRACE="1")))
-                for suffix, e in envs:
-                    print(f"#   {label} {what}{suffix}", file=sys.stderr, flush=True)
-                    r = measure(d, commits, label + suffix, binary, what, a.runs, e, results,
-                                digests)
-                    r.update(kind=kind, size=n, commits=commits, bin=label + suffix,
-                             command=what, git_verify_commit_per_s=round(git_rate, 1),
-                             ratio_to_git=round(r["commits_per_s"] / git_rate, 1),
-                             generate_s=gen_s)
-                    results["rows"].append(r)
+                    configs.append((label + " RUST_BACKTRACE=1", binary, what,
+                                    dict(env, RUST_BACKTRACE="1")))
+        for r in measure_all(d, commits, configs, a.runs, results, digests):
+            r.update(kind=kind, size=n, commits=commits,
+                     git_verify_commit_per_s=round(git_rate, 1),
+                     ratio_to_git=round(r["commits_per_s"] / git_rate, 1), generate_s=gen_s)
+            results["rows"].append(r)
 
+    results["machine"]["loadavg_end"] = os.getloadavg()
     print()
-    print("| history | commits | binary | command | time (median) | commits/s | max RSS "
-          "| git verify-commit loop | ratio |")
-    print("|---|---:|---|---|---:|---:|---:|---:|---:|")
+    print(f"load average at start {results['machine']['loadavg_start'][0]:.2f}, "
+          f"at end {results['machine']['loadavg_end'][0]:.2f} ({os.cpu_count()} CPUs)")
+    print()
+    print("| history | commits | binary | command | time (median) | CPU time | commits/s "
+          "| max RSS | git verify-commit loop | ratio |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
     for r in results["rows"]:
         print(f"| {r['kind']} {r['size']} | {r['commits']} | {r['bin']} | {r['command']} "
-              f"| {r['seconds']:.3f} s | {r['commits_per_s']:.0f} | {r['max_rss_mb']:.0f} MB "
+              f"| {r['seconds']:.3f} s | {r['cpu_seconds']:.2f} s | {r['commits_per_s']:.0f} "
+              f"| {r['max_rss_mb']:.0f} MB "
               f"| {r['git_verify_commit_per_s']:.0f}/s | {r['ratio_to_git']:.0f}x |")
     text = json.dumps(results, indent=2)
     if a.json:

@@ -764,7 +764,31 @@ impl<'a> Verifier<'a> {
                 return;
             }
         }
-        for id in walk {
+        // The walk is read ahead in batches whose signatures are checked
+        // on every core; each commit is then judged in walk order exactly
+        // as before (the checks are cached), so the findings are the same.
+        let mut walk = walk.fuse();
+        let mut ahead = std::collections::VecDeque::new();
+        let mut batch = FIRST_BATCH;
+        loop {
+            if ahead.is_empty() {
+                for r in walk.by_ref().take(batch) {
+                    let stop = r.is_err();
+                    ahead.push_back(r);
+                    if stop {
+                        break;
+                    }
+                }
+                let ids: Vec<Oid> = ahead
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok().copied())
+                    .collect();
+                self.prefetch(&ids, ObjectType::Commit);
+                batch = (batch * 2).min(MAX_BATCH);
+            }
+            let Some(id) = ahead.pop_front() else {
+                return;
+            };
             if !self.budget.commit() || self.budget.full(found.len()) {
                 return;
             }
@@ -792,18 +816,122 @@ impl<'a> Verifier<'a> {
     }
 
     fn check_object_uncached(&self, id: Oid, kind: ObjectType) -> Checked {
+        match self.prepare(id, kind) {
+            Prepared::Done(c) => c,
+            Prepared::Verify(job) => {
+                let result = signature::verify(
+                    &self.policy.keyring,
+                    &job.signature,
+                    &job.payload,
+                    GIT_NAMESPACE,
+                    self.now,
+                );
+                self.finish(job, result)
+            }
+        }
+    }
+
+    /// Verify the signatures of `ids` (objects of `kind`) not yet cached,
+    /// on every core, and cache the results: what [`Self::check_object`]
+    /// would compute for each. This thread reads and splits the objects
+    /// (libgit2's repository is not shared between threads) and hands
+    /// each signature to a pool of verifying threads as soon as it is
+    /// read, then verifies what is left itself.
+    pub(crate) fn prefetch(&mut self, ids: &[Oid], kind: ObjectType) {
+        // Few objects (a change of a report, a small push) are not worth a
+        // thread; the count of CPUs is only asked for when it matters.
+        let threads = if ids.len() < PARALLEL_MIN {
+            1
+        } else {
+            verify_threads()
+        };
+        if threads < 2 {
+            for &id in ids {
+                self.check_object(id, kind);
+            }
+            return;
+        }
+        let policy: &'a Policy = self.policy;
+        let now = self.now;
+        let verify = |job: &Job| {
+            signature::verify(
+                &policy.keyring,
+                &job.signature,
+                &job.payload,
+                GIT_NAMESPACE,
+                now,
+            )
+        };
+        type Done = (Oid, Job, Result<signature::Verified, signature::SigError>);
+        let (to_pool, jobs) = std::sync::mpsc::channel::<(Oid, Job)>();
+        let jobs = std::sync::Mutex::new(jobs);
+        let next = || match jobs.lock() {
+            Ok(rx) => rx.recv().ok(),
+            Err(p) => p.into_inner().recv().ok(),
+        };
+        let work = || {
+            let mut out = Vec::new();
+            while let Some((id, job)) = next() {
+                let r = verify(&job);
+                out.push((id, job, r));
+            }
+            out
+        };
+        let done: Vec<Done> = std::thread::scope(|scope| {
+            let pool: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            for &id in ids {
+                if self.cache.contains_key(&id) {
+                    continue;
+                }
+                match self.prepare(id, kind) {
+                    Prepared::Done(c) => {
+                        self.cache.insert(id, c);
+                    }
+                    Prepared::Verify(job) => {
+                        // The pool only stops once `to_pool` is dropped.
+                        if let Err(std::sync::mpsc::SendError((id, job))) = to_pool.send((id, job))
+                        {
+                            let r = verify(&job);
+                            self.cache.insert(id, self.finish(job, r));
+                        }
+                    }
+                }
+            }
+            drop(to_pool);
+            let mut done = work();
+            for h in pool {
+                match h.join() {
+                    Ok(part) => done.extend(part),
+                    // A panic in a worker is a panic here, as it would
+                    // have been without threads.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            done
+        });
+        for (id, job, r) in done {
+            let checked = self.finish(job, r);
+            self.cache.insert(id, checked);
+        }
+    }
+
+    /// Read and split one object: either its final answer (unreadable,
+    /// malformed, unsigned, too big) or the signature check to run.
+    fn prepare(&self, id: Oid, kind: ObjectType) -> Prepared {
         if let Err(f) = self.size_check(id) {
-            return Checked {
+            return Prepared::Done(Checked {
                 subject: String::new(),
                 result: Err((f.code, f.message, f.help)),
                 signed_at: None,
-            };
+            });
         }
         let what = kind_name(kind);
-        let fail = |subject: String, code: Code, msg: String, help: &str| Checked {
-            signed_at: None,
-            subject,
-            result: Err((code, msg, help.to_string())),
+        let fail = |subject: String, code: Code, msg: String, help: &str| {
+            Prepared::Done(Checked {
+                signed_at: None,
+                subject,
+                result: Err((code, msg, help.to_string())),
+            })
         };
         let odb = match self.repo.odb() {
             Ok(odb) => odb,
@@ -816,8 +944,8 @@ impl<'a> Verifier<'a> {
                 )
             }
         };
-        let raw = match odb.read(id) {
-            Ok(o) if o.kind() == kind => o.data().to_vec(),
+        let obj = match odb.read(id) {
+            Ok(o) if o.kind() == kind => o,
             Ok(o) => {
                 return fail(
                     String::new(),
@@ -835,9 +963,10 @@ impl<'a> Verifier<'a> {
                 )
             }
         };
+        let raw = obj.data();
         let split: Result<Signed, ObjectError> = match kind {
-            ObjectType::Tag => object::split_tag(&raw),
-            _ => object::split_commit_in(&raw, self.format()),
+            ObjectType::Tag => object::split_tag(raw),
+            _ => object::split_commit_in(raw, self.format()),
         };
         let signed = match split {
             Ok(s) => s,
@@ -859,7 +988,7 @@ impl<'a> Verifier<'a> {
             }
         };
         let subject = self.clip(&signed.subject);
-        let Some(sig) = &signed.signature else {
+        let Some(sig) = signed.signature else {
             let (code, help) = if kind == ObjectType::Tag {
                 (
                     Code::UnsignedTag,
@@ -882,38 +1011,50 @@ impl<'a> Verifier<'a> {
                 &Limits::raise_help("signature-bytes"),
             );
         }
-        let mut created = None;
-        let result = signature::verify(
-            &self.policy.keyring,
-            sig,
-            &signed.payload,
-            GIT_NAMESPACE,
-            self.now,
-        )
-        .map(|v| {
-            created = v.created;
-            v.key
-        })
-        .map_err(|e| diags::signature_failure(e, what, &self.policy.path));
-        // Only history mode judges retirement by signing time; the hook's
-        // hot path does not parse the object a second time for it.
-        let signed_at = created.or_else(|| match kind {
+        // Only history mode judges retirement by signing time (the
+        // OpenPGP signature's, else this one); the hook's hot path does
+        // not look for it. A commit's time comes from the bytes already
+        // read.
+        let object_time = match kind {
             _ if !self.history => None,
             ObjectType::Tag => self
                 .repo
                 .find_tag(id)
                 .ok()
                 .and_then(|t| t.tagger().map(|s| s.when().seconds())),
-            _ => self
-                .repo
-                .find_commit(id)
-                .ok()
-                .map(|c| c.committer().when().seconds()),
-        });
-        Checked {
+            _ => committer_time(raw, self.format()).or_else(|| {
+                self.repo
+                    .find_commit(id)
+                    .ok()
+                    .map(|c| c.committer().when().seconds())
+            }),
+        };
+        Prepared::Verify(Job {
+            what,
             subject,
+            signature: sig,
+            payload: signed.payload,
+            object_time,
+        })
+    }
+
+    /// The answer for a prepared object from its signature check.
+    fn finish(
+        &self,
+        job: Job,
+        result: Result<signature::Verified, signature::SigError>,
+    ) -> Checked {
+        let mut created = None;
+        let result = result
+            .map(|v| {
+                created = v.created;
+                v.key
+            })
+            .map_err(|e| diags::signature_failure(e, job.what, &self.policy.path));
+        Checked {
+            subject: job.subject,
             result,
-            signed_at,
+            signed_at: created.or(job.object_time),
         }
     }
 
@@ -1080,4 +1221,134 @@ pub(crate) fn missing(id: Oid, e: &git2::Error) -> Finding {
 /// An internal failure, as a finding that rejects.
 pub fn internal(e: &dyn std::fmt::Display) -> Finding {
     diags::internal(e)
+}
+
+/// One object read and split, its signature still to check.
+pub(crate) struct Job {
+    what: &'static str,
+    subject: String,
+    signature: Vec<u8>,
+    payload: Vec<u8>,
+    /// Committer or tagger time (history mode only).
+    object_time: Option<Timestamp>,
+}
+
+/// What reading one object gave.
+pub(crate) enum Prepared {
+    /// Its final answer; no signature to check.
+    Done(Checked),
+    /// A signature to check.
+    Verify(Job),
+}
+
+/// Commits read ahead by the first batch of a walk; each next batch
+/// doubles, up to [`MAX_BATCH`] (a push of a few commits stays cheap).
+const FIRST_BATCH: usize = 32;
+/// Most commits read ahead of the one being judged.
+const MAX_BATCH: usize = 1024;
+
+/// Fewer signatures than this are checked in the calling thread.
+const PARALLEL_MIN: usize = 16;
+
+/// Most threads used to verify signatures.
+const MAX_THREADS: usize = 16;
+
+/// Threads to verify signatures on: the CPUs this process may use, at
+/// most [`MAX_THREADS`]. Asked once per process: std reads the cgroup
+/// files each time (a third of `report`'s time when asked per change).
+fn verify_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(std::num::NonZeroUsize::get)
+            .unwrap_or(1)
+            .min(MAX_THREADS)
+    })
+}
+
+/// The committer time of a raw commit, when its headers have exactly the
+/// shape libgit2 parses (a `tree` line, `parent` lines, then `author` and
+/// `committer` with `<email> <seconds> <zone>`): the value libgit2 would
+/// give, without reading the commit again. `None` for anything else: the
+/// caller then asks libgit2.
+fn committer_time(raw: &[u8], format: object::HashFormat) -> Option<Timestamp> {
+    let hex_len = match format {
+        object::HashFormat::Sha1 => 40,
+        object::HashFormat::Sha256 => 64,
+    };
+    let is_id =
+        |v: &[u8]| v.len() == hex_len && v.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let ident = |v: &[u8]| -> Option<Timestamp> {
+        let gt = v.iter().rposition(|&b| b == b'>')?;
+        let lt = v.iter().rposition(|&b| b == b'<')?;
+        if lt >= gt {
+            return None;
+        }
+        let tail = v.get(gt + 1..)?;
+        let tail = tail.strip_prefix(b" ")?;
+        let space = tail.iter().position(|&b| b == b' ')?;
+        let (secs, zone) = (&tail[..space], &tail[space + 1..]);
+        if secs.is_empty()
+            || secs.len() > 18
+            || !secs.iter().all(u8::is_ascii_digit)
+            || zone.len() != 5
+            || !matches!(zone[0], b'+' | b'-')
+            || !zone[1..].iter().all(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        std::str::from_utf8(secs).ok()?.parse().ok()
+    };
+    let mut lines = raw.split(|&b| b == b'\n');
+    if !is_id(lines.next()?.strip_prefix(b"tree ")?) {
+        return None;
+    }
+    let mut line = lines.next()?;
+    while let Some(p) = line.strip_prefix(b"parent ") {
+        if !is_id(p) {
+            return None;
+        }
+        line = lines.next()?;
+    }
+    ident(line.strip_prefix(b"author ")?)?;
+    ident(lines.next()?.strip_prefix(b"committer ")?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `committer_time` gives libgit2's committer time, or `None` (then
+    /// libgit2 is asked): never a different answer.
+    #[test]
+    fn committer_time_agrees_with_libgit2() {
+        let dir = std::env::temp_dir().join(format!("cs-engine-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let repo = Repository::init_bare(&dir).unwrap();
+        let odb = repo.odb().unwrap();
+        let tree = odb.write(ObjectType::Tree, b"").unwrap();
+        let parent = format!("parent {tree}\n");
+        let cases: Vec<(String, Option<i64>)> = vec![
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\ncommitter C <c@x> 1700000000 +0100\n\nm\n"), Some(1_700_000_000)),
+            (format!("tree {tree}\n{parent}{parent}author A <a@x> 5 -0700\ncommitter C <c@x> 42 -0700\ngpgsig x\n y\n\nm\n"), Some(42)),
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\ncommitter C <c@x>  7 +0000\n\nm\n"), None),
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\ncommitter C <c@x> -7 +0000\n\nm\n"), None),
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\ncommitter C <c@x> 7\n\nm\n"), None),
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\ncommitter C c@x> 7 +0000\n\nm\n"), None),
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\nauthor B <b@x> 1 +0000\ncommitter C <c@x> 7 +0000\n\nm\n"), None),
+            (format!("tree {}\nauthor A <a@x> 1 +0000\ncommitter C <c@x> 7 +0000\n\nm\n", tree.to_string().to_uppercase()), None),
+            (format!("tree {tree}\nauthor A <a@x> 1 +0000\ncommitter C <c@x> 99999999999999999999 +0000\n\nm\n"), None),
+            (format!("tree {tree}\nauthor A a@x 1 +0000\ncommitter C <c@x> 7 +0000\n\nm\n"), None),
+        ];
+        for (raw, want) in cases {
+            let got = committer_time(raw.as_bytes(), object::HashFormat::Sha1);
+            assert_eq!(got, want, "{raw}");
+            if let Some(t) = got {
+                let id = odb.write(ObjectType::Commit, raw.as_bytes()).unwrap();
+                let c = repo.find_commit(id).unwrap();
+                assert_eq!(c.committer().when().seconds(), t, "{raw}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

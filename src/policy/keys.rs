@@ -89,22 +89,18 @@ pub struct Keyring {
     pub(crate) cert_checks: CertChecks,
 }
 
-/// One certificate check: key index, signing subkey, time.
+/// Key index, signing (sub)key fingerprint, time of the check.
 type CertCheckKey = (usize, String, Timestamp);
+/// The answer of one certificate check.
+type CertCheck = Result<(), crate::signing::signature::SigError>;
 
 /// A memo of certificate checks, shared by the threads that verify.
 #[derive(Debug, Default)]
-pub(crate) struct CertChecks(
-    std::sync::Mutex<HashMap<CertCheckKey, Result<(), crate::signing::signature::SigError>>>,
-);
+pub(crate) struct CertChecks(std::sync::Mutex<HashMap<CertCheckKey, CertCheck>>);
 
 impl CertChecks {
     /// The memoized answer for `key`, or `check()` (then remembered).
-    pub(crate) fn get_or(
-        &self,
-        key: (usize, String, Timestamp),
-        check: impl FnOnce() -> Result<(), crate::signing::signature::SigError>,
-    ) -> Result<(), crate::signing::signature::SigError> {
+    pub(crate) fn get_or(&self, key: CertCheckKey, check: impl FnOnce() -> CertCheck) -> CertCheck {
         // A poisoned lock only means another thread panicked mid-insert;
         // the map holds complete answers only, so keep using it.
         let known = match self.0.lock() {
