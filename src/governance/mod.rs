@@ -645,6 +645,22 @@ pub fn remember(repo: &Repository, root: Oid, tips: &[Oid]) {
 }
 
 fn record_trust(repo: &Repository, root: Oid, tips: &[Oid], seen: bool) {
+    // One writer at a time (concurrent hooks): read, change and replace the
+    // file under a lock on a companion file; without the lock, write anyway
+    // (losing an update costs a re-verification, never trust).
+    let lock_path = repo.path().join(format!("{TRUST_FILE}.lock"));
+    let _lock = lock_path
+        .parent()
+        .and_then(|d| std::fs::create_dir_all(d).ok())
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .ok()
+        })
+        .filter(|f| f.lock().is_ok());
     let mut trust = trusted(repo, root);
     if seen {
         trust.seen = tips.last().copied();
