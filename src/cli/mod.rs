@@ -55,7 +55,8 @@ enum Command {
         #[command(subcommand)]
         hook: HookKind,
     },
-    /// Check or create a policy file.
+    /// Check or create a policy; move it into the repository and change it
+    /// under quorum (migrate, pin, edit, propose, apply, log).
     Policy {
         #[command(subcommand)]
         action: PolicyAction,
@@ -229,10 +230,13 @@ enum PolicyAction {
         #[arg(long, value_name = "REV")]
         commit: Option<String>,
     },
-    /// Move the policy file into the policy ref (refs/meta/countersign)
-    /// and pin its first commit as the trust root (git config
-    /// countersign.policyRoot). Run in the server repository. From then on
-    /// every policy change needs the approvals its [policy-changes] names.
+    /// Move the policy file into refs/meta/countersign and pin its root.
+    ///
+    /// Writes the policy (and the certificate files it names) as the first
+    /// commit of refs/meta/countersign and pins that commit as the trust
+    /// root (git config countersign.policyRoot). Run in the server
+    /// repository. From then on every policy change needs the approvals its
+    /// [policy-changes] names.
     Migrate {
         /// Policy file (default: as for `verify`).
         #[arg(long, value_name = "FILE")]
@@ -243,22 +247,29 @@ enum PolicyAction {
         #[arg(long)]
         repin: bool,
     },
-    /// Pin COMMIT as the trust root in this repository: in a clone, to check
-    /// the fetched policy ref; the policy ref must lead back to it through
-    /// authorized changes. Recorded in the audit log.
+    /// Pin COMMIT as the trust root, after verifying the chain from it.
+    ///
+    /// In a clone, to check the fetched policy ref; on the server, to
+    /// re-verify the history after a restore lost the trust file. The
+    /// policy ref must lead back to COMMIT through authorized changes.
+    /// Recorded in the audit log.
     Pin {
         /// The policy ref's root commit (the server's countersign.policyRoot).
         commit: String,
     },
-    /// Write the policy ref's files into a directory to edit them (default
-    /// $GIT_DIR/countersign/policy-edit).
+    /// Write the policy ref's files into a directory to edit them.
+    ///
+    /// Default directory: $GIT_DIR/countersign/policy-edit. Only
+    /// countersign.toml and the certificate files it names are written.
     Edit {
         /// Directory to write (must not exist or be empty).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
-    /// Commit the edited policy directory on top of the policy ref, signed
-    /// with your git signing key, as proposal refs/countersign/proposals/NAME.
+    /// Propose an edited policy directory as a signed change.
+    ///
+    /// Commits the directory on top of the policy ref, signed with your git
+    /// signing key, as refs/countersign/proposals/NAME.
     Propose {
         /// Proposal name (letters, digits, `-`, `_`, `.`).
         name: String,
@@ -272,8 +283,11 @@ enum PolicyAction {
         #[arg(long, value_name = "REMOTE")]
         push: Option<String>,
     },
-    /// Land an approved proposal: a commit signed by you carrying the
-    /// approvals from the proposal's notes, checked as the hook would.
+    /// Land an approved proposal.
+    ///
+    /// Makes a commit signed by you carrying the approvals from the
+    /// proposal's notes that bind it, checks it as the hook would, and
+    /// updates (with --push, pushes) refs/meta/countersign.
     Apply {
         /// Proposal name, or a full ref.
         name: String,
@@ -281,9 +295,10 @@ enum PolicyAction {
         #[arg(long, value_name = "REMOTE")]
         push: Option<String>,
     },
-    /// Every change of the policy ref since the trust root: who signed it,
-    /// who approved it, whether its parent's policy allowed it, and what it
-    /// changed. Exits 1 if any change was not authorized.
+    /// Every change of the policy since the trust root.
+    ///
+    /// Who signed it, who approved it, whether its parent's policy allowed
+    /// it, and what it changed. Exits 1 if any change was not authorized.
     Log {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
