@@ -53,6 +53,9 @@ pub const POLICY_FILE: &str = "countersign.toml";
 /// Largest tree or file read from a policy commit (a pushed one is the
 /// pusher's bytes).
 pub const MAX_FILE_BYTES: usize = 1 << 20;
+/// Most bytes of a policy and the files it names, in all: the hook loads
+/// them on every push (a MiB of certificate costs about half a second).
+pub const MAX_POLICY_BYTES: usize = 2 << 20;
 /// Deepest path of a key file in a policy tree.
 pub const MAX_PATH_DEPTH: usize = 8;
 /// Most policy commits between the trust root and the tip.
@@ -152,6 +155,8 @@ pub struct TreeFiles<'r> {
     repo: &'r Repository,
     tree: Oid,
     commit: Oid,
+    /// Bytes read so far; at most [`MAX_POLICY_BYTES`] in all.
+    read: std::cell::Cell<usize>,
 }
 
 impl<'r> TreeFiles<'r> {
@@ -168,6 +173,7 @@ impl<'r> TreeFiles<'r> {
             repo,
             tree: c.tree_id(),
             commit,
+            read: std::cell::Cell::new(0),
         })
     }
 
@@ -223,6 +229,13 @@ impl<'r> TreeFiles<'r> {
                     .repo
                     .find_blob(entry.id())
                     .map_err(|e| e.message().to_string())?;
+                let total = self.read.get() + blob.content().len();
+                if total > MAX_POLICY_BYTES {
+                    return Err(format!(
+                        "the policy and the files it names exceed {MAX_POLICY_BYTES} bytes in all (every push loads them); keep certificates minimal (`gpg --export-options export-minimal`)"
+                    ));
+                }
+                self.read.set(total);
                 return Ok(blob.content().to_vec());
             }
             if mode != 0o040000 {
@@ -1152,6 +1165,25 @@ approvals = [{{ role = "admin", count = {approvals} }}]
             .file(&deep)
             .unwrap_err()
             .contains("plain relative path"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_policy_reads_at_most_max_policy_bytes_in_all() {
+        let (dir, repo) = temp_repo("total");
+        let big = vec![b'x'; 900 * 1024];
+        let c = commit_with(
+            &repo,
+            &[
+                ("a", &big, 0o100644),
+                ("b", &big, 0o100644),
+                ("c", &big, 0o100644),
+            ],
+        );
+        let files = TreeFiles::of(&repo, c).unwrap();
+        assert!(files.file("a").is_ok());
+        assert!(files.file("b").is_ok());
+        assert!(files.file("c").unwrap_err().contains("in all"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
