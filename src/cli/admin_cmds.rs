@@ -834,6 +834,12 @@ fn apply(
         Err(code) => return code,
     };
     let path = match (&checkout, &common.propose) {
+        (Some(_), Some(name)) if !crate::cli::policy_cmds::valid_name(name) => {
+            return usage(
+                &format!("`{}` is not a proposal name; nothing was changed", sanitize::escape(name)),
+                "use letters, digits, `-`, `_` and `.`",
+            )
+        }
         (Some(c), Some(_)) => c.file(),
         (Some(_), None) => return usage(
             "this repository's policy lives on refs/meta/countersign: a change of it is a proposal that other admins approve",

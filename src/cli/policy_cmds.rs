@@ -213,7 +213,10 @@ pub fn pin(rev: &str) -> Exit {
             );
         }
     }
-    // The chain from this root, verified afresh (a trust file is per root).
+    // The chain from this root, verified afresh: pinning is the operator's
+    // explicit "re-verify the history", so what an earlier trust file says
+    // (e.g. a mark a restored, older ref no longer reaches) is dropped.
+    let _ = std::fs::remove_file(repo.path().join(governance::TRUST_FILE));
     let in_force = match governance::in_force(&repo, root, time::now(), std::time::Instant::now()) {
         Ok(i) => i,
         Err(f) => return fail(
@@ -294,7 +297,7 @@ pub fn edit(dir: Option<PathBuf>) -> Exit {
     Exit::Ok
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 100
         && !name.starts_with('.')
@@ -338,6 +341,7 @@ pub fn propose(name: &str, dir: Option<PathBuf>, message: &str, push: Option<&st
             )
         }
     };
+    let is_default = dir.is_none();
     let dir = dir.unwrap_or_else(|| default_dir(&repo));
     let tree = match store::tree_from_dir(&repo, &dir) {
         Ok(t) => t,
@@ -399,6 +403,10 @@ pub fn propose(name: &str, dir: Option<PathBuf>, message: &str, push: Option<&st
         ) {
             return e;
         }
+    }
+    if is_default {
+        // The next `policy edit` starts from the policy ref again.
+        let _ = std::fs::remove_dir_all(&dir);
     }
     println!(
         "{}: proposal {refname} = {} (on {POLICY_REF} at {})\n  approvers: `git fetch origin {refname}:{refname}`, review with `git diff {} {refname}`, then\n  `countersign approve {refname} --ref {POLICY_REF} --result --push origin`\n  then: `countersign policy apply {name} --push origin`",
@@ -559,21 +567,24 @@ pub fn apply(name: &str, push: Option<&str>) -> Exit {
             "collect the missing approvals (see above) and apply again",
         );
     }
+    // Push first: the local ref moves only once the server took the change
+    // (if another change landed first, nothing here is left diverged).
+    if let Some(remote) = push {
+        let spec = format!("{landing}:{POLICY_REF}");
+        if let Err(e) = workflow::git_ok(&repo, &["push", "--quiet", remote, &spec]) {
+            return fail(
+                &format!("the server refused the change: {e}"),
+                "if another policy change landed first, fetch refs/meta/countersign and propose again on its tip; the approvals bind the old parent",
+            );
+        }
+    }
     if let Err(e) = git_ok(&repo, &["update-ref", POLICY_REF, &landing, &base_hex]) {
         return e;
     }
+    // The proposal has landed: remove it (best effort).
+    let _ = workflow::git(&repo, &["update-ref", "-d", &refname]);
     if let Some(remote) = push {
-        if let Err(e) = git_ok(
-            &repo,
-            &[
-                "push",
-                "--quiet",
-                remote,
-                &format!("{POLICY_REF}:{POLICY_REF}"),
-            ],
-        ) {
-            return e;
-        }
+        let _ = workflow::git(&repo, &["push", "--quiet", remote, &format!(":{refname}")]);
     }
     println!(
         "{}: {POLICY_REF} is now {} ({} approval(s)){}",

@@ -34,7 +34,10 @@ pub enum ReportFormat {
 ///
 /// Every change on the ref's first-parent chain (from the tip back to
 /// --since, or to the root) is re-verified from the history with the hook's
-/// own checks and the current policy; the audit log is not consulted.
+/// own checks. Where the policy lives on refs/meta/countersign and an audit
+/// log says which policy commit (on the verified chain) was in force when
+/// a change landed, that policy judges it; otherwise the current policy
+/// does. The audit log never supplies a verdict.
 /// Changes at or below a rule's baseline are listed as grandfathered.
 ///
 /// Exit status: 0 when the report was written, even if it lists exceptions
@@ -116,7 +119,33 @@ pub fn run(args: ReportArgs) -> Exit {
             )
         }
     };
-    let landed = match landed_under(&repo, &args) {
+    // Ref mode: the access changes, and the chain they verify (the only
+    // policy commits an audit log may name as in force).
+    let mut access = Vec::new();
+    let mut chain = None;
+    if args.policy.is_none() {
+        let pinned = countersign::governance::pinned_root(&repo).ok().flatten();
+        if let Some(root) = root.or(pinned) {
+            match countersign::governance::log::history(&repo, Some(root), time::now()) {
+                Ok((_, changes)) => {
+                    let ids = changes
+                        .iter()
+                        .filter(|c| c.authorized)
+                        .map(|c| c.commit.clone())
+                        .collect();
+                    chain = Some((root, ids));
+                    access = changes;
+                }
+                Err(e) => {
+                    return error(
+                        &countersign::sanitize::escape(&e),
+                        "fetch refs/meta/countersign and check `countersign policy log`",
+                    )
+                }
+            }
+        }
+    }
+    let landed = match landed_under(&repo, &args, chain) {
         Ok(l) => l,
         Err(exit) => return exit,
     };
@@ -131,20 +160,7 @@ pub fn run(args: ReportArgs) -> Exit {
         Ok(e) => e,
         Err(e) => return error(&countersign::sanitize::escape(&e.to_string()), e.help()),
     };
-    if args.policy.is_none() {
-        let pinned = countersign::governance::pinned_root(&repo).ok().flatten();
-        if let Some(root) = root.or(pinned) {
-            match countersign::governance::log::history(&repo, Some(root), time::now()) {
-                Ok((_, changes)) => ev.access_changes = changes,
-                Err(e) => {
-                    return error(
-                        &countersign::sanitize::escape(&e),
-                        "fetch refs/meta/countersign and check `countersign policy log`",
-                    )
-                }
-            }
-        }
-    }
+    ev.access_changes = access;
     let text = match args.format {
         ReportFormat::Md => evidence::markdown(&ev),
         ReportFormat::Json => evidence::json(&ev) + "\n",
@@ -184,15 +200,22 @@ pub fn run(args: ReportArgs) -> Exit {
 }
 
 /// The policies changes landed under, from the audit log (`--audit-log`,
-/// else the repository's own when it exists): policy-ref commits are
-/// loaded; a change decided under a policy file is judged by the current
-/// policy (an old file's text is not kept).
+/// else the repository's own when it exists). A record counts only when
+/// its policy commit is on `chain` (verified from the root in use) and it
+/// names that root: the log is not signed, so it may only say *which* of
+/// the verified policies was in force, never supply one. A change decided
+/// under a policy file is judged by the current policy (an old file's text
+/// is not kept). `None` when nothing is mapped.
 fn landed_under(
     repo: &git2::Repository,
     args: &ReportArgs,
+    chain: Option<(git2::Oid, std::collections::HashSet<String>)>,
 ) -> Result<Option<evidence::LandedUnder>, Exit> {
     use countersign::governance::{self, PolicyId};
     use std::collections::HashMap;
+    let Some((root, chain)) = chain else {
+        return Ok(None);
+    };
     let path = match &args.audit_log {
         Some(p) => p.clone(),
         None => {
@@ -220,10 +243,14 @@ fn landed_under(
         source: format!("the audit log {}", path.display()),
         ..Default::default()
     };
+    let root_hex = root.to_string();
     let mut index: HashMap<PolicyId, Option<usize>> = HashMap::new();
     for (commit, id) in map {
         let slot = index.entry(id.clone()).or_insert_with(|| match &id {
-            PolicyId::Ref { commit: pc, .. } => {
+            PolicyId::Ref {
+                commit: pc,
+                root: r,
+            } if *r == root_hex && chain.contains(pc) => {
                 countersign::engine::parse_oid(pc, repo.object_format())
                     .and_then(|pc| governance::load_at(repo, pc).ok())
                     .map(|p| {
@@ -231,11 +258,14 @@ fn landed_under(
                         out.policies.len() - 1
                     })
             }
-            PolicyId::File { .. } => None,
+            _ => None,
         });
         if let Some(i) = slot {
             out.by_commit.insert(commit, *i);
         }
+    }
+    if out.by_commit.is_empty() {
+        return Ok(None);
     }
     Ok(Some(out))
 }

@@ -1001,7 +1001,7 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
-const PREAMBLE: &str = "Every change below was re-verified from the repository's history with the hook's own engine, under the current policy; nothing was taken from the audit log or from names and e-mails in commits.";
+const PREAMBLE: &str = "Every change below was re-verified from the repository's history with the hook's own engine, under the policy named above (\"Judged by\"); the audit log is used only to know which policy was in force when a change landed, never for a verdict, and names and e-mails in commits are never trusted.";
 
 // ---------------------------------------------------------------------------
 // Markdown

@@ -19,6 +19,7 @@ mod audit_disk;
 mod golden;
 mod gov_attack;
 mod gov_attack2;
+mod gov_attack3;
 mod governance;
 mod hardening;
 mod install;
