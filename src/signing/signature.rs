@@ -431,7 +431,11 @@ fn verify_openpgp(
         .unwrap_or_else(|| Err(SigError::Malformed("no OpenPGP signature found".into())))?;
     // The same certificate checked at the same time gives the same answer:
     // once per key and signing subkey per run, not once per signature.
-    let memo = (verified.key, verified.signing_key.clone().unwrap_or_default(), now);
+    let memo = (
+        verified.key,
+        verified.signing_key.clone().unwrap_or_default(),
+        now,
+    );
     keyring
         .cert_checks
         .get_or(memo, || check_openpgp_now(keyring, &verified, &policy, now))?;
