@@ -91,8 +91,9 @@ pub struct Keyring {
 
 /// Key index, signing (sub)key fingerprint, time of the check.
 type CertCheckKey = (usize, String, Timestamp);
-/// The answer of one certificate check.
-type CertCheck = Result<(), crate::signing::signature::SigError>;
+/// One remembered answer. The answers are the signing layer's; they are
+/// kept type-erased so that the policy does not depend on it.
+type CertCheck = std::sync::Arc<dyn std::any::Any + Send + Sync>;
 
 /// A memo of certificate checks, shared by the threads that verify.
 #[derive(Debug, Default)]
@@ -100,20 +101,25 @@ pub(crate) struct CertChecks(std::sync::Mutex<HashMap<CertCheckKey, CertCheck>>)
 
 impl CertChecks {
     /// The memoized answer for `key`, or `check()` (then remembered).
-    pub(crate) fn get_or(&self, key: CertCheckKey, check: impl FnOnce() -> CertCheck) -> CertCheck {
+    pub(crate) fn get_or<T: Clone + Send + Sync + 'static>(
+        &self,
+        key: CertCheckKey,
+        check: impl FnOnce() -> T,
+    ) -> T {
         // A poisoned lock only means another thread panicked mid-insert;
         // the map holds complete answers only, so keep using it.
         let known = match self.0.lock() {
             Ok(g) => g.get(&key).cloned(),
             Err(p) => p.into_inner().get(&key).cloned(),
         };
-        if let Some(r) = known {
+        if let Some(r) = known.and_then(|a| a.downcast_ref::<T>().cloned()) {
             return r;
         }
         let r = check();
+        let stored: CertCheck = std::sync::Arc::new(r.clone());
         match self.0.lock() {
-            Ok(mut g) => g.insert(key, r.clone()),
-            Err(p) => p.into_inner().insert(key, r.clone()),
+            Ok(mut g) => g.insert(key, stored),
+            Err(p) => p.into_inner().insert(key, stored),
         };
         r
     }
