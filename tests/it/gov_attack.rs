@@ -78,7 +78,7 @@ fn unix_now() -> u64 {
 /// judged at each commit's own time (revocation still at today's).
 #[test]
 fn gov_attack_expired_key_in_history_stays_valid() {
-    let expires_at = unix_now() + 30;
+    let expires_at = unix_now() + 90;
     let g = Gov::new_with(&format!("expires = {}", utc(expires_at)));
     let expiry = utc(expires_at);
     let p = g.propose("alice", "rotate", move |t| {

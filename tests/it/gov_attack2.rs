@@ -53,7 +53,7 @@ fn sign_commit_at(g: &Gov, n: &str, tree: &str, parent: &str, msg: &str, date: &
 /// forges a fully "approved" policy.
 #[test]
 fn gov_attack2_backdated_commit_by_retired_key_is_refused_by_the_hook() {
-    let retire_at = unix_now() + 25;
+    let retire_at = unix_now() + 90;
     let g = Gov::new_with(&format!("retired = {}", utc(retire_at)));
     // alice proposes; bob and carol approve the result (parent + tree).
     let p = g.propose("alice", "erin-dev", grant("developer", "erin"));
@@ -374,7 +374,7 @@ fn approved_tree_step(g: &Gov, parent: &str, tree: &str, i: usize) -> String {
 /// trust file -- hits the same wall, for single pushes too.)
 #[test]
 fn gov_attack2_multi_commit_policy_push_is_not_rejudged() {
-    let revoke_at = unix_now() + 40;
+    let revoke_at = unix_now() + 120;
     let g = Gov::new_with(&format!("revoked = {}", utc(revoke_at)));
     g.fetch("alice");
     let base = format!("{}\n", g.policy_now());
