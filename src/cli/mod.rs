@@ -85,6 +85,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Show at most N problems of each code in text output, then the
+        /// count of every code (0: show all; JSON always lists all).
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        max_findings: usize,
     },
     /// Sign an approval of a topic tip (or, with --result, of an exact
     /// merge result) for a target ref, with your git signing key.
@@ -374,7 +378,15 @@ pub fn run() -> Exit {
             policy,
             trust_root,
             format,
-        } => verify(&range, &refname, policy, trust_root.as_deref(), format),
+            max_findings,
+        } => verify(
+            &range,
+            &refname,
+            policy,
+            trust_root.as_deref(),
+            format,
+            max_findings,
+        ),
         Command::Approve {
             rev,
             refname,
@@ -561,10 +573,11 @@ fn verify(
     given: Option<PathBuf>,
     trust_root: Option<&str>,
     format: Format,
+    max_findings: usize,
 ) -> Exit {
     let repo = match hook::open_repo() {
         Ok(r) => r,
-        Err(f) => return render(&Decision::reject_all(&[], f), format),
+        Err(f) => return render(&Decision::reject_all(&[], f), format, max_findings),
     };
     let resolve = |rev: &str| -> Result<git2::Oid, Finding> {
         repo.revparse_single(rev).map(|o| o.id()).map_err(|e| {
@@ -581,7 +594,7 @@ fn verify(
     };
     let (old, new) = match update {
         Ok(x) => x,
-        Err(f) => return render(&Decision::reject_all(&[], f), format),
+        Err(f) => return render(&Decision::reject_all(&[], f), format, max_findings),
     };
     let updates = [RefUpdate {
         old,
@@ -590,32 +603,27 @@ fn verify(
     }];
     let root = match trust_root.map(resolve).transpose() {
         Ok(r) => r,
-        Err(f) => return render(&Decision::reject_all(&updates, f), format),
+        Err(f) => return render(&Decision::reject_all(&updates, f), format, max_findings),
     };
     let policy = match hook::command_policy_from(&repo, given.as_deref(), root) {
         Ok(p) => p,
-        Err(f) => return render(&Decision::reject_all(&updates, f), format),
+        Err(f) => return render(&Decision::reject_all(&updates, f), format, max_findings),
     };
     let decision = Verifier::new(&repo, &policy, time::now())
         .for_history()
         .decide(&updates);
-    render(&decision, format)
+    render(&decision, format, max_findings)
 }
 
-fn render(decision: &Decision, format: Format) -> Exit {
+fn render(decision: &Decision, format: Format, per_code: usize) -> Exit {
     match format {
         Format::Json => println!("{}", report::json(decision)),
         Format::Text => {
+            let text = report::verify_text(decision, per_code);
             if decision.accepted() {
-                print!(
-                    "{}",
-                    report::text(decision, report::Mode::Verify, usize::MAX)
-                );
+                print!("{text}");
             } else {
-                eprint!(
-                    "{}",
-                    report::text(decision, report::Mode::Verify, usize::MAX)
-                );
+                eprint!("{text}");
             }
         }
     }

@@ -73,16 +73,52 @@ pub fn text(decision: &Decision, mode: Mode, limit: usize) -> String {
     }
     let shown = decision.findings.len().min(limit);
     if n > shown {
-        out.push_str(&format!(
-            "\n{PREFIX}: ... and {} more problem(s); run `countersign verify` on the range to see them all\n",
-            n - shown
-        ));
+        out.push_str(&match mode {
+            Mode::Push => format!(
+                "\n{PREFIX}: ... and {} more problem(s); run `countersign verify` on the range to see them all\n",
+                n - shown
+            ),
+            Mode::Verify => format!(
+                "\n{PREFIX}: ... and {} more problem(s) not shown (`--max-findings 0` shows all; `--format json` lists all)\n",
+                n - shown
+            ),
+        });
     }
     if let Some(why) = &decision.stopped {
         out.push_str(&format!(
             "{PREFIX}: note: not every object was examined: {}\n",
             escape(why)
         ));
+    }
+    out
+}
+
+/// Verification text with at most `per_code` findings of each code shown
+/// (0: all), then the count of every code: 20,000 commits with the same
+/// problem make a readable answer, not 120,000 lines.
+pub fn verify_text(decision: &Decision, per_code: usize) -> String {
+    if decision.accepted() || per_code == 0 {
+        return text(decision, Mode::Verify, usize::MAX);
+    }
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    let mut kept = decision.clone();
+    kept.findings.clear();
+    for f in &decision.findings {
+        let c = counts.entry(f.code.as_str()).or_default();
+        *c += 1;
+        if *c <= per_code {
+            kept.findings.push(f.clone());
+        }
+    }
+    kept.omitted = decision.omitted + (decision.findings.len() - kept.findings.len());
+    let mut out = text(&kept, Mode::Verify, usize::MAX);
+    if kept.findings.len() < decision.findings.len() {
+        out.push_str(&format!(
+            "{PREFIX}: problems by code (at most {per_code} of each shown):\n"
+        ));
+        for (code, n) in &counts {
+            out.push_str(&format!("  {code}: {n}\n"));
+        }
     }
     out
 }
