@@ -894,15 +894,15 @@ pub fn decide(
 ) -> Decision {
     let policy = &in_force.policy;
     let ref_mode = in_force.chain.is_some();
-    let probe = Verifier::new(repo, policy, now);
+    let mut verifier = Verifier::new(repo, policy, now).started_at(started);
     if updates.len() > policy.limits.updates {
         // The engine counts only the refs it judges; proposals and
         // reserved refs count too.
-        return Verifier::new(repo, policy, now).decide(updates);
+        return verifier.decide(updates);
     }
     let kinds: Vec<Kind> = updates
         .iter()
-        .map(|u| kind_of(&probe, &u.refname, ref_mode))
+        .map(|u| kind_of(&verifier, &u.refname, ref_mode))
         .collect();
     let ordinary: Vec<RefUpdate> = updates
         .iter()
@@ -910,9 +910,7 @@ pub fn decide(
         .filter(|(_, k)| **k == Kind::Ordinary)
         .map(|(u, _)| u.clone())
         .collect();
-    let mut decision = Verifier::new(repo, policy, now)
-        .started_at(started)
-        .decide(&ordinary);
+    let mut decision = verifier.decide(&ordinary);
     for (u, kind) in updates.iter().zip(kinds) {
         match kind {
             Kind::Ordinary => {}

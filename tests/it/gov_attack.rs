@@ -8,17 +8,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use crate::gov_attack2::{approved_step, sign_commit};
 use crate::governance::{grant, Gov, PREF};
 use crate::util::*;
-
-fn sign_commit(g: &Gov, n: &str, tree: &str, parent: &str, msg: &str) -> String {
-    let mut args = g.keys[n].sign_args();
-    args.extend(["commit-tree", tree, "-p", parent, "-S", "-m", msg].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = g.git(n, &args);
-    assert!(out.success, "commit-tree failed\n{out}");
-    out.stdout.trim().to_string()
-}
 
 fn squash_landing(g: &Gov, n: &str, proposal: &str, parent: &str, trailers: &[String]) -> String {
     g.fetch(n);
@@ -332,54 +324,6 @@ fn gov_attack_long_unapproved_chain_cost() {
     eprintln!("5000-commit policy push took {:?}\n{out}", t.elapsed());
     assert!(!out.success);
     let _ = Path::new("");
-}
-
-/// One approved policy step on `parent` with `text` as the policy, built
-/// in alice's clone (bob and carol approve the exact result).
-fn approved_step(g: &Gov, parent: &str, text: &str, i: usize) -> String {
-    let alice = g.dir("alice").to_path_buf();
-    let blob =
-        g.sb.git_stdin_in(&alice, &["hash-object", "-w", "--stdin"], text.as_bytes());
-    let tree = g.sb.git_stdin_in(
-        &alice,
-        &["mktree"],
-        format!("100644 blob {blob}\tcountersign.toml\n").as_bytes(),
-    );
-    let probe = g.sb.git_ok_in(
-        &alice,
-        ["commit-tree", tree.as_str(), "-p", parent, "-m", "probe"],
-    );
-    let mut msg = format!("step {i}\n\n");
-    let probe_ref = format!("refs/probe/{i}");
-    g.sb.git_ok_in(&alice, ["update-ref", probe_ref.as_str(), probe.as_str()]);
-    for n in ["bob", "carol"] {
-        let spec = format!("+{probe_ref}:{probe_ref}");
-        g.sb.git_ok_in(
-            g.dir(n),
-            ["fetch", "-q", alice.to_str().unwrap(), spec.as_str()],
-        );
-        let out = g.cs(
-            n,
-            &[
-                "approve",
-                probe.as_str(),
-                "--ref",
-                PREF,
-                "--result",
-                "--no-note",
-            ],
-        );
-        assert!(out.success, "{out}");
-        let t = out
-            .stdout
-            .lines()
-            .find(|l| l.starts_with("Countersign-Approval:"))
-            .unwrap()
-            .to_string();
-        msg.push_str(&t);
-        msg.push('\n');
-    }
-    sign_commit(g, "alice", &tree, parent, &msg)
 }
 
 /// Was: an approved change setting `trailers = 1` (while [policy-changes]

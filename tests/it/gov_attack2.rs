@@ -297,7 +297,7 @@ fn gov_attack2_junk_note_lines_do_not_block_apply() {
     assert!(out.stdout.contains("2 approval(s)"), "{out}");
 }
 
-fn sign_commit(g: &Gov, n: &str, tree: &str, parent: &str, msg: &str) -> String {
+pub(crate) fn sign_commit(g: &Gov, n: &str, tree: &str, parent: &str, msg: &str) -> String {
     let mut args = g.keys[n].sign_args();
     args.extend(["commit-tree", tree, "-p", parent, "-S", "-m", msg].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -307,8 +307,8 @@ fn sign_commit(g: &Gov, n: &str, tree: &str, parent: &str, msg: &str) -> String 
 }
 
 /// One approved policy step on `parent` with `text` as the policy, signed
-/// by alice, approved by bob and carol (as in gov_attack.rs).
-fn approved_step(g: &Gov, parent: &str, text: &str, i: usize) -> String {
+/// by alice, approved by bob and carol (shared with gov_attack.rs).
+pub(crate) fn approved_step(g: &Gov, parent: &str, text: &str, i: usize) -> String {
     let alice = g.dir("alice").to_path_buf();
     let blob =
         g.sb.git_stdin_in(&alice, &["hash-object", "-w", "--stdin"], text.as_bytes());
@@ -322,7 +322,7 @@ fn approved_step(g: &Gov, parent: &str, text: &str, i: usize) -> String {
 
 /// One approved policy step on `parent` with `tree`, signed by alice,
 /// approved by bob and carol.
-fn approved_tree_step(g: &Gov, parent: &str, tree: &str, i: usize) -> String {
+pub(crate) fn approved_tree_step(g: &Gov, parent: &str, tree: &str, i: usize) -> String {
     let alice = g.dir("alice").to_path_buf();
     let probe =
         g.sb.git_ok_in(&alice, ["commit-tree", tree, "-p", parent, "-m", "probe"]);
