@@ -10,9 +10,14 @@
 #                   <bare-repo>/countersign.toml unless one is already there.
 #   --binary PATH   install this countersign binary instead of building one
 #                   with `cargo build --release` from this source tree.
-#   --chain         keep an existing, foreign pre-receive hook: it is renamed
-#                   to pre-receive.chained and runs after countersign accepts.
-#                   Without it, the install refuses to replace such a hook.
+#   --chain         keep an existing, foreign pre-receive (post-receive) hook:
+#                   it is renamed to pre-receive.chained (post-receive.chained)
+#                   and runs after countersign. Without it, the install
+#                   refuses to replace such a hook.
+#
+# It also installs the post-receive shim and runs `countersign log init` as
+# the repository's owner: the server's log key and the signed ref-state log
+# (refs/countersign/log). The public key is printed at the end.
 set -euo pipefail
 
 die() { printf 'install.sh: error: %s\n' "$1" >&2; [ $# -gt 1 ] && printf '  help: %s\n' "$2" >&2; exit 1; }
@@ -24,7 +29,7 @@ while [ $# -gt 0 ]; do
         --policy) [ $# -ge 2 ] || die "--policy needs a file"; policy=$2; shift 2 ;;
         --binary) [ $# -ge 2 ] || die "--binary needs a path"; binary=$2; shift 2 ;;
         --chain) chain=1; shift ;;
-        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option \`$1\`" "see install.sh --help" ;;
         *) [ -z "$repo" ] || die "more than one repository given: \`$repo\` and \`$1\`"; repo=$1; shift ;;
     esac
@@ -52,18 +57,28 @@ case "$hooks" in
     *"'"*|*'|'*|*'&'*|*'\'*|*$'\n'*) die "the repository path \`$repo\` contains a quote, |, &, \\ or newline" "move the repository to a plainer path" ;;
 esac
 mkdir -p "$hooks"
-target="$hooks/pre-receive"
-marker="countersign pre-receive shim"
-if [ -e "$target" ] && ! grep -q "$marker" "$target" 2>/dev/null; then
-    if [ "$chain" = 1 ]; then
-        [ -e "$hooks/pre-receive.chained" ] && die "\`$hooks/pre-receive.chained\` already exists" "remove or merge it by hand, then run install.sh again"
-        mv "$target" "$hooks/pre-receive.chained"
-        echo "install.sh: kept the existing hook as $hooks/pre-receive.chained (runs after countersign accepts)" >&2
-    else
-        die "\`$target\` already exists and is not countersign's" \
-            "re-run with --chain to keep it running after countersign, or move it away yourself"
+# Check both hooks before touching either.
+for kind in pre-receive post-receive; do
+    t="$hooks/$kind"
+    m="countersign $kind shim"
+    if [ -e "$t" ] && ! grep -q "$m" "$t" 2>/dev/null; then
+        if [ "$chain" = 1 ]; then
+            [ -e "$t.chained" ] && die "\`$t.chained\` already exists" "remove or merge it by hand, then run install.sh again"
+        else
+            die "\`$t\` already exists and is not countersign's" \
+                "re-run with --chain to keep it running after countersign, or move it away yourself"
+        fi
     fi
-fi
+done
+for kind in pre-receive post-receive; do
+    t="$hooks/$kind"
+    m="countersign $kind shim"
+    if [ -e "$t" ] && ! grep -q "$m" "$t" 2>/dev/null; then
+        mv "$t" "$t.chained"
+        echo "install.sh: kept the existing hook as $t.chained (runs after countersign)" >&2
+    fi
+done
+target="$hooks/pre-receive"
 
 if [ -n "$policy" ]; then
     [ -f "$policy" ] || die "policy \`$policy\` does not exist"
@@ -77,8 +92,27 @@ fi
 
 install -m 0755 "$binary" "$hooks/countersign.new"
 mv -f "$hooks/countersign.new" "$hooks/countersign"
-tmp="$target.new.$$"
-sed "s|@COUNTERSIGN_BIN@|$hooks/countersign|" "$src_dir/hooks/pre-receive" > "$tmp"
-chmod 0755 "$tmp"
-mv -f "$tmp" "$target"
-echo "install.sh: installed countersign as the pre-receive hook of $repo" >&2
+for kind in pre-receive post-receive; do
+    tmp="$hooks/$kind.new.$$"
+    sed "s|@COUNTERSIGN_BIN@|$hooks/countersign|" "$src_dir/hooks/$kind" > "$tmp"
+    chmod 0755 "$tmp"
+    mv -f "$tmp" "$hooks/$kind"
+done
+echo "install.sh: installed countersign as the pre-receive and post-receive hooks of $repo" >&2
+
+# The signed ref-state log, made by the user the hook runs as (the owner of
+# the repository): its key must be readable by that user only, and objects
+# it writes must belong to that user.
+owner=$(stat -c %U "$repo")
+if [ "$(id -u)" = 0 ] && [ "$owner" != root ]; then
+    if command -v runuser >/dev/null 2>&1; then
+        runuser -u "$owner" -- env GIT_DIR="$repo" "$hooks/countersign" log init >/dev/null \
+            || die "countersign log init failed for $repo" "run it as $owner: GIT_DIR=$repo $hooks/countersign log init"
+    else
+        su -s /bin/sh "$owner" -c "GIT_DIR='$repo' '$hooks/countersign' log init" >/dev/null \
+            || die "countersign log init failed for $repo" "run it as $owner: GIT_DIR=$repo $hooks/countersign log init"
+    fi
+else
+    GIT_DIR="$repo" "$hooks/countersign" log init >/dev/null \
+        || die "countersign log init failed for $repo" "run it as the owner: GIT_DIR=$repo $hooks/countersign log init"
+fi

@@ -152,6 +152,10 @@ codes! {
     ReservedRef => "reserved-ref",
     /// A policy commit that is not a direct commit approved as an exact result (e.g. a squash).
     PolicyChangeNotDirect => "policy-change-not-direct",
+    /// A protected ref was moved outside the hook (seen against the ref-state log) and no admin has acknowledged it yet.
+    RefMovedOutOfBand => "ref-moved-out-of-band",
+    /// The ref-state log (refs/countersign/log) or the server's log key is missing, damaged, rewritten or cannot be written.
+    RefLogBroken => "ref-log-broken",
 }
 
 impl std::fmt::Display for Code {

@@ -29,6 +29,7 @@ pub mod engine;
 pub mod finding;
 pub mod governance;
 pub mod hook;
+pub mod ledger;
 #[cfg(test)]
 mod mutate;
 pub mod policy;

@@ -7,6 +7,7 @@
 
 pub mod admin_cmds;
 pub mod demo;
+pub mod log_cmds;
 pub mod policy_cmds;
 pub mod report_cmd;
 
@@ -158,6 +159,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
+    /// The signed ref-state log (refs/countersign/log): start it, show
+    /// it, verify it, acknowledge refs moved around the hook.
+    Log {
+        #[command(subcommand)]
+        action: crate::cli::log_cmds::LogAction,
+    },
     /// Verify or read the audit log.
     Audit {
         #[command(subcommand)]
@@ -197,6 +204,20 @@ enum AuditAction {
         /// `audit verify`), which also catches records cut off the end.
         #[arg(long, value_name = "HASH")]
         expect_head: Option<String>,
+        /// Witness a server: fetch its signed ref-state log
+        /// (refs/countersign/log), check every new entry is signed by the
+        /// server key, that the log only grew since this clone last looked,
+        /// and that the server's refs are where the log says. With `--log`,
+        /// also check that copy of the audit log against the log's signed
+        /// checkpoints (cut or edited records).
+        #[arg(long, value_name = "REMOTE")]
+        remote: Option<String>,
+        /// With `--remote`: the server's public key (OpenSSH line or
+        /// file); default: the policy's `[log] server-key`, else the key
+        /// this clone saw before, else the key that signed the log (trust
+        /// on first use, said so).
+        #[arg(long, value_name = "KEY", requires = "remote")]
+        server_key: Option<String>,
     },
     /// Show recorded decisions and changes.
     Show {
@@ -220,6 +241,9 @@ enum AuditAction {
 enum HookKind {
     /// The pre-receive hook: reads `<old> <new> <ref>` lines on stdin.
     PreReceive,
+    /// The post-receive hook: records the accepted push in the ref-state
+    /// log (refs/countersign/log). Never fails the push (it has landed).
+    PostReceive,
 }
 
 #[derive(Debug, Subcommand)]
@@ -317,7 +341,7 @@ enum PolicyAction {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }
@@ -339,6 +363,10 @@ pub fn run() -> Exit {
         Command::Hook {
             hook: HookKind::PreReceive,
         } => pre_receive(),
+        Command::Hook {
+            hook: HookKind::PostReceive,
+        } => post_receive(),
+        Command::Log { action } => crate::cli::log_cmds::run(action),
         Command::Policy {
             action: PolicyAction::Check { policy, commit },
         } => policy_check(policy, commit),
@@ -436,6 +464,47 @@ pub(crate) fn print_error(msg: &str, help: Option<&str>) {
 
 fn error(msg: &str) {
     print_error(msg, None);
+}
+
+fn post_receive() -> Exit {
+    // git passes the updated refs on stdin; the log reads the refs
+    // themselves, so the input is drained and not trusted.
+    let _ = std::io::copy(
+        &mut std::io::stdin().take(hook::MAX_INPUT_BYTES as u64),
+        &mut std::io::sink(),
+    );
+    match hook::post_receive(time::now()) {
+        Ok(Some(s)) => {
+            if let Some(f) = countersign::ledger::unacknowledged_finding(&s.unacknowledged) {
+                eprintln!(
+                    "{}: warning: {}\n  help: {}",
+                    report::PREFIX,
+                    countersign::sanitize::escape(&f.message),
+                    f.help
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(f) => {
+            // The pusher sees the code, not server paths; the admin finds
+            // the message in the audit log (best effort: it may be the
+            // thing that failed) and in `countersign log verify`.
+            if let Ok(repo) = hook::open_repo() {
+                let _ = countersign::audit::append(
+                    &countersign::audit::path_for(&repo),
+                    "ref-log-not-updated",
+                    serde_json::json!({ "finding": f }),
+                    time::now(),
+                );
+            }
+            eprintln!(
+                "{}: warning: the push landed, but the ref-state log was not brought up to date ({})\n  help: the next push fills it in; an admin finds the reason in the audit log on the server",
+                report::PREFIX,
+                f.code
+            );
+        }
+    }
+    Exit::Ok
 }
 
 fn pre_receive() -> Exit {
@@ -978,6 +1047,27 @@ fn audit(action: AuditAction) -> Exit {
         AuditAction::Verify {
             log: path,
             expect_head,
+            remote: Some(remote),
+            server_key,
+        } => {
+            let copy = match path {
+                Some(p) => match read_log(&p) {
+                    Ok(b) => Some(b),
+                    Err(code) => return code,
+                },
+                None => None,
+            };
+            if expect_head.is_some() {
+                error("--expect-head checks a log file; with --remote the signed log's checkpoints check it");
+                return Exit::Error;
+            }
+            crate::cli::log_cmds::verify_remote(&remote, server_key.as_deref(), copy.as_deref())
+        }
+        AuditAction::Verify {
+            log: path,
+            expect_head,
+            remote: None,
+            ..
         } => {
             let path = match audit_log_path(path) {
                 Ok(p) => p,

@@ -146,6 +146,39 @@ pub fn migrate(given: Option<PathBuf>, repin: bool) -> Exit {
     ) {
         return e;
     }
+    if repin {
+        // The re-pin moved the policy ref around the hook: the ref-state
+        // log records it and the operator's break glass acknowledges it.
+        let acked = hook::policy_in_force(&repo, time::now(), std::time::Instant::now())
+            .map_err(|f| f.message)
+            .and_then(|f| {
+                let id = serde_json::to_value(&f.id).ok();
+                countersign::ledger::acknowledge_break_glass(
+                    &repo,
+                    &f.policy,
+                    id.as_ref(),
+                    "trust root re-pinned (break glass): `countersign policy migrate --repin`",
+                    time::now(),
+                )
+            });
+        match acked {
+            Ok(list) if !list.is_empty() => {
+                eprintln!(
+                "{}: the ref-state log records the re-pin; acknowledged as break glass: entr{} {}",
+                report::PREFIX,
+                if list.len() == 1 { "y" } else { "ies" },
+                list.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            )
+            }
+            Ok(_) => {}
+            Err(e) => return fail(
+                &format!(
+                    "the trust root is re-pinned, but the ref-state log could not record it: {e}"
+                ),
+                "run `countersign log show` and acknowledge the move with `countersign log ack`",
+            ),
+        }
+    }
     println!(
         "{}: the policy now lives on {POLICY_REF}; trust root {} pinned ({ROOT_CONFIG_KEY}).\n  Every change now needs the approvals its [policy-changes] names; the file {} is no longer read.\n  Admins: `git fetch origin {POLICY_REF}:{POLICY_REF}` and `countersign policy pin {root}` in their clones.",
         report::PREFIX,

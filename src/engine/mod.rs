@@ -1221,6 +1221,15 @@ pub fn short(id: Oid) -> String {
     s[..s.len().min(12)].to_string()
 }
 
+/// The first 12 characters of a hex id (`(absent)` for all zeros).
+pub fn short_hex(hex: &str) -> String {
+    if hex.bytes().all(|b| b == b'0') {
+        "(absent)".into()
+    } else {
+        hex.chars().take(12).collect()
+    }
+}
+
 pub(crate) fn missing(id: Oid, e: &git2::Error) -> Finding {
     diags::object_missing(id, e).at_object(id, None)
 }

@@ -258,6 +258,44 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
         }
     };
     let limits = in_force.policy.limits;
+    // The refs as the ref-state log last recorded them: a protected ref
+    // moved around the hook stops every push until it is acknowledged.
+    let policy_value = serde_json::to_value(&in_force.id).ok();
+    match crate::ledger::sync(
+        &repo,
+        &in_force.policy,
+        policy_value.as_ref(),
+        now,
+        "pre-receive",
+    ) {
+        Err(f) => {
+            return Outcome {
+                decision: record(
+                    &repo,
+                    Decision::reject_all(&updates, f),
+                    now,
+                    &limits,
+                    Some(&in_force.id),
+                ),
+                limits,
+            }
+        }
+        Ok(Some(synced)) => {
+            if let Some(f) = crate::ledger::unacknowledged_finding(&synced.unacknowledged) {
+                return Outcome {
+                    decision: record(
+                        &repo,
+                        Decision::reject_all(&updates, f),
+                        now,
+                        &limits,
+                        Some(&in_force.id),
+                    ),
+                    limits,
+                };
+            }
+        }
+        Ok(None) => {}
+    }
     // A push to the policy ref is scanned with at least the default
     // limits: an approved `[limits]` must not lock out the next change.
     let scan_limits = if in_force.chain.is_some()
@@ -285,6 +323,28 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
         }
     }
     Outcome { decision, limits }
+}
+
+/// The post-receive step: after git moved the refs, bring the ref-state
+/// log up to date (see [`crate::ledger::sync`]). It cannot refuse
+/// anything (the refs have moved); a failure is reported to the pusher
+/// and the next hook run fills the entries in.
+///
+/// # Errors
+///
+/// The finding that says why the log could not be brought up to date.
+pub fn post_receive(now: Timestamp) -> Result<Option<crate::ledger::Synced>, Finding> {
+    let started = Instant::now();
+    let repo = open_repo()?;
+    let in_force = policy_in_force(&repo, now, started)?;
+    let policy_value = serde_json::to_value(&in_force.id).ok();
+    crate::ledger::sync(
+        &repo,
+        &in_force.policy,
+        policy_value.as_ref(),
+        now,
+        "post-receive",
+    )
 }
 
 /// The policy a push is judged by: in ref mode (a trust root pinned in

@@ -147,6 +147,10 @@ pub struct Policy {
     /// `[policy-changes]`: who may change the policy when it lives on the
     /// policy ref (see `governance`).
     pub policy_changes: Option<PolicyChanges>,
+    /// `[log] server-key`: the public key the server signs its ref-state
+    /// log with (see `ledger`), published so that every clone can check
+    /// the log. Only ed25519 keys are accepted.
+    pub log_key: Option<ssh_key::PublicKey>,
 }
 
 /// `[policy-changes]`: who signs a change of the policy ref, and whose
@@ -370,6 +374,7 @@ pub fn parse_with(text: &str, files: &dyn KeyFiles) -> Result<Policy, Vec<Proble
             "rule",
             "limits",
             "policy-changes",
+            "log",
         ],
         "top level",
     );
@@ -501,6 +506,7 @@ pub fn parse_with(text: &str, files: &dyn KeyFiles) -> Result<Policy, Vec<Proble
         .get("policy-changes")
         .and_then(|item| parse_policy_changes(&mut ctx, item, &roles));
     let limits = parse_limits(&mut ctx, root.get("limits"));
+    let log_key = root.get("log").and_then(|item| parse_log(&mut ctx, item));
 
     if ctx.problems.is_empty() {
         Ok(Policy {
@@ -512,6 +518,7 @@ pub fn parse_with(text: &str, files: &dyn KeyFiles) -> Result<Policy, Vec<Proble
             keyring,
             limits,
             policy_changes,
+            log_key,
         })
     } else {
         Err(ctx.problems)
@@ -862,6 +869,44 @@ fn parse_approvals(
         }
     }
     approvals
+}
+
+/// `[log]`: `server-key`, the server's ed25519 public key (one OpenSSH line).
+fn parse_log(ctx: &mut Ctx, item: &Item) -> Option<ssh_key::PublicKey> {
+    let where_ = "[log]";
+    let Some(t) = item.as_table_like() else {
+        ctx.push(item.span(), "`log` must be a table: [log]".into());
+        return None;
+    };
+    ctx.unknown_keys(t, &["server-key"], where_);
+    if t.get("server-key").is_none() {
+        ctx.push(
+            item.span(),
+            format!("{where_} needs `server-key = \"ssh-ed25519 AAAA...\"` (`countersign log init` prints it)"),
+        );
+        return None;
+    }
+    let (text, span) = ctx.string(t, "server-key", where_)?;
+    match keys::parse_ssh(&text) {
+        Ok(k) if matches!(k.key_data(), ssh_key::public::KeyData::Ed25519(_)) => Some(k),
+        Ok(k) => {
+            ctx.push(
+                span,
+                format!(
+                    "`server-key` in {where_} is a {} key; the server signs its log with ed25519 (`countersign log init` prints the key to paste here)",
+                    k.algorithm()
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            ctx.push(
+                span,
+                format!("`server-key` in {where_} is not an OpenSSH public key: {e} (`countersign log init` prints the key to paste here)"),
+            );
+            None
+        }
+    }
 }
 
 /// `[policy-changes]`: `signers` and a non-empty `approvals`.

@@ -265,7 +265,9 @@ fn gov_attack_refused_ref_tricks() {
         "refs/countersign/PROPOSALS/x",
         "refs/countersign/log",
     ] {
-        let out = g.git("alice", &["push", "origin", &format!("{l}:{name}")]);
+        // Forced: refs/countersign/log exists, and git itself would refuse
+        // a non-fast-forward before the hook sees it.
+        let out = g.git("alice", &["push", "origin", &format!("+{l}:{name}")]);
         eprintln!("{name}:\n{}", out.stderr);
         assert_rejected_with(&out, "reserved-ref");
     }

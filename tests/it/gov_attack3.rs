@@ -262,6 +262,11 @@ fn gov_attack3_pin_recovers_a_reviewed_moved_back_ref() {
     // The operator reviews the restored history and re-verifies it.
     let out = g.sb.countersign(&server, ["policy", "pin", &g.root]);
     assert!(out.success, "pin re-verifies from the root\n{out}");
+    // The restore moved the policy ref around the hook: the ref-state log
+    // saw it, and pushes wait for the admins' acknowledgement.
+    let out = g.git("dave", &["push", "origin", "main"]);
+    assert_rejected_with(&out, "ref-moved-out-of-band");
+    crate::ledger::ack_with_quorum(&g, &["alice", "bob", "carol"]);
     let out = g.git("dave", &["push", "origin", "main"]);
     assert!(out.success, "{out}");
 }

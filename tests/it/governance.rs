@@ -508,7 +508,7 @@ fn governance_changes_without_the_quorum_are_refused() {
         &[
             "push",
             "origin",
-            &format!("{}:refs/countersign/log", before.clone().unwrap()),
+            &format!("+{}:refs/countersign/log", before.clone().unwrap()),
         ],
     );
     assert_rejected_with(&out, "reserved-ref");

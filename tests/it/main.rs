@@ -23,6 +23,7 @@ mod gov_attack3;
 mod governance;
 mod hardening;
 mod install;
+mod ledger;
 mod policy;
 mod push;
 mod report;

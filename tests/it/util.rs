@@ -131,7 +131,7 @@ pub fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Out {
 }
 
 #[track_caller]
-fn run_ok(cmd: Command, stdin: Option<&[u8]>) -> Out {
+pub fn run_ok(cmd: Command, stdin: Option<&[u8]>) -> Out {
     let desc = format!("{cmd:?}");
     let out = run(cmd, stdin);
     assert!(out.success, "command failed: {desc}\n{out}");
