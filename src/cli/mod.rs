@@ -187,7 +187,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum AuditAction {
     /// Check the whole hash chain; name the first broken, missing,
-    /// reordered or torn record. Prints the head hash to keep elsewhere.
+    /// reordered or torn record, and records cut off since the hook's last
+    /// checkpoint (`<log>.checkpoint`). Prints the head hash to keep
+    /// elsewhere.
     Verify {
         /// Log file (default: git config countersign.auditLog, else
         /// $GIT_DIR/countersign/audit.log).
@@ -197,6 +199,12 @@ enum AuditAction {
         /// `audit verify`), which also catches records cut off the end.
         #[arg(long, value_name = "HASH")]
         expect_head: Option<String>,
+        /// Once the whole chain verifies, record its head as the checkpoint
+        /// the hook's appends verify from (replacing the one there): after
+        /// repairing a damaged log, or for a log of more than 64 MiB that
+        /// has none. Run as the user the hook runs as.
+        #[arg(long)]
+        checkpoint: bool,
     },
     /// Show recorded decisions and changes.
     Show {
@@ -446,17 +454,14 @@ fn pre_receive() -> Exit {
     let limit = u64::try_from(hook::MAX_INPUT_BYTES).unwrap_or(u64::MAX) + 1;
     let outcome = match std::io::stdin().take(limit).read_to_end(&mut input) {
         Ok(_) => hook::pre_receive(&input, time::now(), started),
-        Err(e) => hook::Outcome {
-            decision: Decision::reject_all(
-                &[],
-                Finding::new(
-                    Code::BadInput,
-                    format!("cannot read the hook's input: {e}"),
-                    "run only as a git hook",
-                ),
+        Err(e) => hook::reject_unread(
+            Finding::new(
+                Code::BadInput,
+                format!("cannot read the hook's input: {e}"),
+                "run only as a git hook",
             ),
-            limits: countersign::policy::limits::Limits::default(),
-        },
+            time::now(),
+        ),
     };
     let decision = &outcome.decision;
     let text = report::text(decision, report::Mode::Push, outcome.limits.findings);
@@ -978,6 +983,7 @@ fn audit(action: AuditAction) -> Exit {
         AuditAction::Verify {
             log: path,
             expect_head,
+            checkpoint,
         } => {
             let path = match audit_log_path(path) {
                 Ok(p) => p,
@@ -1008,6 +1014,39 @@ fn audit(action: AuditAction) -> Exit {
                         h
                     ));
                     return Exit::Rejected;
+                }
+            }
+            if checkpoint {
+                // Verified again under the log's lock, then recorded.
+                let sharing =
+                    hook::open_repo().map_or(log::Sharing::Umask, |r| log::Sharing::of(&r));
+                match log::write_checkpoint(&path, sharing) {
+                    Ok(head) => println!(
+                        "{}: checkpoint `{}` recorded: record {}, head {}",
+                        report::PREFIX,
+                        log::checkpoint_path(&path).display(),
+                        head.seq,
+                        head.hash
+                    ),
+                    Err(e) => {
+                        error(&e.to_string());
+                        return Exit::Rejected;
+                    }
+                }
+            } else {
+                match log::check_against_checkpoint(&path, &bytes) {
+                    Ok(None) => {}
+                    Ok(Some(problem)) => {
+                        error(&format!(
+                            "audit log `{}`: {problem}\n  help: the chain verifies, but it no longer holds what the hook verified before; if an admin repaired it on purpose, record its new head with `countersign audit verify --checkpoint`",
+                            path.display()
+                        ));
+                        return Exit::Rejected;
+                    }
+                    Err(e) => {
+                        error(&e.to_string());
+                        return Exit::Rejected;
+                    }
                 }
             }
             println!(
