@@ -100,7 +100,8 @@ impl StoreError {
 }
 
 /// Apply `edit` to the policy at `path` as one transaction recorded in the
-/// audit log `log` as a `policy-change` by `actor` running `command`.
+/// audit log `log` as a `policy-change` by `actor` running `command`
+/// (files the log creates get the modes `sharing` asks for).
 /// `edit` gets the policy text and its directory and may create files
 /// (certificates), listing them so they are removed if the change does
 /// not happen.
@@ -112,6 +113,7 @@ impl StoreError {
 pub fn apply(
     path: &Path,
     log: &Path,
+    sharing: audit::Sharing,
     actor: &str,
     command: &str,
     edit: impl FnOnce(&str, &Path, &mut Vec<PathBuf>) -> Result<Change, Fail>,
@@ -180,13 +182,10 @@ pub fn apply(
         "before": audit::digest(&before),
         "after": audit::digest(after),
     });
-    match audit::append(log, "policy-change", fields, time::now()) {
-        Ok(record) => {
+    match audit::append_shared(log, "policy-change", fields, time::now(), sharing) {
+        Ok(appended) => {
             drop(lock);
-            let seq = record
-                .get("seq")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0);
+            let seq = appended.seq;
             Ok(Applied {
                 summary: change.summary,
                 report: change.report,

@@ -866,7 +866,10 @@ fn apply(
     };
     let actor = common.actor.clone().unwrap_or_else(audit::os_user);
     let mut out = std::io::stdout().lock();
-    match store::apply(&path, &log, &actor, command, edit) {
+    let sharing = repo
+        .as_ref()
+        .map_or(audit::Sharing::Umask, audit::Sharing::of);
+    match store::apply(&path, &log, sharing, &actor, command, edit) {
         Ok(applied) => {
             for line in &applied.report {
                 let _ = writeln!(out, "  {}", sanitize::escape(line));

@@ -34,6 +34,8 @@ use anyhow::{bail, Context, Result};
 
 /// The pre-receive shim, as `install.sh` installs it.
 const HOOK_SHIM: &str = include_str!("../../hooks/pre-receive");
+/// The post-receive shim: it writes the signed ref-state log.
+const POST_SHIM: &str = include_str!("../../hooks/post-receive");
 /// Where the shim expects the absolute path of the countersign binary.
 const BIN_PLACEHOLDER: &str = "@COUNTERSIGN_BIN@";
 /// The oldest git that signs with SSH keys (`gpg.format=ssh`).
@@ -629,6 +631,14 @@ fn setup_server(sb: &Sandbox, server: &Path, policy: &Path, exe: &Path) -> Resul
     // git itself refuses to delete the branch HEAD names, even in a bare
     // repository; let countersign be the one that decides.
     config("receive.denyDeleteCurrent", OsStr::new("ignore"))?;
+    // The server's log key and the first entry of the signed ref-state log.
+    let exe_text = exe.display().to_string();
+    run_ok(
+        sb.command(&exe_text)
+            .current_dir(server)
+            .env("GIT_DIR", server)
+            .args(["log", "init"]),
+    )?;
     Ok(())
 }
 
@@ -652,7 +662,11 @@ fn install_hook(server: &Path, exe: &Path) -> Result<()> {
     let hook = hooks.join("pre-receive");
     std::fs::write(&hook, HOOK_SHIM.replace(BIN_PLACEHOLDER, exe_text))
         .with_context(|| format!("cannot write {}", hook.display()))?;
-    set_mode(&hook, 0o755)
+    set_mode(&hook, 0o755)?;
+    let post = hooks.join("post-receive");
+    std::fs::write(&post, POST_SHIM.replace(BIN_PLACEHOLDER, exe_text))
+        .with_context(|| format!("cannot write {}", post.display()))?;
+    set_mode(&post, 0o755)
 }
 
 /// Clone the (empty) server into `work`; returns the URL.
@@ -897,6 +911,128 @@ impl Scenario<'_> {
         self.reset()?;
         self.separation(people)?;
         self.quorum(people)?;
+        self.bypass(people)?;
+        Ok(())
+    }
+
+    /// Part four: a ref moved behind the hook's back is caught by the
+    /// signed ref-state log, by any clone and by the next push, until the
+    /// admins acknowledge it.
+    fn bypass(&mut self, people: &People) -> Result<()> {
+        let alice = people.get("alice")?;
+        let carol = people.get("carol")?;
+        let erin = people.get("erin")?;
+        heading(self.out, "Part four: a ref moved behind the hook's back")?;
+        self.say("After every accepted push the post-receive hook appends an entry to refs/countersign/log,")?;
+        self.say(
+            "signed by the server's own key: which refs moved, who pushed, under which policy.",
+        )?;
+        let server = self.sb.root.join("server.git");
+        let exe = self.exe.display().to_string();
+        let on_server = |sb: &Sandbox, args: &[&str]| -> Result<Captured> {
+            let mut cmd = sb.command(&exe);
+            cmd.current_dir(&server).env("GIT_DIR", &server).args(args);
+            capture(&mut cmd)
+        };
+        writeln!(
+            self.out,
+            "{IN}$ cd server.git && countersign log show --max 3"
+        )?;
+        let got = on_server(self.sb, &["log", "show", "--max", "3"])?;
+        for line in got.stdout.lines().chain(got.stderr.lines()) {
+            writeln!(self.out, "{IN}  {line}")?;
+        }
+        self.say("The first look from alice's clone remembers what it saw:")?;
+        self.countersign(alice, &["audit", "verify", "--remote", "origin"])?;
+
+        self.begin("someone with shell access rolls main back with git update-ref; alice pushes")?;
+        let Some(main) = self.rev("refs/remotes/origin/main")? else {
+            self.skip("there is no main, because an earlier step was rejected")?;
+            return Ok(());
+        };
+        writeln!(
+            self.out,
+            "{IN}$ cd server.git && git update-ref refs/heads/main main~1    # on the server, around the hook"
+        )?;
+        run_ok(self.sb.command("git").arg("--git-dir").arg(&server).args([
+            "update-ref",
+            "refs/heads/main",
+            &format!("{main}~1"),
+        ]))?;
+        self.say("Any clone that fetched the log sees it:")?;
+        self.countersign(alice, &["audit", "verify", "--remote", "origin"])?;
+        self.show_git(alice, &["fetch", "-q", "origin"])?;
+        self.show_git(alice, &["reset", "-q", "--hard", "origin/main"])?;
+        self.commit(
+            alice,
+            true,
+            "README.md",
+            "\nAfter the rollback.\n",
+            "Note the rollback",
+        )?;
+        let got = self.push(alice, &["origin", "main"])?;
+        self.verdict(
+            got,
+            Verdict::Rejected,
+            "main moved without an accepted push: every push waits until the admins acknowledge it.",
+        )?;
+
+        self.begin("three admins sign the acknowledgement; alice pushes again")?;
+        let entry = on_server(self.sb, &["log", "show", "--max", "1", "--format", "json"])?;
+        let n = serde_json::from_str::<serde_json::Value>(&entry.stdout)
+            .ok()
+            .and_then(|v| v[0]["unacknowledged"][0]["entry"].as_u64())
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        writeln!(
+            self.out,
+            "{IN}$ cd server.git && countersign log statement --entry {n} > ack.txt"
+        )?;
+        let statement = on_server(self.sb, &["log", "statement", "--entry", &n])?;
+        let text_path = self.sb.root.join("ack.txt");
+        std::fs::write(&text_path, &statement.stdout)
+            .with_context(|| format!("cannot write {}", text_path.display()))?;
+        let mut args: Vec<String> = vec!["log".into(), "ack".into(), "--entry".into(), n.clone()];
+        for who in [alice, carol, erin] {
+            let Key::Ssh { private, .. } = &who.key else {
+                continue;
+            };
+            writeln!(
+                self.out,
+                "{IN}$ ssh-keygen -Y sign -n countersign-ack -f keys/{} ack.txt    # as {}",
+                who.id, who.id
+            )?;
+            let sig = self.sb.root.join(format!("ack-{}.sig", who.id));
+            let _ = std::fs::remove_file(&sig);
+            run_ok(
+                self.sb
+                    .command("ssh-keygen")
+                    .args(["-q", "-Y", "sign", "-n", "countersign-ack", "-f"])
+                    .arg(private)
+                    .arg(&text_path),
+            )?;
+            std::fs::rename(self.sb.root.join("ack.txt.sig"), &sig)
+                .with_context(|| format!("cannot write {}", sig.display()))?;
+            args.push("--signature".into());
+            args.push(sig.display().to_string());
+        }
+        args.push("--reason".into());
+        args.push("rollback of a bad release, ticket OPS-7".into());
+        writeln!(
+            self.out,
+            "{IN}$ cd server.git && countersign log ack --entry {n} --signature ack-alice.sig --signature ack-carol.sig --signature ack-erin.sig --reason '...'"
+        )?;
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let got = on_server(self.sb, &arg_refs)?;
+        for line in got.stdout.lines().chain(got.stderr.lines()) {
+            writeln!(self.out, "{IN}  {line}")?;
+        }
+        let got = self.push(alice, &["origin", "main"])?;
+        self.verdict(
+            got,
+            Verdict::Accepted,
+            "the out-of-band move is acknowledged by the same quorum a policy change needs, and recorded.",
+        )?;
         Ok(())
     }
 

@@ -194,7 +194,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum AuditAction {
     /// Check the whole hash chain; name the first broken, missing,
-    /// reordered or torn record. Prints the head hash to keep elsewhere.
+    /// reordered or torn record, and records cut off since the hook's last
+    /// checkpoint (`<log>.checkpoint`). Prints the head hash to keep
+    /// elsewhere.
     Verify {
         /// Log file (default: git config countersign.auditLog, else
         /// $GIT_DIR/countersign/audit.log).
@@ -218,6 +220,12 @@ enum AuditAction {
         /// on first use, said so).
         #[arg(long, value_name = "KEY", requires = "remote")]
         server_key: Option<String>,
+        /// Once the whole chain verifies, record its head as the checkpoint
+        /// the hook's appends verify from (replacing the one there): after
+        /// repairing a damaged log, or for a log of more than 64 MiB that
+        /// has none. Run as the user the hook runs as.
+        #[arg(long)]
+        checkpoint: bool,
     },
     /// Show recorded decisions and changes.
     Show {
@@ -515,17 +523,14 @@ fn pre_receive() -> Exit {
     let limit = u64::try_from(hook::MAX_INPUT_BYTES).unwrap_or(u64::MAX) + 1;
     let outcome = match std::io::stdin().take(limit).read_to_end(&mut input) {
         Ok(_) => hook::pre_receive(&input, time::now(), started),
-        Err(e) => hook::Outcome {
-            decision: Decision::reject_all(
-                &[],
-                Finding::new(
-                    Code::BadInput,
-                    format!("cannot read the hook's input: {e}"),
-                    "run only as a git hook",
-                ),
+        Err(e) => hook::reject_unread(
+            Finding::new(
+                Code::BadInput,
+                format!("cannot read the hook's input: {e}"),
+                "run only as a git hook",
             ),
-            limits: countersign::policy::limits::Limits::default(),
-        },
+            time::now(),
+        ),
     };
     let decision = &outcome.decision;
     let text = report::text(decision, report::Mode::Push, outcome.limits.findings);
@@ -1049,7 +1054,12 @@ fn audit(action: AuditAction) -> Exit {
             expect_head,
             remote: Some(remote),
             server_key,
+            checkpoint,
         } => {
+            if checkpoint {
+                error("--checkpoint records a log file's head; it does not go with --remote");
+                return Exit::Error;
+            }
             let copy = match path {
                 Some(p) => match read_log(&p) {
                     Ok(b) => Some(b),
@@ -1067,6 +1077,7 @@ fn audit(action: AuditAction) -> Exit {
             log: path,
             expect_head,
             remote: None,
+            checkpoint,
             ..
         } => {
             let path = match audit_log_path(path) {
@@ -1098,6 +1109,39 @@ fn audit(action: AuditAction) -> Exit {
                         h
                     ));
                     return Exit::Rejected;
+                }
+            }
+            if checkpoint {
+                // Verified again under the log's lock, then recorded.
+                let sharing =
+                    hook::open_repo().map_or(log::Sharing::Umask, |r| log::Sharing::of(&r));
+                match log::write_checkpoint(&path, sharing) {
+                    Ok(head) => println!(
+                        "{}: checkpoint `{}` recorded: record {}, head {}",
+                        report::PREFIX,
+                        log::checkpoint_path(&path).display(),
+                        head.seq,
+                        head.hash
+                    ),
+                    Err(e) => {
+                        error(&e.to_string());
+                        return Exit::Rejected;
+                    }
+                }
+            } else {
+                match log::check_against_checkpoint(&path, &bytes) {
+                    Ok(None) => {}
+                    Ok(Some(problem)) => {
+                        error(&format!(
+                            "audit log `{}`: {problem}\n  help: the chain verifies, but it no longer holds what the hook verified before; if an admin repaired it on purpose, record its new head with `countersign audit verify --checkpoint`",
+                            path.display()
+                        ));
+                        return Exit::Rejected;
+                    }
+                    Err(e) => {
+                        error(&e.to_string());
+                        return Exit::Rejected;
+                    }
                 }
             }
             println!(

@@ -45,7 +45,8 @@ fn fit(policy: &Policy) -> Result<(), Exit> {
 }
 
 fn record(repo: &Repository, kind: &str, fields: serde_json::Value) -> Result<(), Exit> {
-    audit::append(&audit::path_for(repo), kind, fields, time::now())
+    let sharing = audit::Sharing::of(repo);
+    audit::append_shared(&audit::path_for(repo), kind, fields, time::now(), sharing)
         .map(|_| ())
         .map_err(|e| {
             fail(

@@ -662,9 +662,12 @@ fn record_trust(repo: &Repository, root: Oid, tips: &[Oid], seen: bool) {
     // file under a lock on a companion file; without the lock, write anyway
     // (losing an update costs a re-verification, never trust).
     let lock_path = repo.path().join(format!("{TRUST_FILE}.lock"));
+    // The directory is the audit log's too: made as git's
+    // core.sharedRepository asks, so other pushers can write the log.
+    let sharing = crate::audit::Sharing::of(repo);
     let _lock = lock_path
         .parent()
-        .and_then(|d| std::fs::create_dir_all(d).ok())
+        .and_then(|d| crate::audit::create_dirs(d, sharing).ok())
         .and_then(|()| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -695,7 +698,7 @@ fn record_trust(repo: &Repository, root: Oid, tips: &[Oid], seen: bool) {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::audit::create_dirs(dir, sharing)?;
         }
         std::fs::write(&tmp, out.as_bytes())?;
         std::fs::rename(&tmp, &path)

@@ -17,7 +17,7 @@ use git2::Repository;
 use crate::audit;
 use crate::engine::{self, Decision, RefUpdate};
 use crate::finding::Finding;
-use crate::governance::{self, InForce, PolicyId};
+use crate::governance::{self, InForce};
 use crate::policy::limits::Limits;
 use crate::policy::{self, Policy};
 use crate::time::Timestamp;
@@ -232,42 +232,41 @@ pub struct Outcome {
 }
 
 /// Run the pre-receive check: open the repository, parse `input`, load the
-/// policy, decide, record. Never panics on input; every failure rejects.
+/// policy, decide, record. Never panics on input; every failure rejects,
+/// and every rejection is recorded (best effort when the repository cannot
+/// be opened: see [`reject_unread`]).
 /// `started` is when the hook started: the `seconds` budget counts from it.
 pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
     let limits = Limits::default();
-    let reject = |updates: &[RefUpdate], f: Finding| Outcome {
-        decision: Decision::reject_all(updates, f),
-        limits,
-    };
     let repo = match open_repo() {
         Ok(r) => r,
-        Err(f) => return reject(&[], f),
+        Err(f) => return rejected_without_repository(Decision::reject_all(&[], f), now),
     };
     let updates = match parse_updates_in(input, repo.object_format()) {
         Ok(u) => u,
-        Err(f) => return reject(&[], f),
+        Err(f) => return rejected_unparsed(&repo, Decision::reject_all(&[], f), now),
     };
     let in_force = match policy_in_force(&repo, now, started) {
         Ok(p) => p,
         Err(f) => {
+            let policy = policy_unknown(&repo, &f.message);
             return Outcome {
-                decision: record(&repo, Decision::reject_all(&updates, f), now, &limits, None),
+                decision: record(
+                    &repo,
+                    Decision::reject_all(&updates, f),
+                    now,
+                    &limits,
+                    &policy,
+                ),
                 limits,
-            }
+            };
         }
     };
     let limits = in_force.policy.limits;
     // The refs as the ref-state log last recorded them: a protected ref
     // moved around the hook stops every push until it is acknowledged.
-    let policy_value = serde_json::to_value(&in_force.id).ok();
-    match crate::ledger::sync(
-        &repo,
-        &in_force.policy,
-        policy_value.as_ref(),
-        now,
-        "pre-receive",
-    ) {
+    let policy = serde_json::to_value(&in_force.id).unwrap_or(Value::Null);
+    match crate::ledger::sync(&repo, &in_force.policy, Some(&policy), now, "pre-receive") {
         Err(f) => {
             return Outcome {
                 decision: record(
@@ -275,7 +274,7 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
                     Decision::reject_all(&updates, f),
                     now,
                     &limits,
-                    Some(&in_force.id),
+                    &policy,
                 ),
                 limits,
             }
@@ -288,7 +287,7 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
                         Decision::reject_all(&updates, f),
                         now,
                         &limits,
-                        Some(&in_force.id),
+                        &policy,
                     ),
                     limits,
                 };
@@ -311,7 +310,7 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
         Err(f) => Decision::reject_all(&updates, f),
         Ok(()) => governance::decide(&repo, &in_force, &updates, now, started),
     };
-    let decision = record(&repo, decision, now, &limits, Some(&in_force.id));
+    let decision = record(&repo, decision, now, &limits, &policy);
     if decision.accepted() {
         if let Some((root, _)) = in_force.chain {
             for u in &updates {
@@ -345,6 +344,94 @@ pub fn post_receive(now: Timestamp) -> Result<Option<crate::ledger::Synced>, Fin
         now,
         "post-receive",
     )
+}
+
+/// The hook's input could not be read (or was refused before parsing):
+/// reject the push with `finding`, and record the rejection.
+pub fn reject_unread(finding: Finding, now: Timestamp) -> Outcome {
+    let decision = Decision::reject_all(&[], finding);
+    match open_repo() {
+        Ok(repo) => rejected_unparsed(&repo, decision, now),
+        Err(f) => {
+            let mut decision = decision;
+            decision.findings.push(f);
+            rejected_without_repository(decision, now)
+        }
+    }
+}
+
+/// Reject a push whose input was not parsed, recording it with what is
+/// known of the policy (it was not loaded).
+fn rejected_unparsed(repo: &Repository, decision: Decision, now: Timestamp) -> Outcome {
+    let limits = Limits::default();
+    let policy = policy_unknown(
+        repo,
+        "not loaded: the push was rejected before its policy was read",
+    );
+    Outcome {
+        decision: record(repo, decision, now, &limits, &policy),
+        limits,
+    }
+}
+
+/// Reject a push when the repository cannot be opened, and try to record
+/// it in `$GIT_DIR/countersign/audit.log` (or the `countersign.auditLog`
+/// of `$GIT_DIR/config`, read on its own).
+///
+/// Best effort, and only best effort: without the repository, the log's
+/// path comes from git's environment (`GIT_DIR`, which git sets for every
+/// hook) and a config file read without the repository's other config
+/// levels, so a log configured elsewhere (global or system config) is
+/// missed, and a `GIT_DIR` that is not a repository's directory (with a
+/// `HEAD` file) leaves nowhere to write. The push is rejected whatever happens here; a record that
+/// cannot be written adds its finding to the rejection.
+fn rejected_without_repository(mut decision: Decision, now: Timestamp) -> Outcome {
+    let limits = Limits::default();
+    // Only a directory that looks like a repository (it has `HEAD`): a
+    // stray `GIT_DIR` must not get a log created in it.
+    let git_dir = std::env::var_os("GIT_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir() && d.join("HEAD").is_file());
+    if let Some(git_dir) = git_dir {
+        let git_dir = std::fs::canonicalize(&git_dir).unwrap_or(git_dir);
+        let config = git2::Config::open(&git_dir.join("config")).ok();
+        let path = audit::path_in(&git_dir, config.as_ref());
+        let sharing = config
+            .as_ref()
+            .map_or(audit::Sharing::Umask, audit::Sharing::from_config);
+        let policy = serde_json::json!({
+            "file": Value::Null,
+            "error": "not loaded: the repository could not be opened",
+        });
+        let fields = fields_for(
+            &git_dir.display().to_string(),
+            &decision,
+            limits.audit_record_bytes,
+            &policy,
+        );
+        if let Err(e) = audit::append_shared(&path, "push", fields, now, sharing) {
+            decision.findings.push(Finding::from(&e));
+        }
+    }
+    Outcome { decision, limits }
+}
+
+/// The audit record's `policy` when no policy was loaded: what is known of
+/// where it would come from (`file` in file mode, `root` where a trust root
+/// is pinned) and why it is unknown (`error`). It has neither `sha256` nor
+/// `commit`, so it is never read as the identity of a policy in force.
+fn policy_unknown(repo: &Repository, why: &str) -> Value {
+    let error = crate::policy::limits::truncate(why, 1000);
+    match governance::pinned_root(repo) {
+        Ok(Some(root)) => serde_json::json!({ "root": root.to_string(), "error": error }),
+        Ok(None) => {
+            let file = locate_policy(None, Some(repo))
+                .ok()
+                .map(|l| l.path.display().to_string());
+            serde_json::json!({ "file": file, "error": error })
+        }
+        Err(_) => serde_json::json!({ "file": Value::Null, "error": error }),
+    }
 }
 
 /// The policy a push is judged by: in ref mode (a trust root pinned in
@@ -464,11 +551,11 @@ fn record(
     mut decision: Decision,
     now: Timestamp,
     limits: &Limits,
-    policy: Option<&PolicyId>,
+    policy: &Value,
 ) -> Decision {
     let path = audit::path_for(repo);
     let fields = record_fields(repo, &decision, limits.audit_record_bytes, policy);
-    if let Err(e) = audit::append(&path, "push", fields, now) {
+    if let Err(e) = audit::append_shared(&path, "push", fields, now, audit::Sharing::of(repo)) {
         decision.findings.push(Finding::from(&e));
     }
     decision
@@ -478,12 +565,13 @@ fn record(
 /// and each update's signers and merges) are shortened, each with its
 /// total, until the record fits; as a last resort only the verdict and
 /// counts remain. A push can never make the log grow without bound.
-pub fn record_fields(
-    repo: &Repository,
-    decision: &Decision,
-    max: usize,
-    policy: Option<&PolicyId>,
-) -> Value {
+/// `policy` is the [`governance::PolicyId`] in force, or what is known of it when none
+/// was loaded.
+pub fn record_fields(repo: &Repository, decision: &Decision, max: usize, policy: &Value) -> Value {
+    fields_for(&repo.path().display().to_string(), decision, max, policy)
+}
+
+fn fields_for(repository: &str, decision: &Decision, max: usize, policy: &Value) -> Value {
     let verdict = if decision.accepted() {
         "accepted"
     } else {
@@ -513,7 +601,7 @@ pub fn record_fields(
         let findings: Vec<&Finding> = decision.findings.iter().take(keep).collect();
         let fields = serde_json::json!({
             "pusher": pusher,
-            "repository": repo.path().display().to_string(),
+            "repository": repository,
             "policy": policy,
             "verdict": verdict,
             "updates": upd,
@@ -529,7 +617,7 @@ pub fn record_fields(
         if keep == 0 {
             return serde_json::json!({
                 "pusher": pusher,
-                "repository": repo.path().display().to_string(),
+                "repository": repository,
                 "policy": policy,
                 "verdict": verdict,
                 "updates_total": decision.updates.len(),

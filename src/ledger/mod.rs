@@ -275,8 +275,16 @@ pub fn enabled(repo: &Repository) -> bool {
     dir(repo.path()).join(KEY_FILE).exists() || repo.refname_to_id(LOG_REF).is_ok()
 }
 
-/// The server's private key, if one was made; refused when group or
-/// others can read it (anyone who can read it can write entries).
+/// `core.sharedRepository` of the repository at `git_dir` (its own config file).
+fn sharing(git_dir: &Path) -> audit::Sharing {
+    git2::Config::open(&git_dir.join("config"))
+        .map_or(audit::Sharing::Umask, |c| audit::Sharing::from_config(&c))
+}
+
+/// The server's private key, if one was made; refused when others can
+/// read it (anyone who can read it can write entries), and when the group
+/// can unless the repository is shared with its group
+/// (`core.sharedRepository`: every pusher runs the hook as themselves).
 ///
 /// # Errors
 ///
@@ -292,7 +300,12 @@ pub fn load_key(git_dir: &Path) -> Result<Option<PrivateKey>, String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o077 != 0 {
+        let allowed = if sharing(git_dir) == audit::Sharing::Umask {
+            0o077
+        } else {
+            0o037
+        };
+        if meta.permissions().mode() & allowed != 0 {
             return Err(format!(
                 "the server key can be read by others than its owner (mode {:o}); run `chmod 600` on it",
                 meta.permissions().mode() & 0o777
@@ -338,7 +351,8 @@ pub fn init(
 ) -> Result<Init, String> {
     let git_dir = repo.path().to_path_buf();
     let d = dir(&git_dir);
-    fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    audit::create_dirs(&d, sharing(&git_dir))
+        .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     let key_path = d.join(KEY_FILE);
     let (key, key_created) = match load_key(&git_dir)? {
         Some(k) => (k, false),
@@ -447,7 +461,8 @@ impl Drop for Lock {
 /// A message when the lock file cannot be opened or locked.
 pub fn lock(git_dir: &Path) -> Result<Lock, String> {
     let d = dir(git_dir);
-    fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    let shared = sharing(git_dir);
+    audit::create_dirs(&d, shared).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     let path = d.join(LOCK_FILE);
     let f = OpenOptions::new()
         .read(true)
@@ -456,6 +471,8 @@ pub fn lock(git_dir: &Path) -> Result<Lock, String> {
         .truncate(false)
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    audit::share(&f, shared, false)
+        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
     f.lock()
         .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
     Ok(Lock(f))
@@ -522,6 +539,7 @@ fn write_entry(
     let head = dir(w.path()).join(HEAD_FILE);
     let tmp = head.with_extension("tmp");
     fs::write(&tmp, format!("{id}\n"))
+        .and_then(|()| audit::share(&File::open(&tmp)?, sharing(w.path()), false))
         .and_then(|()| fs::rename(&tmp, &head))
         .map_err(|x| format!("cannot write {}: {x}", head.display()))?;
     Ok(id)
@@ -1065,6 +1083,23 @@ pub fn sync(
         reason: None,
         signed_by: Vec::new(),
     };
+    // The audit log went back (cut, restored, re-checkpointed by an
+    // admin): say so in the log, and account from its new end on. The
+    // signed checkpoints of the earlier entries keep what was cut visible.
+    let file_last = tail.last.as_ref().map_or(0, |m| m.seq);
+    if file_last < state.audit_upto {
+        let mut entry = entry_base(seq + 1, Kind::Tracking);
+        entry.reason = Some(format!(
+            "the audit log went back: its last record is {file_last}, but records up to {} were accounted for; the earlier entries' checkpoints still name the records that were there",
+            state.audit_upto
+        ));
+        entry.audit = tail.last.clone();
+        entry.policy = policy_id.cloned();
+        state.audit_upto = file_last;
+        state.audit_done.clear();
+        seq += 1;
+        write(&state, entry, &mut synced)?;
+    }
     // First pass: which accepted pushes are settled (all their tracked
     // moves seen, or too old to be still in flight).
     let mut settled: Vec<(&Pending, bool)> = Vec::new();
@@ -1146,7 +1181,7 @@ pub fn sync(
             .iter()
             .map(|(r, a, b)| serde_json::json!({"ref": r, "recorded": a, "observed": b}))
             .collect();
-        let record = audit::append(
+        let record = audit::append_shared(
             &audit_path,
             "observed-out-of-band",
             serde_json::json!({
@@ -1157,11 +1192,12 @@ pub fn sync(
                 "recorded_by": by,
             }),
             now,
+            sharing(repo.path()),
         )
         .map_err(|e| io(e.to_string()))?;
-        let mark = serde_json::to_vec(&record).ok().map(|line| AuditMark {
-            seq: record.get("seq").and_then(Value::as_u64).unwrap_or(0),
-            hash: hex(&Sha256::digest(&line)),
+        let mark = Some(AuditMark {
+            seq: record.seq,
+            hash: record.hash,
         });
         let mut entry = entry_base(n, Kind::ObservedOutOfBand);
         for (r, recorded, observed) in &unexplained {
@@ -1460,7 +1496,7 @@ fn write_ack(
         .iter()
         .map(|(p, k)| serde_json::json!({"person": p, "key": k}))
         .collect();
-    let record = audit::append(
+    let record = audit::append_shared(
         &audit::path_for(repo),
         "acknowledged",
         serde_json::json!({
@@ -1474,11 +1510,12 @@ fn write_ack(
             "signatures": signatures.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>(),
         }),
         now,
+        sharing(repo.path()),
     )
     .map_err(|e| e.to_string())?;
-    let mark = serde_json::to_vec(&record).ok().map(|line| AuditMark {
-        seq: record.get("seq").and_then(Value::as_u64).unwrap_or(0),
-        hash: hex(&Sha256::digest(&line)),
+    let mark = Some(AuditMark {
+        seq: record.seq,
+        hash: record.hash,
     });
     let seq = tip.read.entry.seq + 1;
     if state.root.is_none() {
