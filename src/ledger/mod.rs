@@ -573,6 +573,10 @@ pub fn summary(entry: &Entry) -> String {
             "acknowledged entry {}",
             entry.acknowledges.unwrap_or_default()
         ),
+        Kind::Tracking if entry.updates.is_empty() => match &entry.reason {
+            Some(r) => crate::sanitize::escape(r),
+            None => "the policy in force changed; the tracked refs did not".into(),
+        },
         Kind::Tracking => format!("tracking changed: {}", refs(false)),
     }
 }
