@@ -182,6 +182,26 @@ enum Command {
     Report(crate::cli::report_cmd::ReportArgs),
     /// Make a sandbox server repository and show accepted and rejected pushes.
     Demo,
+    /// Print a shell completion script for SHELL on stdout.
+    ///
+    /// bash: `countersign completions bash > /etc/bash_completion.d/countersign`;
+    /// zsh: into a directory on `$fpath` as `_countersign`;
+    /// fish: `> ~/.config/fish/completions/countersign.fish`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write one man page per command and subcommand into DIR.
+    ///
+    /// Pages are named `countersign.1`, `countersign-policy-check.1`, ...;
+    /// install them with e.g. `countersign man --out /usr/local/share/man/man1`,
+    /// or read one with `man -l DIR/countersign.1`.
+    Man {
+        /// Directory to write the pages into (made if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -421,7 +441,69 @@ pub fn run() -> Exit {
                 Exit::Error
             }
         },
+        Command::Completions { shell } => completions(shell),
+        Command::Man { out } => man_pages(&out),
     }
+}
+
+/// `countersign completions SHELL`: the script clap_complete makes from
+/// the same definitions that parse the arguments.
+fn completions(shell: clap_complete::Shell) -> Exit {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "countersign", &mut out);
+    match std::io::stdout().lock().write_all(&out) {
+        Ok(()) => Exit::Ok,
+        // `countersign completions bash | head` is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok,
+        Err(e) => {
+            error(&format!("cannot write the completion script: {e}"));
+            Exit::Error
+        }
+    }
+}
+
+/// `countersign man --out DIR`: one roff page per command and subcommand
+/// (clap_mangen), each named by its path, e.g. `countersign-policy-check.1`.
+fn man_pages(out: &std::path::Path) -> Exit {
+    fn write_all(
+        cmd: clap::Command,
+        out: &std::path::Path,
+        written: &mut Vec<PathBuf>,
+    ) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write_all(sub.clone(), out, written)?;
+        }
+        let page = clap_mangen::Man::new(cmd)
+            .source(format!("countersign {}", env!("CARGO_PKG_VERSION")))
+            .manual("countersign manual");
+        written.push(page.generate_to(out)?);
+        Ok(())
+    }
+    if let Err(e) = std::fs::create_dir_all(out) {
+        error(&format!("cannot create `{}`: {e}", out.display()));
+        return Exit::Error;
+    }
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    // Names subcommands by their full path (countersign-policy-check).
+    cmd.build();
+    let mut written = Vec::new();
+    if let Err(e) = write_all(cmd, out, &mut written) {
+        error(&format!(
+            "cannot write man pages into `{}`: {e}",
+            out.display()
+        ));
+        return Exit::Error;
+    }
+    written.sort();
+    println!(
+        "{}: wrote {} man page(s) into {}; read one with `man -l {}`",
+        report::PREFIX,
+        written.len(),
+        out.display(),
+        out.join("countersign.1").display()
+    );
+    Exit::Ok
 }
 
 /// The one error printer of the binary: `countersign: error: <what>`,
