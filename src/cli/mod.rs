@@ -157,6 +157,11 @@ enum Command {
         /// Policy file (default: git config countersign.policy).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Output format. JSON: the topic, the rules that apply, the
+        /// judged merge (authors, each approval and its status) and the
+        /// decision, as `verify --format json` gives it.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Verify or read the audit log.
     Audit {
@@ -253,6 +258,11 @@ enum PolicyAction {
         /// commit or a proposal).
         #[arg(long, value_name = "REV")]
         commit: Option<String>,
+        /// Output format. JSON: `{"valid": true, "repository", "roles",
+        /// "people", "keys", "rules", "policy_changes"}`, or
+        /// `{"valid": false, "problems": [{"line", "col", "message"}]}`.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Move the policy file into refs/meta/countersign and pin its root.
     ///
@@ -360,8 +370,13 @@ pub fn run() -> Exit {
             hook: HookKind::PreReceive,
         } => pre_receive(),
         Command::Policy {
-            action: PolicyAction::Check { policy, commit },
-        } => policy_check(policy, commit),
+            action:
+                PolicyAction::Check {
+                    policy,
+                    commit,
+                    format,
+                },
+        } => policy_check(policy, commit, format),
         Command::Policy {
             action: PolicyAction::Migrate { policy, repin },
         } => policy_cmds::migrate(policy, repin),
@@ -428,7 +443,8 @@ pub fn run() -> Exit {
             topic,
             refname,
             policy,
-        } => status(&topic, &refname, policy),
+            format,
+        } => status(&topic, &refname, policy, format),
         Command::Audit { action } => audit(action),
         Command::Report(args) => crate::cli::report_cmd::run(args),
         Command::People { action } => crate::cli::admin_cmds::people(action),
@@ -561,11 +577,20 @@ fn resolve_policy(policy: Option<PathBuf>) -> Result<(Option<git2::Repository>, 
     Ok((repo, located.path))
 }
 
-fn policy_check(policy: Option<PathBuf>, commit: Option<String>) -> Exit {
+fn policy_check(policy: Option<PathBuf>, commit: Option<String>, format: Format) -> Exit {
     if let Some(rev) = commit {
         return match policy_cmds::check_commit(&rev) {
-            Ok((p, path)) => describe_policy(&p, &path),
-            Err(e) => e,
+            Ok((p, path)) => describe_policy(&p, &path, format),
+            Err(policy_cmds::CheckFailed::Usage(code)) => code,
+            Err(policy_cmds::CheckFailed::Invalid { label, message }) => {
+                if format == Format::Json {
+                    let problem = serde_json::json!({ "line": 0, "col": 0, "message": message });
+                    println!("{}", invalid_json(&label, vec![problem]));
+                } else {
+                    eprintln!("{message}");
+                }
+                Exit::Rejected
+            }
         };
     }
     let path = match resolve_policy(policy) {
@@ -576,7 +601,32 @@ fn policy_check(policy: Option<PathBuf>, commit: Option<String>) -> Exit {
         }
     };
     match countersign::policy::load(&path) {
-        Ok(p) => describe_policy(&p, &path),
+        Ok(p) => describe_policy(&p, &path, format),
+        Err(countersign::policy::PolicyError::Invalid { path, problems })
+            if format == Format::Json =>
+        {
+            let problems = problems
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "line": p.line,
+                        "col": p.col,
+                        "message": p.message,
+                        "source": p.excerpt.as_ref().map(|(src, _)| src),
+                    })
+                })
+                .collect();
+            println!("{}", invalid_json(&path.display().to_string(), problems));
+            Exit::Rejected
+        }
+        Err(e) if format == Format::Json => {
+            let problem = serde_json::json!({ "line": 0, "col": 0, "message": e.to_string() });
+            println!(
+                "{}",
+                invalid_json(&path.display().to_string(), vec![problem])
+            );
+            Exit::Rejected
+        }
         Err(e @ countersign::policy::PolicyError::Invalid { .. }) => {
             eprint!("{}", e.details());
             error(&e.to_string());
@@ -589,7 +639,70 @@ fn policy_check(policy: Option<PathBuf>, commit: Option<String>) -> Exit {
     }
 }
 
-fn describe_policy(p: &countersign::policy::Policy, path: &std::path::Path) -> Exit {
+/// `policy check --format json` of a policy that does not load.
+fn invalid_json(policy: &str, problems: Vec<serde_json::Value>) -> String {
+    serde_json::json!({ "valid": false, "policy": policy, "problems": problems }).to_string()
+}
+
+/// One rule as data (`policy check` and `status` JSON).
+fn rule_json(r: &countersign::policy::Rule) -> serde_json::Value {
+    use serde_json::json;
+    json!({
+        "number": r.number,
+        "name": r.name,
+        "label": r.label(),
+        "refs": r.refs.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+        "commit_signers": r.commit_signers,
+        "tag_signers": r.tag_signers,
+        "merge": r.merge.as_ref().map(|m| json!({
+            "required": m.required,
+            "signers": m.signers,
+            "approvals": approvals_json(&m.approvals),
+            "approvers_distinct_from_authors": m.approvers_distinct_from_authors,
+            "merger_distinct_from_approvers": m.merger_distinct_from_approvers,
+            "merger_distinct_from_authors": m.merger_distinct_from_authors,
+        })),
+        "force_push": r.force_push,
+        "delete": r.delete,
+        "baseline": r.baseline,
+    })
+}
+
+fn approvals_json(a: &[countersign::policy::ApprovalRequirement]) -> Vec<serde_json::Value> {
+    a.iter()
+        .map(|r| serde_json::json!({ "role": r.role, "count": r.count }))
+        .collect()
+}
+
+/// `policy check --format json` of a valid policy: what the text output
+/// says, as data.
+fn policy_json(p: &countersign::policy::Policy, path: &std::path::Path) -> serde_json::Value {
+    use serde_json::json;
+    let rules: Vec<serde_json::Value> = p.rules.iter().map(rule_json).collect();
+    json!({
+        "valid": true,
+        "policy": path.display().to_string(),
+        "repository": p.repository_id,
+        "roles": p.roles.keys().collect::<Vec<_>>(),
+        "people": p.people.keys().collect::<Vec<_>>(),
+        "keys": p.keyring.keys().len(),
+        "rules": rules,
+        "policy_changes": p.policy_changes.as_ref().map(|c| json!({
+            "signers": c.signers,
+            "approvals": approvals_json(&c.approvals),
+        })),
+    })
+}
+
+fn describe_policy(
+    p: &countersign::policy::Policy,
+    path: &std::path::Path,
+    format: Format,
+) -> Exit {
+    if format == Format::Json {
+        println!("{}", policy_json(p, path));
+        return Exit::Ok;
+    }
     let keys = p.keyring.keys().len();
     println!(
         "{}: policy `{}` is valid: repository `{}`, {} role(s), {} people, {} key(s), {} rule(s)",
@@ -912,7 +1025,7 @@ fn merge(
     }
 }
 
-fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
+fn status(topic: &str, refname: &str, policy: Option<PathBuf>, format: Format) -> Exit {
     use countersign::workflow;
     let (repo, policy) = match repo_and_policy(policy) {
         Ok(x) => x,
@@ -931,6 +1044,36 @@ fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
         let trailers = workflow::notes_in_range(&repo, base, topic_id)?;
         // The same rule matching as the hook (symrefs, core.ignorecase).
         let rules = Verifier::new(&repo, &policy, time::now()).rules_for(&target);
+        if format == Format::Json {
+            let plan = workflow::plan(
+                &repo,
+                &policy,
+                &target,
+                base,
+                topic_id,
+                workflow::Shape::Merge,
+                &trailers,
+                time::now(),
+            )?;
+            let decision: serde_json::Value =
+                serde_json::from_str(&report::json(&plan.decision)).unwrap_or_default();
+            let doc = serde_json::json!({
+                "topic": topic,
+                "topic_commit": topic_id.to_string(),
+                "ref": target,
+                "base": base.to_string(),
+                "rules": rules.iter().map(|r| rule_json(r)).collect::<Vec<_>>(),
+                "ready": plan.decision.accepted(),
+                "merge": plan.judged,
+                "decision": decision,
+            });
+            println!("{doc}");
+            return Ok(if plan.decision.accepted() {
+                Exit::Ok
+            } else {
+                Exit::Rejected
+            });
+        }
         println!(
             "{}: {} ({}) into {}",
             report::PREFIX,

@@ -639,18 +639,27 @@ pub fn log(json: bool) -> Exit {
     }
 }
 
+/// Why `policy check --commit` found no valid policy.
+pub enum CheckFailed {
+    /// No repository, or REV does not resolve: reported already.
+    Usage(Exit),
+    /// The commit's policy does not load: what is wrong, for the caller
+    /// to render (text or JSON).
+    Invalid { label: String, message: String },
+}
+
 /// `policy check --commit REV`: the policy in a policy commit.
-pub fn check_commit(rev: &str) -> Result<(Policy, PathBuf), Exit> {
-    let repo = open()?;
-    let id = resolve(&repo, rev)?;
+pub fn check_commit(rev: &str) -> Result<(Policy, PathBuf), CheckFailed> {
+    let repo = open().map_err(CheckFailed::Usage)?;
+    let id = resolve(&repo, rev).map_err(CheckFailed::Usage)?;
     match governance::load_at(&repo, id) {
         Ok(p) => {
             let path = Path::new(&governance::label(id)).to_path_buf();
             Ok((p, path))
         }
-        Err(f) => {
-            eprintln!("{}", f.message);
-            Err(Exit::Rejected)
-        }
+        Err(f) => Err(CheckFailed::Invalid {
+            label: governance::label(id),
+            message: f.message,
+        }),
     }
 }

@@ -5,6 +5,7 @@
 use std::ffi::OsStr;
 use std::fs;
 
+use crate::common::*;
 use crate::util::*;
 
 // ---------------------------------------------------------------------------
@@ -92,4 +93,114 @@ fn man_pages_are_written_per_subcommand() {
         }
         Err(e) => eprintln!("man(1) not available ({e}); only the files were checked"),
     }
+}
+
+// ---------------------------------------------------------------------------
+// --format json on policy check, status and every listing
+// ---------------------------------------------------------------------------
+
+fn parse_json(out: &Out) -> serde_json::Value {
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{out}"))
+}
+
+#[test]
+fn policy_check_json_of_a_valid_and_an_invalid_policy() {
+    let (sb, _dev, _base) = with_dev(|_| vec![]);
+    let mut c = sb.cmd(BIN);
+    c.args(["policy", "check", "--format", "json", "--policy"])
+        .arg(&sb.policy);
+    let out = run(c, None);
+    assert_eq!(out.code, Some(0), "{out}");
+    let v = parse_json(&out);
+    assert_eq!(v["valid"], true, "{v}");
+    assert_eq!(v["repository"], "test/e2e", "{v}");
+    assert_eq!(v["people"], serde_json::json!(["dev"]), "{v}");
+    assert_eq!(v["keys"], 1, "{v}");
+    let rule = &v["rules"][0];
+    assert!(
+        rule["refs"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x == "refs/heads/main")),
+        "{v}"
+    );
+    assert_eq!(rule["force_push"], false, "{v}");
+
+    // Invalid: exit 1, every problem with its position, nothing on stderr
+    // that a JSON reader would have to parse.
+    sb.write_policy("[repository]\nid = \"x\"\n[[rule]]\nrefs = [\"refs/heads/main\"]\ncomit-signers = [\"developer\"]\n");
+    let mut c = sb.cmd(BIN);
+    c.args(["policy", "check", "--format", "json", "--policy"])
+        .arg(&sb.policy);
+    let out = run(c, None);
+    assert_eq!(out.code, Some(1), "{out}");
+    let v = parse_json(&out);
+    assert_eq!(v["valid"], false, "{v}");
+    let problems = v["problems"].as_array().expect("problems");
+    assert!(
+        problems.iter().any(|p| p["line"] == 5
+            && p["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("comit-signers"))),
+        "{v}"
+    );
+
+    // Missing file: still JSON, still exit 1.
+    let mut c = sb.cmd(BIN);
+    c.args(["policy", "check", "--format", "json", "--policy"])
+        .arg(sb.root().join("nope.toml"));
+    let out = run(c, None);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(parse_json(&out)["valid"], false, "{out}");
+}
+
+#[test]
+fn every_listing_has_json() {
+    let (sb, _dev, _base) = with_dev(|_| vec![]);
+    let policy = sb.policy.to_string_lossy().into_owned();
+    for args in [
+        &["people", "list", "--format", "json", "--policy", &policy][..],
+        &["keys", "list", "--format", "json", "--policy", &policy][..],
+        &["roles", "list", "--format", "json", "--policy", &policy][..],
+        &["policy", "check", "--format", "json", "--policy", &policy][..],
+        &["audit", "show", "--format", "json"][..],
+    ] {
+        let out = sb.countersign(&sb.server, args);
+        assert_eq!(out.code, Some(0), "{args:?}\n{out}");
+        parse_json(&out);
+    }
+}
+
+#[test]
+fn status_json_lists_the_approvals() {
+    let t = Team::usual(Kind::Ssh, Kind::Ssh, Kind::Ssh, Kind::Ssh);
+    let topic = t.commit_on("alice", "topic", "feature.txt");
+    t.approve("bob", &topic, &[]);
+    t.on_main("mia");
+    let out = t.cs(
+        "mia",
+        &[
+            "status",
+            "origin/topic",
+            "--ref",
+            "main",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, Some(1), "one approval is not enough\n{out}");
+    let v = parse_json(&out);
+    assert_eq!(v["ready"], false, "{v}");
+    assert_eq!(v["topic_commit"], topic.as_str(), "{v}");
+    assert_eq!(v["ref"], "refs/heads/main", "{v}");
+    let approvals = v["merge"]["approvals"].as_array().expect("approvals");
+    assert_eq!(approvals.len(), 1, "{v}");
+    assert_eq!(approvals[0]["person"], "bob", "{v}");
+    assert_eq!(v["merge"]["authors"], serde_json::json!(["alice"]), "{v}");
+    assert_eq!(v["decision"]["verdict"], "rejected", "{v}");
+    assert_eq!(
+        v["rules"][0]["merge"]["approvals"],
+        serde_json::json!([{ "role": "reviewer", "count": 2 }, { "role": "security", "count": 1 }]),
+        "{v}"
+    );
 }
