@@ -339,6 +339,33 @@ enum PolicyAction {
         format: Format,
     },
     /// Print a starter policy (roles declared, no people, main protected).
+    ///
+    /// Write it where the hook looks (`countersign policy init --id ID >
+    /// $GIT_DIR/countersign.toml`, or a path set as git config
+    /// countersign.policy); every push to main is rejected until people
+    /// with keys are added. It explains each section in comments:
+    ///
+    /// [repository] id: a stable name approvals are bound to.
+    ///
+    /// [roles] NAME = "description": every role a person or rule names.
+    ///
+    /// [people.ID] name, roles, ssh (OpenSSH public keys), openpgp (paths
+    /// of certificate files, relative to the policy), expires, revoked; a
+    /// key may be a table { key = "...", expires, revoked, retired }.
+    ///
+    /// [[rule]] name, refs (patterns under refs/), commit-signers,
+    /// tag-signers, force-push, delete, baseline. Refs no rule matches are
+    /// unprotected.
+    ///
+    /// [rule.merge] required, signers, approvals = [{ role, count }],
+    /// approvers-distinct-from-authors, merger-distinct-from-approvers,
+    /// merger-distinct-from-authors.
+    ///
+    /// [policy-changes] signers, approvals: who changes the policy once it
+    /// lives on refs/meta/countersign. [limits]: budgets for one push.
+    ///
+    /// Check it with `countersign policy check`; change people, keys and
+    /// roles with `countersign people|keys|roles`.
     Init {
         /// The repository id to bind approvals to, e.g. acme/payments.
         #[arg(long)]

@@ -39,7 +39,7 @@ fn fit(policy: &Policy) -> Result<(), Exit> {
         None => Ok(()),
         Some(why) => Err(fail(
             &format!("the policy cannot live on the policy ref: {why}"),
-            "add a [policy-changes] table (see config.example.toml) and enough people with usable keys in its roles",
+            "add a [policy-changes] table (`countersign policy init --help`) and enough people with usable keys in its roles",
         )),
     }
 }

@@ -204,3 +204,82 @@ fn status_json_lists_the_approvals() {
         "{v}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// install.sh --help, and a starter policy that explains itself
+// ---------------------------------------------------------------------------
+
+#[test]
+fn install_help_is_usage_text_not_source() {
+    let sb = Sandbox::new();
+    for flag in ["--help", "-h"] {
+        let mut c = sb.cmd("bash");
+        c.arg(source_dir().join("install.sh")).arg(flag);
+        let out = run(c, None);
+        assert_eq!(out.code, Some(0), "{out}");
+        assert!(
+            out.stdout.starts_with("Usage: install.sh <bare-repo>"),
+            "install.sh {flag} should start with its usage line\n{out}"
+        );
+        for opt in ["--policy FILE", "--binary PATH", "--chain", "--help"] {
+            assert!(out.stdout.contains(opt), "{flag}: no `{opt}`\n{out}");
+        }
+        for source in ["set -euo", "#!", "die()", "src_dir", "\n#"] {
+            assert!(
+                !out.stdout.contains(source),
+                "install.sh {flag} prints its own source (`{source}`)\n{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn starter_policy_names_no_file_the_server_lacks() {
+    let sb = Sandbox::new();
+    let out = sb.run_install_with(false, &[]);
+    assert!(out.success, "{out}");
+    let starter = fs::read_to_string(sb.server.join("countersign.toml")).unwrap();
+    for (what, text) in [("install.sh", &out.stderr), ("the starter", &starter)] {
+        assert!(
+            !text.contains("config.example"),
+            "{what} points at config.example.toml, which only the source tree has\n{text}"
+        );
+        assert!(
+            text.contains("countersign policy init --help"),
+            "{what} should point at `countersign policy init --help`\n{text}"
+        );
+    }
+    // Every section is explained where it stands.
+    for section in [
+        "[repository]",
+        "[roles]",
+        "[people.",
+        "[[rule]]",
+        "[rule.merge]",
+        "[policy-changes]",
+        "[limits]",
+    ] {
+        assert!(
+            starter.contains(section),
+            "the starter does not mention {section}\n{starter}"
+        );
+    }
+    let help = sb.countersign(sb.root(), ["policy", "init", "--help"]);
+    assert!(help.success, "{help}");
+    for section in [
+        "[repository]",
+        "[roles]",
+        "[people.ID]",
+        "[[rule]]",
+        "[rule.merge]",
+        "[policy-changes]",
+    ] {
+        assert!(
+            help.stdout.contains(section),
+            "`policy init --help` does not explain {section}\n{help}"
+        );
+    }
+    // And it is still a valid policy.
+    let check = sb.policy_check(&sb.server.join("countersign.toml"));
+    assert_eq!(check.code, Some(0), "{check}");
+}
