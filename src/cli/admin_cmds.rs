@@ -86,10 +86,10 @@ fn ref_checkout(
                 countersign::time::now(),
                 std::time::Instant::now(),
             )
-            .map_err(|f| usage(&f.message, &f.help))?;
+            .map_err(|f| usage(&f.admin_message(), &f.help))?;
         }
         Ok(None) => return Ok(None),
-        Err(f) => return Err(usage(&f.message, &f.help)),
+        Err(f) => return Err(usage(&f.admin_message(), &f.help)),
     }
     let tip = repo.refname_to_id(POLICY_REF).map_err(|_| {
         usage(

@@ -623,7 +623,7 @@ fn policy_check(policy: Option<PathBuf>, commit: Option<String>, format: Format)
     let path = match resolve_policy(policy) {
         Ok((_, p)) => p,
         Err(f) => {
-            error(&format!("{}\n  help: {}", f.message, f.help));
+            error(&format!("{}\n  help: {}", f.admin_message(), f.help));
             return Exit::Error;
         }
     };
@@ -861,7 +861,7 @@ fn repo_and_policy(
     policy: Option<PathBuf>,
 ) -> Result<(git2::Repository, countersign::policy::Policy), Exit> {
     let fail = |f: Finding| {
-        error(&format!("{}\n  help: {}", f.message, f.help));
+        error(&format!("{}\n  help: {}", f.admin_message(), f.help));
         Exit::Error
     };
     let repo = hook::open_repo().map_err(fail)?;
@@ -886,7 +886,7 @@ fn approve(
     let repo = match hook::open_repo() {
         Ok(r) => r,
         Err(f) => {
-            error(&f.message);
+            error(&f.admin_message());
             return Exit::Error;
         }
     };
@@ -908,7 +908,7 @@ fn approve(
             {
                 Ok(p) => Some(p),
                 Err(f) => {
-                    error(&format!("{}\n  help: {}", f.message, f.help));
+                    error(&format!("{}\n  help: {}", f.admin_message(), f.help));
                     return Exit::Error;
                 }
             }

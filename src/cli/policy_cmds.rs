@@ -19,7 +19,12 @@ fn fail(msg: &str, help: &str) -> Exit {
 }
 
 fn open() -> Result<Repository, Exit> {
-    hook::open_repo().map_err(|f| fail(&f.message, "run inside the repository (or set GIT_DIR)"))
+    hook::open_repo().map_err(|f| {
+        fail(
+            &f.admin_message(),
+            "run inside the repository (or set GIT_DIR)",
+        )
+    })
 }
 
 fn resolve(repo: &Repository, rev: &str) -> Result<Oid, Exit> {
@@ -64,7 +69,7 @@ pub fn migrate(given: Option<PathBuf>, repin: bool) -> Exit {
     };
     let pinned = match governance::pinned_root(&repo) {
         Ok(p) => p,
-        Err(f) => return fail(&f.message, &f.help),
+        Err(f) => return fail(&f.admin_message(), &f.help),
     };
     if pinned.is_some() && !repin {
         return fail(
@@ -202,7 +207,7 @@ pub fn pin(rev: &str) -> Exit {
         Err(e) => return e,
     };
     if let Err(f) = governance::load_at(&repo, root) {
-        return fail(&f.message, &f.help);
+        return fail(&f.admin_message(), &f.help);
     }
     let previous = governance::pinned_root(&repo).ok().flatten();
     if repo.refname_to_id(POLICY_REF).is_err() {
@@ -220,7 +225,7 @@ pub fn pin(rev: &str) -> Exit {
     let in_force = match governance::in_force(&repo, root, time::now(), std::time::Instant::now()) {
         Ok(i) => i,
         Err(f) => return fail(
-            &f.message,
+            &f.admin_message(),
             "pin the commit the policy ref's history starts from (see `countersign policy log`)",
         ),
     };
@@ -273,14 +278,14 @@ pub fn edit(dir: Option<PathBuf>) -> Exit {
             if let Err(f) =
                 governance::in_force(&repo, root, time::now(), std::time::Instant::now())
             {
-                return fail(&f.message, &f.help);
+                return fail(&f.admin_message(), &f.help);
             }
         }
         Ok(None) => print_error(
             "warning: no trust root is pinned here: the policy ref is not verified",
             Some("pin the server's root: `countersign policy pin <commit>`"),
         ),
-        Err(f) => return fail(&f.message, &f.help),
+        Err(f) => return fail(&f.admin_message(), &f.help),
     }
     let dir = dir.unwrap_or_else(|| default_dir(&repo));
     if let Err(e) = store::materialize(&repo, tip, &dir) {
@@ -371,7 +376,7 @@ pub fn propose(name: &str, dir: Option<PathBuf>, message: &str, push: Option<&st
         }
         Err(f) => {
             return fail(
-                &f.message,
+                &f.admin_message(),
                 "fix the policy in the directory and propose again",
             )
         }
@@ -468,12 +473,12 @@ pub fn apply(name: &str, push: Option<&str>) -> Exit {
         .to_string();
     let root = match governance::pinned_root(&repo) {
         Ok(r) => r.unwrap_or(base),
-        Err(f) => return fail(&f.message, &f.help),
+        Err(f) => return fail(&f.admin_message(), &f.help),
     };
     let in_force: InForce =
         match governance::in_force(&repo, root, time::now(), std::time::Instant::now()) {
             Ok(i) => i,
-            Err(f) => return fail(&f.message, &f.help),
+            Err(f) => return fail(&f.admin_message(), &f.help),
         };
     // Only lines that parse and bind this exact result (repository, the
     // policy ref, this parent and tree), once each: junk in the shared
@@ -608,7 +613,7 @@ pub fn log(json: bool) -> Exit {
     };
     let root = match governance::pinned_root(&repo) {
         Ok(r) => r,
-        Err(f) => return fail(&f.message, &f.help),
+        Err(f) => return fail(&f.admin_message(), &f.help),
     };
     if root.is_none() {
         print_error(
@@ -659,7 +664,7 @@ pub fn check_commit(rev: &str) -> Result<(Policy, PathBuf), CheckFailed> {
         }
         Err(f) => Err(CheckFailed::Invalid {
             label: governance::label(id),
-            message: f.message,
+            message: f.admin_message(),
         }),
     }
 }

@@ -283,3 +283,96 @@ fn starter_policy_names_no_file_the_server_lacks() {
     let check = sb.policy_check(&sb.server.join("countersign.toml"));
     assert_eq!(check.code, Some(0), "{check}");
 }
+
+// ---------------------------------------------------------------------------
+// No server paths in what the pusher sees
+// ---------------------------------------------------------------------------
+
+/// What the hook said to the pusher: the `remote:` lines of git push
+/// (git's own lines name the URL, which is the pusher's own knowledge).
+fn remote_lines(out: &Out) -> String {
+    out.stderr
+        .lines()
+        .filter(|l| l.starts_with("remote:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The last record of the server's audit log.
+fn last_record(sb: &Sandbox) -> serde_json::Value {
+    let log = fs::read_to_string(sb.server.join("countersign/audit.log")).unwrap();
+    serde_json::from_str(log.lines().last().unwrap()).unwrap()
+}
+
+#[track_caller]
+fn assert_no_server_path(sb: &Sandbox, out: &Out) {
+    let said = remote_lines(out);
+    let root = sb.root().to_str().unwrap();
+    assert!(
+        !said.is_empty() && !said.contains(root),
+        "the pusher was shown a server path (under {root}):\n{said}"
+    );
+}
+
+#[test]
+fn pusher_sees_no_server_paths_admin_does() {
+    let (mut sb, dev, base) = with_dev(|_| vec![]);
+    let policy = sb.policy.to_str().unwrap().to_string();
+
+    // unknown-signer: its help named the policy file's full path.
+    let stranger = sb.ssh_key("stranger");
+    sb.commit_as(Some(&stranger), "signed by a key the policy lacks");
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "unknown-signer");
+    assert_no_server_path(&sb, &out);
+    sb.reset_hard(&base);
+
+    // policy-invalid: the problems are shown at the file's name; the
+    // path is in the audit record.
+    let good = fs::read_to_string(&sb.policy).unwrap();
+    sb.write_policy(&format!("{good}\n[bogus]\n"));
+    sb.commit_as(Some(&dev), "signed, policy broken");
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "policy-invalid");
+    assert_no_server_path(&sb, &out);
+    assert!(
+        remote_lines(&out).contains("countersign.toml:"),
+        "the pusher should still see where the policy is wrong\n{out}"
+    );
+    let rec = last_record(&sb);
+    assert!(
+        rec["findings"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&policy)),
+        "the audit record should name the policy file for the admin: {rec}"
+    );
+
+    // policy-missing.
+    fs::remove_file(&sb.policy).unwrap();
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "policy-missing");
+    assert_no_server_path(&sb, &out);
+    assert!(
+        remote_lines(&out).contains("countersign doctor"),
+        "the pusher should be told what the admin runs\n{out}"
+    );
+    let rec = last_record(&sb);
+    assert_eq!(rec["findings"][0]["code"], "policy-missing", "{rec}");
+    assert!(
+        rec["findings"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&policy)),
+        "the audit record should name the missing file for the admin: {rec}"
+    );
+    fs::write(&sb.policy, &good).unwrap();
+
+    // audit-log-unwritable: the log's directory is a file.
+    let blocker = sb.root().join("not-a-dir");
+    fs::write(&blocker, "").unwrap();
+    let log = blocker.join("audit.log");
+    sb.server_git_ok(["config", "countersign.auditLog", log.to_str().unwrap()]);
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "audit-log-unwritable");
+    assert_no_server_path(&sb, &out);
+    assert!(remote_lines(&out).contains("countersign doctor"), "{out}");
+}
