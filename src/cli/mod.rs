@@ -596,7 +596,7 @@ fn pre_receive() -> Exit {
 
 fn resolve_policy(policy: Option<PathBuf>) -> Result<(Option<git2::Repository>, PathBuf), Finding> {
     let repo = match &policy {
-        Some(_) => hook::open_repo().ok(),
+        Some(_) => hook::find_repo()?,
         None => Some(hook::open_repo()?),
     };
     let located = hook::locate_policy(policy.as_deref(), repo.as_ref())
@@ -1195,9 +1195,13 @@ fn audit_log_path(log: Option<PathBuf>) -> Result<PathBuf, Exit> {
     if let Some(l) = log {
         return Ok(l);
     }
-    match hook::open_repo() {
-        Ok(repo) => Ok(countersign::audit::path_for(&repo)),
-        Err(_) => {
+    match hook::find_repo() {
+        Ok(Some(repo)) => Ok(countersign::audit::path_for(&repo)),
+        Err(f) => {
+            print_error(&f.admin_message(), Some(&f.help));
+            Err(Exit::Error)
+        }
+        Ok(None) => {
             error("no audit log given and no repository here\n  help: pass `--log FILE`, or run inside the server repository");
             Err(Exit::Error)
         }

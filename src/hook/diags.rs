@@ -24,7 +24,16 @@ pub(crate) fn bad_input(message: String) -> Finding {
 /// message names server paths: it is the admin's detail.
 pub(crate) fn repo_unopenable(e: &git2::Error) -> Finding {
     let detail = e.message().to_string();
-    if e.message().contains("objectformat") {
+    if e.code() == git2::ErrorCode::Owner {
+        // git's (and libgit2's) safe.directory check: the repository is
+        // owned by another user than the one running countersign.
+        Finding::new(
+            Code::InternalError,
+            "cannot open the repository: it is owned by another user than the one running countersign, so git's safe.directory check refuses it (run as the repository's owner, or trust it: `git config --global --add safe.directory <repository path>`)",
+            "run countersign as the repository's owner (e.g. `sudo -u <owner> countersign ...`), or trust the repository for this user: `git config --global --add safe.directory <repository path>` (the path is in the detail)",
+        )
+        .with_detail(detail)
+    } else if e.message().contains("objectformat") {
         Finding::new(
             Code::UnsupportedObjectFormat,
             "cannot open the repository: its object format cannot be read",

@@ -376,3 +376,56 @@ fn pusher_sees_no_server_paths_admin_does() {
     assert_no_server_path(&sb, &out);
     assert!(remote_lines(&out).contains("countersign doctor"), "{out}");
 }
+
+// ---------------------------------------------------------------------------
+// A repository owned by another user: safe.directory, not "no repository"
+// ---------------------------------------------------------------------------
+
+#[test]
+fn admin_command_on_another_users_repository_names_safe_directory() {
+    use std::os::unix::fs::MetadataExt;
+    let (sb, _dev, _base) = with_dev(|_| vec![]);
+    let me = fs::metadata(sb.root()).unwrap().uid();
+    if let Err(e) = std::os::unix::fs::chown(&sb.server, Some(65534), Some(65534)) {
+        eprintln!("skipped: cannot give the repository to uid 65534 (not root?): {e}");
+        return;
+    }
+    for args in [
+        &["people", "list"][..],
+        &["roles", "add", "ops", "--description", "runs things"][..],
+        &["policy", "check"][..],
+        &["audit", "show"][..],
+        &["verify", "main", "--ref", "refs/heads/main"][..],
+    ] {
+        let out = sb.countersign(&sb.server, args);
+        assert!(
+            !out.success,
+            "{args:?} worked on a repository git refuses\n{out}"
+        );
+        assert!(
+            out.stderr.contains("safe.directory")
+                && out
+                    .stderr
+                    .contains("git config --global --add safe.directory"),
+            "{args:?} should name safe.directory and its fix\n{out}"
+        );
+        assert!(
+            !out.stderr.contains("no repository"),
+            "{args:?} blamed a missing repository\n{out}"
+        );
+    }
+    // The fix the message gives works.
+    let server = sb.server.to_str().unwrap().to_string();
+    let trust = run(
+        sb.git_in(
+            sb.root(),
+            ["config", "--global", "--add", "safe.directory", &server],
+        ),
+        None,
+    );
+    assert!(trust.success, "{trust}");
+    let out = sb.countersign(&sb.server, ["people", "list"]);
+    assert!(out.success, "with safe.directory set\n{out}");
+    assert!(out.stdout.contains("dev"), "{out}");
+    std::os::unix::fs::chown(&sb.server, Some(me), Some(me)).unwrap();
+}
