@@ -187,6 +187,27 @@ enum Command {
     Report(crate::cli::report_cmd::ReportArgs),
     /// Make a sandbox server repository and show accepted and rejected pushes.
     Demo,
+    /// Check everything that makes the hook silently not run or always
+    /// fail, each with a fix; exit 1 if anything is a problem.
+    ///
+    /// Run it as the user the hook runs as (the user pushes arrive as,
+    /// e.g. `sudo -u git countersign doctor --repo /srv/git/x.git`): it
+    /// sees that user's git config and permissions. Checks: the
+    /// repository's owner; core.hooksPath at every config level; the
+    /// pre-receive shim (countersign's, executable, naming an existing
+    /// binary that runs) and a chained hook; the policy in force (file or
+    /// policy ref) and the protected refs; the audit log (writable,
+    /// intact, shared as the repository is); signed-push settings. Paths
+    /// the pusher is never shown are shown here.
+    Doctor {
+        /// The repository (default: GIT_DIR, else the current directory).
+        #[arg(long, value_name = "DIR")]
+        repo: Option<PathBuf>,
+        /// Output format. JSON: `{"repository", "user", "checks":
+        /// [{"check", "status": "ok|warning|problem", "message", "fix"}]}`.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Print a shell completion script for SHELL on stdout.
     ///
     /// bash: `countersign completions bash > /etc/bash_completion.d/countersign`;
@@ -484,8 +505,68 @@ pub fn run() -> Exit {
                 Exit::Error
             }
         },
+        Command::Doctor { repo, format } => doctor(repo.as_deref(), format),
         Command::Completions { shell } => completions(shell),
         Command::Man { out } => man_pages(&out),
+    }
+}
+
+/// `countersign doctor`: every check, ok / warning / problem, with fixes.
+fn doctor(dir: Option<&std::path::Path>, format: Format) -> Exit {
+    use countersign::doctor::{self, Status};
+    let report = match doctor::run(dir, time::now()) {
+        Ok(r) => r,
+        Err(e) => {
+            print_error(&e, Some("pass `--repo DIR` (the server's bare repository)"));
+            return Exit::Error;
+        }
+    };
+    let problems = report.count(Status::Problem);
+    let warnings = report.count(Status::Warning);
+    match format {
+        Format::Json => match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                error(&format!("cannot write the report: {e}"));
+                return Exit::Error;
+            }
+        },
+        Format::Text => {
+            println!(
+                "{}: doctor: {} (checked as {})",
+                report::PREFIX,
+                sanitize::escape(&report.repository),
+                sanitize::escape(&report.user)
+            );
+            for c in &report.checks {
+                let status = match c.status {
+                    Status::Ok => "ok",
+                    Status::Warning => "warning",
+                    Status::Problem => "problem",
+                };
+                let mut lines = c.message.lines();
+                println!(
+                    "  {status:<8} {}: {}",
+                    c.check,
+                    sanitize::escape(lines.next().unwrap_or(""))
+                );
+                for l in lines {
+                    println!("  {:<8}   {}", "", sanitize::escape(l));
+                }
+                if let Some(fix) = &c.fix {
+                    println!("  {:<8} fix: {}", "", sanitize::escape(fix));
+                }
+            }
+            println!(
+                "{}: doctor: {problems} problem(s), {warnings} warning(s)",
+                report::PREFIX
+            );
+        }
+    }
+    if problems > 0 {
+        Exit::Rejected
+    } else {
+        Exit::Ok
     }
 }
 

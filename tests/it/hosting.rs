@@ -429,3 +429,170 @@ fn admin_command_on_another_users_repository_names_safe_directory() {
     assert!(out.stdout.contains("dev"), "{out}");
     std::os::unix::fs::chown(&sb.server, Some(me), Some(me)).unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// countersign doctor
+// ---------------------------------------------------------------------------
+
+fn doctor(sb: &Sandbox, extra: &[&str]) -> Out {
+    let mut c = sb.cmd(BIN);
+    c.args(["doctor", "--repo"]).arg(&sb.server).args(extra);
+    run(c, None)
+}
+
+/// The JSON checks that came out `status`, as "check: message" lines.
+fn doctor_json(sb: &Sandbox, status: &str) -> (Out, Vec<String>) {
+    let out = doctor(sb, &["--format", "json"]);
+    let v = parse_json(&out);
+    let found = v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["status"] == status)
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c["check"].as_str().unwrap_or(""),
+                c["message"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    (out, found)
+}
+
+#[test]
+fn doctor_passes_a_good_install() {
+    let (sb, _dev, _base) = with_dev(|_| vec![]);
+    let out = doctor(&sb, &[]);
+    assert_eq!(out.code, Some(0), "a good install should pass\n{out}");
+    assert!(out.stdout.contains("0 problem(s)"), "{out}");
+    for check in [
+        "core.hooksPath",
+        "shim",
+        "binary",
+        "policy",
+        "audit log",
+        "ownership",
+    ] {
+        assert!(
+            out.stdout.contains(&format!("ok       {check}:")),
+            "no ok line for {check}\n{out}"
+        );
+    }
+    let (out, problems) = doctor_json(&sb, "problem");
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn doctor_finds_core_hooks_path_at_any_level() {
+    let (sb, _dev, _base) = with_dev(|_| vec![]);
+    let elsewhere = sb.root().join("other-hooks");
+    fs::create_dir(&elsewhere).unwrap();
+    let dir = elsewhere.to_str().unwrap();
+    // In the repository's config.
+    sb.server_git_ok(["config", "core.hooksPath", dir]);
+    let out = doctor(&sb, &[]);
+    assert_eq!(out.code, Some(1), "core.hooksPath bypasses the shim\n{out}");
+    assert!(
+        out.stdout.contains("core.hooksPath is set (local") && out.stdout.contains(dir),
+        "doctor should name the local core.hooksPath and where it points\n{out}"
+    );
+    assert!(out.stdout.contains("is never run"), "{out}");
+    sb.server_git_ok(["config", "--unset", "core.hooksPath"]);
+    assert_eq!(doctor(&sb, &[]).code, Some(0));
+    // In the hook user's global config (what install.sh could not see).
+    let set = run(
+        sb.git_in(sb.root(), ["config", "--global", "core.hooksPath", dir]),
+        None,
+    );
+    assert!(set.success, "{set}");
+    let (out, problems) = doctor_json(&sb, "problem");
+    assert_eq!(out.code, Some(1), "{out}");
+    let (_, warnings) = doctor_json(&sb, "warning");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("core.hooksPath: ") && w.contains("global")),
+        "{warnings:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.starts_with("shim: ")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn doctor_finds_a_shim_without_its_binary() {
+    let (sb, _dev, _base) = with_dev(|_| vec![]);
+    let shim = sb.server.join("hooks/pre-receive");
+    let text = fs::read_to_string(&shim).unwrap();
+    let gone = sb.root().join("gone/countersign");
+    let bin_line = text
+        .lines()
+        .find(|l| l.starts_with("COUNTERSIGN_BIN="))
+        .expect("the shim names its binary")
+        .to_string();
+    fs::write(
+        &shim,
+        text.replace(&bin_line, &format!("COUNTERSIGN_BIN='{}'", gone.display())),
+    )
+    .unwrap();
+    let out = doctor(&sb, &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stdout.contains("problem  binary:") && out.stdout.contains(gone.to_str().unwrap()),
+        "doctor should name the missing binary\n{out}"
+    );
+
+    // A foreign hook instead of the shim.
+    fs::write(&shim, "#!/bin/sh\nexit 0\n").unwrap();
+    let out = doctor(&sb, &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stdout.contains("is not countersign's shim"), "{out}");
+
+    // A chained hook that cannot run.
+    let out = sb.run_install_with(true, &["--chain"]);
+    assert!(out.success, "{out}");
+    let chained = sb.server.join("hooks/pre-receive.chained");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&chained, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = doctor(&sb, &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stdout.contains("problem  chained hook:"), "{out}");
+}
+
+#[test]
+fn doctor_names_what_the_pusher_is_not_shown() {
+    let (sb, _dev, _base) = with_dev(|_| vec![]);
+    let policy = sb.policy.to_str().unwrap().to_string();
+    // An invalid policy: the file, the line.
+    let good = fs::read_to_string(&sb.policy).unwrap();
+    sb.write_policy(&format!("{good}\n[bogus]\n"));
+    let out = doctor(&sb, &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stdout.contains("problem  policy: [policy-invalid]") && out.stdout.contains(&policy),
+        "doctor should name the invalid policy file\n{out}"
+    );
+    // A missing policy.
+    fs::remove_file(&sb.policy).unwrap();
+    let out = doctor(&sb, &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stdout.contains("[policy-missing]") && out.stdout.contains(&policy),
+        "{out}"
+    );
+    fs::write(&sb.policy, &good).unwrap();
+    // An audit log that cannot be created: its directory is a file.
+    let blocker = sb.root().join("not-a-dir");
+    fs::write(&blocker, "").unwrap();
+    let log = blocker.join("audit.log");
+    sb.server_git_ok(["config", "countersign.auditLog", log.to_str().unwrap()]);
+    let out = doctor(&sb, &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stdout.contains("problem  audit log:") && out.stdout.contains(log.to_str().unwrap()),
+        "doctor should name the audit log\n{out}"
+    );
+}
