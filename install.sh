@@ -1,24 +1,34 @@
 #!/usr/bin/env bash
 # Install countersign as the pre-receive hook of a bare repository.
-#
-#   install.sh <bare-repo> [--policy FILE] [--binary PATH] [--chain]
-#
-#   --policy FILE   use FILE as the policy: recorded as the repository's git
-#                   config `countersign.policy` (absolute path). It is checked
-#                   first; an invalid policy stops the install.
-#                   Without it, a starter policy is written to
-#                   <bare-repo>/countersign.toml unless one is already there.
-#   --binary PATH   install this countersign binary instead of building one
-#                   with `cargo build --release` from this source tree.
-#   --chain         keep an existing, foreign pre-receive (post-receive) hook:
-#                   it is renamed to pre-receive.chained (post-receive.chained)
-#                   and runs after countersign. Without it, the install
-#                   refuses to replace such a hook.
-#
-# It also installs the post-receive shim and runs `countersign log init` as
-# the repository's owner: the server's log key and the signed ref-state log
-# (refs/countersign/log). The public key is printed at the end.
+# Usage and options: the usage() text below (install.sh --help).
 set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: install.sh <bare-repo> [--policy FILE] [--binary PATH] [--chain]
+
+Install countersign as the pre-receive and post-receive hooks of a bare
+repository.
+
+Options:
+  --policy FILE   use FILE as the policy: recorded as the repository's git
+                  config `countersign.policy` (absolute path). It is checked
+                  first; an invalid policy stops the install.
+                  Without it, a starter policy is written to
+                  <bare-repo>/countersign.toml unless one is already there.
+  --binary PATH   install this countersign binary instead of building one
+                  with `cargo build --release` from this source tree.
+  --chain         keep an existing, foreign pre-receive (post-receive) hook:
+                  it is renamed to pre-receive.chained (post-receive.chained)
+                  and runs after countersign. Without it, the install
+                  refuses to replace such a hook.
+  -h, --help      print this help and exit.
+
+It also installs the post-receive shim and runs `countersign log init` as
+the repository's owner: the server's log key and the signed ref-state log
+(refs/countersign/log). The public key is printed at the end.
+EOF
+}
 
 die() { printf 'install.sh: error: %s\n' "$1" >&2; [ $# -gt 1 ] && printf '  help: %s\n' "$2" >&2; exit 1; }
 
@@ -29,7 +39,7 @@ while [ $# -gt 0 ]; do
         --policy) [ $# -ge 2 ] || die "--policy needs a file"; policy=$2; shift 2 ;;
         --binary) [ $# -ge 2 ] || die "--binary needs a path"; binary=$2; shift 2 ;;
         --chain) chain=1; shift ;;
-        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) usage; exit 0 ;;
         -*) die "unknown option \`$1\`" "see install.sh --help" ;;
         *) [ -z "$repo" ] || die "more than one repository given: \`$repo\` and \`$1\`"; repo=$1; shift ;;
     esac
@@ -87,7 +97,7 @@ if [ -n "$policy" ]; then
     git --git-dir="$repo" config countersign.policy "$policy"
 elif [ -z "$(git --git-dir="$repo" config --get countersign.policy || true)" ] && [ ! -e "$repo/countersign.toml" ]; then
     "$binary" policy init --id "$(basename "$repo" .git)" > "$repo/countersign.toml"
-    echo "install.sh: wrote a starter policy to $repo/countersign.toml: protected refs reject every push until you add people (see config.example.toml)" >&2
+    echo "install.sh: wrote a starter policy to $repo/countersign.toml: protected refs reject every push until you add people (its comments explain each section; see also \`countersign policy init --help\`)" >&2
 fi
 
 install -m 0755 "$binary" "$hooks/countersign.new"

@@ -194,6 +194,11 @@ pub struct Finding {
     pub message: String,
     /// What would fix it.
     pub help: String,
+    /// Server-side detail for the admin (file paths, OS errors): kept in
+    /// the audit record and shown by the commands an admin runs, never
+    /// sent to the pusher (`report::Mode::Push` leaves it out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Finding {
@@ -208,7 +213,23 @@ impl Finding {
             rule: None,
             message: message.into(),
             help: help.into(),
+            detail: None,
         }
+    }
+
+    /// The message with the server-side detail, for the commands an admin
+    /// runs (never for the pusher).
+    pub fn admin_message(&self) -> String {
+        match &self.detail {
+            Some(d) => format!("{}\n  detail: {d}", self.message),
+            None => self.message.clone(),
+        }
+    }
+
+    /// Attach server-side detail that only the admin sees.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 
     /// Attach the ref.

@@ -25,6 +25,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod doctor;
 pub mod engine;
 pub mod finding;
 pub mod governance;

@@ -86,10 +86,10 @@ fn ref_checkout(
                 countersign::time::now(),
                 std::time::Instant::now(),
             )
-            .map_err(|f| usage(&f.message, &f.help))?;
+            .map_err(|f| usage(&f.admin_message(), &f.help))?;
         }
         Ok(None) => return Ok(None),
-        Err(f) => return Err(usage(&f.message, &f.help)),
+        Err(f) => return Err(usage(&f.admin_message(), &f.help)),
     }
     let tip = repo.refname_to_id(POLICY_REF).map_err(|_| {
         usage(
@@ -753,9 +753,10 @@ fn report_admin_error(e: &AdminError, policy: &Path) -> Exit {
     }
 }
 
-/// The repository found from GIT_DIR or the current directory, if any.
-fn find_repo() -> Option<git2::Repository> {
-    hook::open_repo().ok()
+/// The repository found from GIT_DIR or the current directory, if any;
+/// one that exists but cannot be opened (safe.directory) is an error.
+fn find_repo() -> Result<Option<git2::Repository>, Exit> {
+    hook::find_repo().map_err(|f| usage(&f.admin_message(), &f.help))
 }
 
 fn policy_path(given: &Option<PathBuf>, repo: Option<&git2::Repository>) -> Result<PathBuf, Exit> {
@@ -781,7 +782,10 @@ fn list(
     show: impl FnOnce(&str, &Path) -> Result<Vec<String>, AdminError>,
 ) -> Exit {
     let repo = if common.policy.is_none() {
-        find_repo()
+        match find_repo() {
+            Ok(r) => r,
+            Err(code) => return code,
+        }
     } else {
         None
     };
@@ -828,7 +832,10 @@ fn apply(
     command: &str,
     edit: impl FnOnce(&str, &Path, &mut Vec<PathBuf>) -> Result<Change, Fail>,
 ) -> Exit {
-    let repo = find_repo();
+    let repo = match find_repo() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let checkout = match ref_checkout(common, repo.as_ref()) {
         Ok(c) => c,
         Err(code) => return code,

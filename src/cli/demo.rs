@@ -561,7 +561,7 @@ fn toml_list(items: &[&str]) -> String {
 
 fn write_policy(path: &Path, people: &People) -> Result<()> {
     let mut toml = String::new();
-    toml.push_str("# countersign policy written by `countersign demo`. See config.example.toml\n");
+    toml.push_str("# countersign policy written by `countersign demo`. See `countersign policy init --help`\n");
     toml.push_str("# in the countersign sources for every field.\n\n");
     toml.push_str(&format!("[repository]\nid = {}\n\n", toml_string(REPO_ID)));
     toml.push_str("[roles]\n");

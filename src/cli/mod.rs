@@ -158,6 +158,11 @@ enum Command {
         /// Policy file (default: git config countersign.policy).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Output format. JSON: the topic, the rules that apply, the
+        /// judged merge (authors, each approval and its status) and the
+        /// decision, as `verify --format json` gives it.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// The signed ref-state log (refs/countersign/log): start it, show
     /// it, verify it, acknowledge refs moved around the hook.
@@ -189,6 +194,47 @@ enum Command {
     Report(crate::cli::report_cmd::ReportArgs),
     /// Make a sandbox server repository and show accepted and rejected pushes.
     Demo,
+    /// Check everything that makes the hook silently not run or always
+    /// fail, each with a fix; exit 1 if anything is a problem.
+    ///
+    /// Run it as the user the hook runs as (the user pushes arrive as,
+    /// e.g. `sudo -u git countersign doctor --repo /srv/git/x.git`): it
+    /// sees that user's git config and permissions. Checks: the
+    /// repository's owner; core.hooksPath at every config level; the
+    /// pre-receive shim (countersign's, executable, naming an existing
+    /// binary that runs) and a chained hook; the policy in force (file or
+    /// policy ref) and the protected refs; the audit log (writable,
+    /// intact, shared as the repository is); signed-push settings. Paths
+    /// the pusher is never shown are shown here.
+    Doctor {
+        /// The repository (default: GIT_DIR, else the current directory).
+        #[arg(long, value_name = "DIR")]
+        repo: Option<PathBuf>,
+        /// Output format. JSON: `{"repository", "user", "checks":
+        /// [{"check", "status": "ok|warning|problem", "message", "fix"}]}`.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print a shell completion script for SHELL on stdout.
+    ///
+    /// bash: `countersign completions bash > /etc/bash_completion.d/countersign`;
+    /// zsh: into a directory on `$fpath` as `_countersign`;
+    /// fish: `> ~/.config/fish/completions/countersign.fish`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write one man page per command and subcommand into DIR.
+    ///
+    /// Pages are named `countersign.1`, `countersign-policy-check.1`, ...;
+    /// install them with e.g. `countersign man --out /usr/local/share/man/man1`,
+    /// or read one with `man -l DIR/countersign.1`.
+    Man {
+        /// Directory to write the pages into (made if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +311,11 @@ enum PolicyAction {
         /// commit or a proposal).
         #[arg(long, value_name = "REV")]
         commit: Option<String>,
+        /// Output format. JSON: `{"valid": true, "repository", "roles",
+        /// "people", "keys", "rules", "policy_changes"}`, or
+        /// `{"valid": false, "problems": [{"line", "col", "message"}]}`.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Move the policy file into refs/meta/countersign and pin its root.
     ///
@@ -341,6 +392,33 @@ enum PolicyAction {
         format: Format,
     },
     /// Print a starter policy (roles declared, no people, main protected).
+    ///
+    /// Write it where the hook looks (`countersign policy init --id ID >
+    /// $GIT_DIR/countersign.toml`, or a path set as git config
+    /// countersign.policy); every push to main is rejected until people
+    /// with keys are added. It explains each section in comments:
+    ///
+    /// [repository] id: a stable name approvals are bound to.
+    ///
+    /// [roles] NAME = "description": every role a person or rule names.
+    ///
+    /// [people.ID] name, roles, ssh (OpenSSH public keys), openpgp (paths
+    /// of certificate files, relative to the policy), expires, revoked; a
+    /// key may be a table { key = "...", expires, revoked, retired }.
+    ///
+    /// [[rule]] name, refs (patterns under refs/), commit-signers,
+    /// tag-signers, force-push, delete, baseline. Refs no rule matches are
+    /// unprotected.
+    ///
+    /// [rule.merge] required, signers, approvals = [{ role, count }],
+    /// approvers-distinct-from-authors, merger-distinct-from-approvers,
+    /// merger-distinct-from-authors.
+    ///
+    /// [policy-changes] signers, approvals: who changes the policy once it
+    /// lives on refs/meta/countersign. [limits]: budgets for one push.
+    ///
+    /// Check it with `countersign policy check`; change people, keys and
+    /// roles with `countersign people|keys|roles`.
     Init {
         /// The repository id to bind approvals to, e.g. acme/payments.
         #[arg(long)]
@@ -376,8 +454,13 @@ pub fn run() -> Exit {
         } => post_receive(),
         Command::Log { action } => crate::cli::log_cmds::run(action),
         Command::Policy {
-            action: PolicyAction::Check { policy, commit },
-        } => policy_check(policy, commit),
+            action:
+                PolicyAction::Check {
+                    policy,
+                    commit,
+                    format,
+                },
+        } => policy_check(policy, commit, format),
         Command::Policy {
             action: PolicyAction::Migrate { policy, repin },
         } => policy_cmds::migrate(policy, repin),
@@ -444,7 +527,8 @@ pub fn run() -> Exit {
             topic,
             refname,
             policy,
-        } => status(&topic, &refname, policy),
+            format,
+        } => status(&topic, &refname, policy, format),
         Command::Audit { action } => audit(action),
         Command::Report(args) => crate::cli::report_cmd::run(args),
         Command::People { action } => crate::cli::admin_cmds::people(action),
@@ -457,7 +541,129 @@ pub fn run() -> Exit {
                 Exit::Error
             }
         },
+        Command::Doctor { repo, format } => doctor(repo.as_deref(), format),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { out } => man_pages(&out),
     }
+}
+
+/// `countersign doctor`: every check, ok / warning / problem, with fixes.
+fn doctor(dir: Option<&std::path::Path>, format: Format) -> Exit {
+    use countersign::doctor::{self, Status};
+    let report = match doctor::run(dir, time::now()) {
+        Ok(r) => r,
+        Err(e) => {
+            print_error(&e, Some("pass `--repo DIR` (the server's bare repository)"));
+            return Exit::Error;
+        }
+    };
+    let problems = report.count(Status::Problem);
+    let warnings = report.count(Status::Warning);
+    match format {
+        Format::Json => match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                error(&format!("cannot write the report: {e}"));
+                return Exit::Error;
+            }
+        },
+        Format::Text => {
+            println!(
+                "{}: doctor: {} (checked as {})",
+                report::PREFIX,
+                sanitize::escape(&report.repository),
+                sanitize::escape(&report.user)
+            );
+            for c in &report.checks {
+                let status = match c.status {
+                    Status::Ok => "ok",
+                    Status::Warning => "warning",
+                    Status::Problem => "problem",
+                };
+                let mut lines = c.message.lines();
+                println!(
+                    "  {status:<8} {}: {}",
+                    c.check,
+                    sanitize::escape(lines.next().unwrap_or(""))
+                );
+                for l in lines {
+                    println!("  {:<8}   {}", "", sanitize::escape(l));
+                }
+                if let Some(fix) = &c.fix {
+                    println!("  {:<8} fix: {}", "", sanitize::escape(fix));
+                }
+            }
+            println!(
+                "{}: doctor: {problems} problem(s), {warnings} warning(s)",
+                report::PREFIX
+            );
+        }
+    }
+    if problems > 0 {
+        Exit::Rejected
+    } else {
+        Exit::Ok
+    }
+}
+
+/// `countersign completions SHELL`: the script clap_complete makes from
+/// the same definitions that parse the arguments.
+fn completions(shell: clap_complete::Shell) -> Exit {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "countersign", &mut out);
+    match std::io::stdout().lock().write_all(&out) {
+        Ok(()) => Exit::Ok,
+        // `countersign completions bash | head` is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok,
+        Err(e) => {
+            error(&format!("cannot write the completion script: {e}"));
+            Exit::Error
+        }
+    }
+}
+
+/// `countersign man --out DIR`: one roff page per command and subcommand
+/// (clap_mangen), each named by its path, e.g. `countersign-policy-check.1`.
+fn man_pages(out: &std::path::Path) -> Exit {
+    fn write_all(
+        cmd: clap::Command,
+        out: &std::path::Path,
+        written: &mut Vec<PathBuf>,
+    ) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write_all(sub.clone(), out, written)?;
+        }
+        let page = clap_mangen::Man::new(cmd)
+            .source(format!("countersign {}", env!("CARGO_PKG_VERSION")))
+            .manual("countersign manual");
+        written.push(page.generate_to(out)?);
+        Ok(())
+    }
+    if let Err(e) = std::fs::create_dir_all(out) {
+        error(&format!("cannot create `{}`: {e}", out.display()));
+        return Exit::Error;
+    }
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    // Names subcommands by their full path (countersign-policy-check).
+    cmd.build();
+    let mut written = Vec::new();
+    if let Err(e) = write_all(cmd, out, &mut written) {
+        error(&format!(
+            "cannot write man pages into `{}`: {e}",
+            out.display()
+        ));
+        return Exit::Error;
+    }
+    written.sort();
+    println!(
+        "{}: wrote {} man page(s) into {}; read one with `man -l {}`",
+        report::PREFIX,
+        written.len(),
+        out.display(),
+        out.join("countersign.1").display()
+    );
+    Exit::Ok
 }
 
 /// The one error printer of the binary: `countersign: error: <what>`,
@@ -545,7 +751,7 @@ fn pre_receive() -> Exit {
 
 fn resolve_policy(policy: Option<PathBuf>) -> Result<(Option<git2::Repository>, PathBuf), Finding> {
     let repo = match &policy {
-        Some(_) => hook::open_repo().ok(),
+        Some(_) => hook::find_repo()?,
         None => Some(hook::open_repo()?),
     };
     let located = hook::locate_policy(policy.as_deref(), repo.as_ref())
@@ -553,22 +759,56 @@ fn resolve_policy(policy: Option<PathBuf>) -> Result<(Option<git2::Repository>, 
     Ok((repo, located.path))
 }
 
-fn policy_check(policy: Option<PathBuf>, commit: Option<String>) -> Exit {
+fn policy_check(policy: Option<PathBuf>, commit: Option<String>, format: Format) -> Exit {
     if let Some(rev) = commit {
         return match policy_cmds::check_commit(&rev) {
-            Ok((p, path)) => describe_policy(&p, &path),
-            Err(e) => e,
+            Ok((p, path)) => describe_policy(&p, &path, format),
+            Err(policy_cmds::CheckFailed::Usage(code)) => code,
+            Err(policy_cmds::CheckFailed::Invalid { label, message }) => {
+                if format == Format::Json {
+                    let problem = serde_json::json!({ "line": 0, "col": 0, "message": message });
+                    println!("{}", invalid_json(&label, vec![problem]));
+                } else {
+                    eprintln!("{message}");
+                }
+                Exit::Rejected
+            }
         };
     }
     let path = match resolve_policy(policy) {
         Ok((_, p)) => p,
         Err(f) => {
-            error(&format!("{}\n  help: {}", f.message, f.help));
+            error(&format!("{}\n  help: {}", f.admin_message(), f.help));
             return Exit::Error;
         }
     };
     match countersign::policy::load(&path) {
-        Ok(p) => describe_policy(&p, &path),
+        Ok(p) => describe_policy(&p, &path, format),
+        Err(countersign::policy::PolicyError::Invalid { path, problems })
+            if format == Format::Json =>
+        {
+            let problems = problems
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "line": p.line,
+                        "col": p.col,
+                        "message": p.message,
+                        "source": p.excerpt.as_ref().map(|(src, _)| src),
+                    })
+                })
+                .collect();
+            println!("{}", invalid_json(&path.display().to_string(), problems));
+            Exit::Rejected
+        }
+        Err(e) if format == Format::Json => {
+            let problem = serde_json::json!({ "line": 0, "col": 0, "message": e.to_string() });
+            println!(
+                "{}",
+                invalid_json(&path.display().to_string(), vec![problem])
+            );
+            Exit::Rejected
+        }
         Err(e @ countersign::policy::PolicyError::Invalid { .. }) => {
             eprint!("{}", e.details());
             error(&e.to_string());
@@ -581,7 +821,70 @@ fn policy_check(policy: Option<PathBuf>, commit: Option<String>) -> Exit {
     }
 }
 
-fn describe_policy(p: &countersign::policy::Policy, path: &std::path::Path) -> Exit {
+/// `policy check --format json` of a policy that does not load.
+fn invalid_json(policy: &str, problems: Vec<serde_json::Value>) -> String {
+    serde_json::json!({ "valid": false, "policy": policy, "problems": problems }).to_string()
+}
+
+/// One rule as data (`policy check` and `status` JSON).
+fn rule_json(r: &countersign::policy::Rule) -> serde_json::Value {
+    use serde_json::json;
+    json!({
+        "number": r.number,
+        "name": r.name,
+        "label": r.label(),
+        "refs": r.refs.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+        "commit_signers": r.commit_signers,
+        "tag_signers": r.tag_signers,
+        "merge": r.merge.as_ref().map(|m| json!({
+            "required": m.required,
+            "signers": m.signers,
+            "approvals": approvals_json(&m.approvals),
+            "approvers_distinct_from_authors": m.approvers_distinct_from_authors,
+            "merger_distinct_from_approvers": m.merger_distinct_from_approvers,
+            "merger_distinct_from_authors": m.merger_distinct_from_authors,
+        })),
+        "force_push": r.force_push,
+        "delete": r.delete,
+        "baseline": r.baseline,
+    })
+}
+
+fn approvals_json(a: &[countersign::policy::ApprovalRequirement]) -> Vec<serde_json::Value> {
+    a.iter()
+        .map(|r| serde_json::json!({ "role": r.role, "count": r.count }))
+        .collect()
+}
+
+/// `policy check --format json` of a valid policy: what the text output
+/// says, as data.
+fn policy_json(p: &countersign::policy::Policy, path: &std::path::Path) -> serde_json::Value {
+    use serde_json::json;
+    let rules: Vec<serde_json::Value> = p.rules.iter().map(rule_json).collect();
+    json!({
+        "valid": true,
+        "policy": path.display().to_string(),
+        "repository": p.repository_id,
+        "roles": p.roles.keys().collect::<Vec<_>>(),
+        "people": p.people.keys().collect::<Vec<_>>(),
+        "keys": p.keyring.keys().len(),
+        "rules": rules,
+        "policy_changes": p.policy_changes.as_ref().map(|c| json!({
+            "signers": c.signers,
+            "approvals": approvals_json(&c.approvals),
+        })),
+    })
+}
+
+fn describe_policy(
+    p: &countersign::policy::Policy,
+    path: &std::path::Path,
+    format: Format,
+) -> Exit {
+    if format == Format::Json {
+        println!("{}", policy_json(p, path));
+        return Exit::Ok;
+    }
     let keys = p.keyring.keys().len();
     println!(
         "{}: policy `{}` is valid: repository `{}`, {} role(s), {} people, {} key(s), {} rule(s)",
@@ -713,7 +1016,7 @@ fn repo_and_policy(
     policy: Option<PathBuf>,
 ) -> Result<(git2::Repository, countersign::policy::Policy), Exit> {
     let fail = |f: Finding| {
-        error(&format!("{}\n  help: {}", f.message, f.help));
+        error(&format!("{}\n  help: {}", f.admin_message(), f.help));
         Exit::Error
     };
     let repo = hook::open_repo().map_err(fail)?;
@@ -738,7 +1041,7 @@ fn approve(
     let repo = match hook::open_repo() {
         Ok(r) => r,
         Err(f) => {
-            error(&f.message);
+            error(&f.admin_message());
             return Exit::Error;
         }
     };
@@ -760,7 +1063,7 @@ fn approve(
             {
                 Ok(p) => Some(p),
                 Err(f) => {
-                    error(&format!("{}\n  help: {}", f.message, f.help));
+                    error(&format!("{}\n  help: {}", f.admin_message(), f.help));
                     return Exit::Error;
                 }
             }
@@ -904,7 +1207,7 @@ fn merge(
     }
 }
 
-fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
+fn status(topic: &str, refname: &str, policy: Option<PathBuf>, format: Format) -> Exit {
     use countersign::workflow;
     let (repo, policy) = match repo_and_policy(policy) {
         Ok(x) => x,
@@ -923,6 +1226,36 @@ fn status(topic: &str, refname: &str, policy: Option<PathBuf>) -> Exit {
         let trailers = workflow::notes_in_range(&repo, base, topic_id)?;
         // The same rule matching as the hook (symrefs, core.ignorecase).
         let rules = Verifier::new(&repo, &policy, time::now()).rules_for(&target);
+        if format == Format::Json {
+            let plan = workflow::plan(
+                &repo,
+                &policy,
+                &target,
+                base,
+                topic_id,
+                workflow::Shape::Merge,
+                &trailers,
+                time::now(),
+            )?;
+            let decision: serde_json::Value =
+                serde_json::from_str(&report::json(&plan.decision)).unwrap_or_default();
+            let doc = serde_json::json!({
+                "topic": topic,
+                "topic_commit": topic_id.to_string(),
+                "ref": target,
+                "base": base.to_string(),
+                "rules": rules.iter().map(|r| rule_json(r)).collect::<Vec<_>>(),
+                "ready": plan.decision.accepted(),
+                "merge": plan.judged,
+                "decision": decision,
+            });
+            println!("{doc}");
+            return Ok(if plan.decision.accepted() {
+                Exit::Ok
+            } else {
+                Exit::Rejected
+            });
+        }
         println!(
             "{}: {} ({}) into {}",
             report::PREFIX,
@@ -1017,9 +1350,13 @@ fn audit_log_path(log: Option<PathBuf>) -> Result<PathBuf, Exit> {
     if let Some(l) = log {
         return Ok(l);
     }
-    match hook::open_repo() {
-        Ok(repo) => Ok(countersign::audit::path_for(&repo)),
-        Err(_) => {
+    match hook::find_repo() {
+        Ok(Some(repo)) => Ok(countersign::audit::path_for(&repo)),
+        Err(f) => {
+            print_error(&f.admin_message(), Some(&f.help));
+            Err(Exit::Error)
+        }
+        Ok(None) => {
             error("no audit log given and no repository here\n  help: pass `--log FILE`, or run inside the server repository");
             Err(Exit::Error)
         }

@@ -19,7 +19,12 @@ fn fail(msg: &str, help: &str) -> Exit {
 }
 
 fn open() -> Result<Repository, Exit> {
-    hook::open_repo().map_err(|f| fail(&f.message, "run inside the repository (or set GIT_DIR)"))
+    hook::open_repo().map_err(|f| {
+        fail(
+            &f.admin_message(),
+            "run inside the repository (or set GIT_DIR)",
+        )
+    })
 }
 
 fn resolve(repo: &Repository, rev: &str) -> Result<Oid, Exit> {
@@ -39,7 +44,7 @@ fn fit(policy: &Policy) -> Result<(), Exit> {
         None => Ok(()),
         Some(why) => Err(fail(
             &format!("the policy cannot live on the policy ref: {why}"),
-            "add a [policy-changes] table (see config.example.toml) and enough people with usable keys in its roles",
+            "add a [policy-changes] table (`countersign policy init --help`) and enough people with usable keys in its roles",
         )),
     }
 }
@@ -65,7 +70,7 @@ pub fn migrate(given: Option<PathBuf>, repin: bool) -> Exit {
     };
     let pinned = match governance::pinned_root(&repo) {
         Ok(p) => p,
-        Err(f) => return fail(&f.message, &f.help),
+        Err(f) => return fail(&f.admin_message(), &f.help),
     };
     if pinned.is_some() && !repin {
         return fail(
@@ -236,7 +241,7 @@ pub fn pin(rev: &str) -> Exit {
         Err(e) => return e,
     };
     if let Err(f) = governance::load_at(&repo, root) {
-        return fail(&f.message, &f.help);
+        return fail(&f.admin_message(), &f.help);
     }
     let previous = governance::pinned_root(&repo).ok().flatten();
     if repo.refname_to_id(POLICY_REF).is_err() {
@@ -254,7 +259,7 @@ pub fn pin(rev: &str) -> Exit {
     let in_force = match governance::in_force(&repo, root, time::now(), std::time::Instant::now()) {
         Ok(i) => i,
         Err(f) => return fail(
-            &f.message,
+            &f.admin_message(),
             "pin the commit the policy ref's history starts from (see `countersign policy log`)",
         ),
     };
@@ -307,14 +312,14 @@ pub fn edit(dir: Option<PathBuf>) -> Exit {
             if let Err(f) =
                 governance::in_force(&repo, root, time::now(), std::time::Instant::now())
             {
-                return fail(&f.message, &f.help);
+                return fail(&f.admin_message(), &f.help);
             }
         }
         Ok(None) => print_error(
             "warning: no trust root is pinned here: the policy ref is not verified",
             Some("pin the server's root: `countersign policy pin <commit>`"),
         ),
-        Err(f) => return fail(&f.message, &f.help),
+        Err(f) => return fail(&f.admin_message(), &f.help),
     }
     let dir = dir.unwrap_or_else(|| default_dir(&repo));
     if let Err(e) = store::materialize(&repo, tip, &dir) {
@@ -405,7 +410,7 @@ pub fn propose(name: &str, dir: Option<PathBuf>, message: &str, push: Option<&st
         }
         Err(f) => {
             return fail(
-                &f.message,
+                &f.admin_message(),
                 "fix the policy in the directory and propose again",
             )
         }
@@ -502,12 +507,12 @@ pub fn apply(name: &str, push: Option<&str>) -> Exit {
         .to_string();
     let root = match governance::pinned_root(&repo) {
         Ok(r) => r.unwrap_or(base),
-        Err(f) => return fail(&f.message, &f.help),
+        Err(f) => return fail(&f.admin_message(), &f.help),
     };
     let in_force: InForce =
         match governance::in_force(&repo, root, time::now(), std::time::Instant::now()) {
             Ok(i) => i,
-            Err(f) => return fail(&f.message, &f.help),
+            Err(f) => return fail(&f.admin_message(), &f.help),
         };
     // Only lines that parse and bind this exact result (repository, the
     // policy ref, this parent and tree), once each: junk in the shared
@@ -642,7 +647,7 @@ pub fn log(json: bool) -> Exit {
     };
     let root = match governance::pinned_root(&repo) {
         Ok(r) => r,
-        Err(f) => return fail(&f.message, &f.help),
+        Err(f) => return fail(&f.admin_message(), &f.help),
     };
     if root.is_none() {
         print_error(
@@ -673,18 +678,27 @@ pub fn log(json: bool) -> Exit {
     }
 }
 
+/// Why `policy check --commit` found no valid policy.
+pub enum CheckFailed {
+    /// No repository, or REV does not resolve: reported already.
+    Usage(Exit),
+    /// The commit's policy does not load: what is wrong, for the caller
+    /// to render (text or JSON).
+    Invalid { label: String, message: String },
+}
+
 /// `policy check --commit REV`: the policy in a policy commit.
-pub fn check_commit(rev: &str) -> Result<(Policy, PathBuf), Exit> {
-    let repo = open()?;
-    let id = resolve(&repo, rev)?;
+pub fn check_commit(rev: &str) -> Result<(Policy, PathBuf), CheckFailed> {
+    let repo = open().map_err(CheckFailed::Usage)?;
+    let id = resolve(&repo, rev).map_err(CheckFailed::Usage)?;
     match governance::load_at(&repo, id) {
         Ok(p) => {
             let path = Path::new(&governance::label(id)).to_path_buf();
             Ok((p, path))
         }
-        Err(f) => {
-            eprintln!("{}", f.message);
-            Err(Exit::Rejected)
-        }
+        Err(f) => Err(CheckFailed::Invalid {
+            label: governance::label(id),
+            message: f.admin_message(),
+        }),
     }
 }

@@ -90,7 +90,7 @@ fn error(msg: &str, help: &str) -> Exit {
 pub fn run(args: ReportArgs) -> Exit {
     let repo = match hook::open_repo() {
         Ok(r) => r,
-        Err(f) => return error(&f.message, "run inside a clone of the repository"),
+        Err(f) => return error(&f.admin_message(), "run inside a clone of the repository"),
     };
     let root = match args
         .trust_root
@@ -114,7 +114,7 @@ pub fn run(args: ReportArgs) -> Exit {
         Ok(p) => p,
         Err(f) => {
             return error(
-                &f.message,
+                &f.admin_message(),
                 "pass `--policy FILE` (the policy the server uses), or set `git config countersign.policy <path>`",
             )
         }

@@ -203,7 +203,11 @@ pub(crate) fn signature_failure(
     what: &str,
     policy: &std::path::Path,
 ) -> (Code, String, String) {
-    let policy = policy.display();
+    // The file name only: the pusher sees this help, and the server's
+    // paths are not theirs to see.
+    let policy = policy
+        .file_name()
+        .map_or_else(|| "the policy".into(), |n| n.to_string_lossy().into_owned());
     match e {
         SigError::Malformed(m) => (Code::MalformedSignature, m, format!("re-sign the {what} with an SSH or OpenPGP key listed in the policy")),
         SigError::Namespace { .. } => (

@@ -222,6 +222,22 @@ pub fn open_repo() -> Result<Repository, Finding> {
     Repository::open_from_env().map_err(|e| diags::repo_unopenable(&e))
 }
 
+/// The repository here, if there is one (for commands that also work
+/// without one).
+///
+/// # Errors
+///
+/// The finding when there is a repository that cannot be opened, e.g. one
+/// git's safe.directory check refuses: hiding it would report "no
+/// repository" and send the admin looking in the wrong place.
+pub fn find_repo() -> Result<Option<Repository>, Finding> {
+    match Repository::open_from_env() {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(diags::repo_unopenable(&e)),
+    }
+}
+
 /// What the hook decided, and the limits to render it with.
 #[derive(Debug)]
 pub struct Outcome {

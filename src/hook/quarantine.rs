@@ -183,7 +183,11 @@ fn scan_pack(
     started: Instant,
     budget: Duration,
 ) -> Result<(), ScanError> {
-    let bad = |m: &str| ScanError::Malformed(pack.display().to_string(), m.to_string());
+    // The pack's file name only: the pusher sees this, not the server's paths.
+    let name = pack
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let bad = |m: &str| ScanError::Malformed(name.clone(), m.to_string());
     let index = std::fs::read(idx)?;
     if index.get(..8) != Some(&[0xff, b't', b'O', b'c', 0, 0, 0, 2][..]) {
         return Err(bad("not a version 2 pack index"));

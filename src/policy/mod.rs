@@ -1179,36 +1179,98 @@ impl Ctx {
 /// The policy `install.sh` writes when given none: roles declared, no
 /// people, `main` protected. Every push to `main` is rejected until people
 /// and keys are added, which is the safe starting point.
+///
+/// It explains itself in comments and names only commands that exist
+/// wherever the binary is (never a file of the source tree, which the
+/// server does not have).
 pub fn starter(repository_id: &str) -> String {
     let id = repository_id.replace('\\', "\\\\").replace('"', "\\\"");
     format!(
-        r#"# countersign starter policy: see config.example.toml for every field.
+        r#"# countersign starter policy: who may move which refs, proven by signatures.
+#
 # Until you add people with keys, every push to a protected ref is rejected.
+# Every field is explained below; `countersign policy init --help` (or
+# `man countersign-policy-init`) says the same. Check your edits with
+#
+#     countersign policy check --policy <this file>
+#
+# or change people, keys and roles with commands that validate and record
+# each change in the audit log (run them in the bare repository):
+#
+#     countersign people add alice --name "Alice Example" --role developer
+#     countersign keys add alice --ssh "ssh-ed25519 AAAA... alice@laptop"
+#
+# Identity comes only from keys: names and e-mails in commits are never
+# trusted. Unknown fields are errors, so a typo never weakens a rule.
 
+# Required. A stable name for this repository; signed approvals are bound
+# to it, so two repositories must never share an id.
 [repository]
 id = "{id}"
 
+# Every role a person or a rule names must be declared here, with a short
+# description (an undeclared role is an error: it catches typos).
 [roles]
 developer = "writes code: may sign commits on protected branches"
 maintainer = "merges and ships"
 release-manager = "signs release tags"
 
+# One table per person; the key (`alice`) is the person's id, which rules
+# about distinct people count.
+#   name    = for humans only, never used to decide
+#   roles   = roles held, declared in [roles]
+#   ssh     = OpenSSH public keys, as in authorized_keys (comment ignored)
+#   openpgp = paths of public certificate files, relative to this file
+#   expires / revoked = a date (2027-06-30) or date-time, on the person or
+#             on one key written as {{ key = "ssh-...", expires = 2027-06-30 }};
+#             from then on its signatures are rejected
+#
 # [people.alice]
 # name = "Alice Example"
 # roles = ["developer"]
 # ssh = ["ssh-ed25519 AAAA... alice@laptop"]
 
+# A rule says how the refs it names may move. A ref that no rule matches is
+# unprotected: every update of it is accepted without checks. A ref several
+# rules match must satisfy all of them. In patterns `*` matches within one
+# path component, `**` across them; each must start with `refs/`.
 [[rule]]
-name = "main branch"
+name = "main branch"                 # optional, shown in messages
 refs = ["refs/heads/main"]
+# Every commit newly reachable from the ref must be signed by a key of a
+# person holding one of these roles.
 commit-signers = ["developer", "maintainer"]
+# Allow updates whose new value does not descend from the old one?
 force-push = false
+# Allow deleting the ref?
 delete = false
+# To adopt countersign on existing unsigned history, grandfather it:
+# baseline = "<commit id of the current main>"
 
+# Separation of duties (optional): changes land on the rule's refs only as
+# merges signed by `signers`, carrying signed approvals (`countersign
+# approve`) from distinct people in the roles named, other than the authors.
+# Declare the roles first.
+# [rule.merge]
+# signers = ["maintainer"]
+# approvals = [{{ role = "reviewer", count = 2 }}]
+
+# Only annotated tags signed by a key of these roles may be created here,
+# naming this repository in their message's last paragraph
+# ("Countersign-Repository: <the id above>"); they are never moved.
 [[rule]]
 name = "release tags"
 refs = ["refs/tags/v*"]
 tag-signers = ["release-manager"]
+
+# Once you keep the policy in the repository (`countersign policy migrate`),
+# changing it needs the approvals named here:
+# [policy-changes]
+# signers = ["admin"]
+# approvals = [{{ role = "admin", count = 2 }}]
+#
+# Budgets for one push have safe defaults; override any in [limits]
+# (updates, commits, merges, object-bytes, seconds, findings, ...).
 "#
     )
 }
@@ -1262,6 +1324,8 @@ commit-signers = ["developer"]
     #[test]
     fn starter_is_valid() {
         policy(&starter("a/b\"c")).unwrap();
+        // It names no file of the source tree: the server has none.
+        assert!(!starter("x").contains("config.example"));
     }
 
     #[test]

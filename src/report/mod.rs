@@ -69,7 +69,8 @@ pub fn text(decision: &Decision, mode: Mode, limit: usize) -> String {
     });
     for f in decision.findings.iter().take(limit) {
         out.push('\n');
-        out.push_str(&finding_block(f));
+        // The pusher never sees server-side detail (paths, OS errors).
+        out.push_str(&block(f, mode == Mode::Verify));
     }
     let shown = decision.findings.len().min(limit);
     if n > shown {
@@ -141,8 +142,13 @@ pub fn cap(text: String, max: usize) -> String {
     out
 }
 
-/// One finding as a readable block.
+/// One finding as a readable block, server-side detail included (for
+/// the admin's own commands).
 pub fn finding_block(f: &Finding) -> String {
+    block(f, true)
+}
+
+fn block(f: &Finding, with_detail: bool) -> String {
     let mut out = String::new();
     let mut lines = f.message.lines();
     out.push_str(&format!(
@@ -169,6 +175,9 @@ pub fn finding_block(f: &Finding) -> String {
         out.push_str(&format!("  rule:   {}\n", escape(r)));
     }
     out.push_str(&format!("  help:   {}\n", escape(&f.help)));
+    if let (true, Some(d)) = (with_detail, &f.detail) {
+        out.push_str(&format!("  detail: {}\n", escape(d)));
+    }
     out
 }
 

@@ -22,6 +22,7 @@ mod gov_attack2;
 mod gov_attack3;
 mod governance;
 mod hardening;
+mod hosting;
 mod install;
 mod ledger;
 mod policy;
