@@ -161,6 +161,7 @@ pub fn run(args: ReportArgs) -> Exit {
         Err(e) => return error(&countersign::sanitize::escape(&e.to_string()), e.help()),
     };
     ev.access_changes = access;
+    ev.ref_log = ref_log_line(&repo, &policy, &ev.refname, &ev.tip);
     let text = match args.format {
         ReportFormat::Md => evidence::markdown(&ev),
         ReportFormat::Json => evidence::json(&ev) + "\n",
@@ -268,4 +269,51 @@ fn landed_under(
         return Ok(None);
     }
     Ok(Some(out))
+}
+
+/// The ref-state log the report was computed against: its last entry,
+/// checked with the policy's `[log] server-key` (else the key this clone
+/// saw before), and whether the ref's tip is the value it recorded.
+fn ref_log_line(
+    repo: &git2::Repository,
+    policy: &countersign::Policy,
+    refname: &str,
+    tip: &str,
+) -> Option<String> {
+    use countersign::ledger::{self, witness};
+    let log_tip = repo.refname_to_id(ledger::LOG_REF).ok()?;
+    let key = policy.log_key.clone().or_else(|| {
+        ["origin", "local"].iter().find_map(|s| {
+            witness::recall(repo.path(), s)
+                .and_then(|m| ssh_key::PublicKey::from_openssh(&m.key).ok())
+        })
+    });
+    let Some(key) = key else {
+        return Some(format!(
+            "{} at {}, NOT VERIFIED: no server key known (publish it in the policy as [log] server-key)",
+            ledger::LOG_REF,
+            countersign::engine::short(log_tip)
+        ));
+    };
+    Some(match ledger::read_entry(repo, log_tip, &key) {
+        Ok(r) => {
+            let agrees = match r.state.refs.get(refname) {
+                Some(v) if v == tip => "the ref's tip is the value it recorded".to_string(),
+                Some(v) => format!(
+                    "the ref's tip is NOT the value it recorded ({})",
+                    countersign::engine::short_hex(v)
+                ),
+                None => "it does not track this ref".to_string(),
+            };
+            format!(
+                "entry {} ({}) of {}, signed by the server key {}; {agrees}; {} out-of-band move(s) waiting for acknowledgement",
+                r.entry.seq,
+                countersign::engine::short(r.id),
+                r.entry.time_utc,
+                countersign::policy::keys::ssh_fingerprint(key.key_data()),
+                r.state.unacknowledged.len()
+            )
+        }
+        Err(e) => format!("{} DOES NOT VERIFY: {e}", ledger::LOG_REF),
+    })
 }

@@ -1638,6 +1638,72 @@ pub fn server_public_key(git_dir: &Path) -> Result<PublicKey, String> {
 mod tests {
     use super::*;
 
+    fn key_line(n: u8) -> String {
+        let pair = ssh_key::private::Ed25519Keypair::from_seed(&[n; 32]);
+        PrivateKey::from(pair).public_key().to_openssh().unwrap()
+    }
+
+    fn admins_policy() -> Policy {
+        let mut text =
+            String::from("[repository]\nid = \"t/q\"\n[roles]\nadmin = \"a\"\ndev = \"d\"\n");
+        for (i, (p, role)) in [("a", "admin"), ("b", "admin"), ("c", "admin"), ("d", "dev")]
+            .iter()
+            .enumerate()
+        {
+            text.push_str(&format!(
+                "[people.{p}]\nname = \"{p}\"\nroles = [\"{role}\"]\nssh = [\"{}\"]\n",
+                key_line(i as u8 + 1)
+            ));
+        }
+        text.push_str("[policy-changes]\nsigners = [\"admin\"]\napprovals = [{ role = \"admin\", count = 2 }]\n[[rule]]\nrefs = [\"refs/heads/main\"]\ncommit-signers = [\"dev\"]\n");
+        crate::policy::parse(&text, Path::new(".")).unwrap()
+    }
+
+    #[test]
+    fn quorum_needs_a_signer_and_distinct_approvers() {
+        let policy = admins_policy();
+        let pc = policy.policy_changes.clone().unwrap();
+        let who = |list: &[&str]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|p| (p.to_string(), "k".to_string()))
+                .collect()
+        };
+        assert!(quorum(&policy, &pc, &who(&["a", "b", "c"])).is_ok());
+        assert!(quorum(&policy, &pc, &who(&["c", "d", "a", "b"])).is_ok());
+        for short in [
+            &["a"][..],
+            &["a", "b"],
+            &["a", "b", "d"],
+            &[],
+            &["a", "a", "a"],
+        ] {
+            assert!(quorum(&policy, &pc, &who(short)).is_err(), "{short:?}");
+        }
+    }
+
+    #[test]
+    fn audit_floor_stops_below_the_oldest_push_in_flight() {
+        let tail = Tail {
+            accepted: Vec::new(),
+            last: Some(AuditMark {
+                seq: 20,
+                hash: String::new(),
+            }),
+            complete: true,
+        };
+        let mut st = State {
+            audit_upto: 10,
+            audit_done: [12, 13, 15].into_iter().collect(),
+            ..State::default()
+        };
+        finish_audit(&mut st, &tail, &[14, 17]);
+        assert_eq!(st.audit_upto, 13);
+        assert_eq!(st.audit_done, [15].into_iter().collect());
+        finish_audit(&mut st, &tail, &[]);
+        assert_eq!(st.audit_upto, 20);
+        assert!(st.audit_done.is_empty());
+    }
+
     #[test]
     fn statement_binds_everything() {
         let o = Observation {

@@ -174,6 +174,11 @@ pub struct Evidence {
     /// granted what to whom, approved by whom, when); empty in file mode.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub access_changes: Vec<crate::governance::log::Change>,
+    /// The signed ref-state log the report was computed against (its last
+    /// entry, whether it verified, and whether the ref's tip is the value
+    /// it recorded), when the clone has `refs/countersign/log`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ref_log: Option<String>,
 }
 
 /// A person and the roles that let them sign.
@@ -704,6 +709,7 @@ pub fn build(
         changes,
         summary,
         access_changes: Vec::new(),
+        ref_log: None,
     })
 }
 
@@ -1090,14 +1096,18 @@ fn md_access(o: &mut String, e: &Evidence) {
 }
 
 /// Markdown: the title, what was judged, and the preamble.
+/// The header's ref-state log line when the clone has none.
+const NO_REF_LOG: &str = "not checked: this clone has no refs/countersign/log (fetch it, then `countersign audit verify --remote origin`)";
+
 fn md_header(o: &mut String, e: &Evidence) {
     let m = md_escape;
     o.push_str(&format!("# Compliance evidence: {}\n\n", m(&e.refname)));
     o.push_str(&format!(
-        "- Repository: {}\n- Policy: {}\n- Judged by: {}\n- Ref: {} (read from {}, tip `{}`)\n- Range: {}\n- Judged at: {}\n- Rules: {}\n\n",
+        "- Repository: {}\n- Policy: {}\n- Judged by: {}\n- Ref-state log: {}\n- Ref: {} (read from {}, tip `{}`)\n- Range: {}\n- Judged at: {}\n- Rules: {}\n\n",
         m(&e.repository),
         m(&e.policy),
         m(&e.judged_by),
+        m(e.ref_log.as_deref().unwrap_or(NO_REF_LOG)),
         m(&e.refname),
         m(&e.resolved_from),
         short(&e.tip),
@@ -1373,6 +1383,10 @@ fn html_header(o: &mut String, e: &Evidence) {
         ("Repository", h(&e.repository)),
         ("Policy", h(&e.policy)),
         ("Judged by", h(&e.judged_by)),
+        (
+            "Ref-state log",
+            h(e.ref_log.as_deref().unwrap_or(NO_REF_LOG)),
+        ),
         (
             "Ref",
             format!(
@@ -1820,6 +1834,7 @@ mod tests {
             changes: vec![c],
             summary,
             access_changes: Vec::new(),
+            ref_log: None,
         };
         let page = html(&e);
         assert!(!page.contains("<script"));

@@ -547,3 +547,41 @@ fn ledger_acknowledgement_needs_the_policy_quorum() {
     assert_eq!(e["kind"], "push", "{e}");
     g.root = g.sb.server_ref("refs/meta/countersign").unwrap();
 }
+
+/// `report` says which ref-state log it was computed against, and whether
+/// the ref it reads is where the log says.
+#[test]
+fn ledger_report_names_the_log_it_was_computed_against() {
+    let (mut sb, dev, _) = with_dev(|_| Vec::new());
+    push_main(&mut sb, &dev, "second");
+    let work = sb.work.clone();
+    let policy = sb.policy.display().to_string();
+    let report = |sb: &Sandbox| {
+        let out = sb.countersign(&work, ["report", "--ref", "main", "--policy", &policy]);
+        assert!(out.success, "{out}");
+        out.stdout
+    };
+    assert!(
+        report(&sb).contains("Ref-state log: not checked"),
+        "no log fetched yet"
+    );
+    let out = witness(&sb, &work, &[]);
+    assert!(out.success, "{out}");
+    sb.git_ok([
+        "fetch",
+        "-q",
+        "origin",
+        "+refs/countersign/log:refs/countersign/log",
+    ]);
+    sb.git_ok(["fetch", "-q", "origin"]);
+    sb.git_ok(["reset", "-q", "--hard", "origin/main"]);
+    let text = report(&sb);
+    assert!(
+        text.contains("signed by the server key")
+            && text.contains("the ref's tip is the value it recorded"),
+        "{text}"
+    );
+    // A clone whose main is not what the log recorded says so.
+    sb.commit_as(Some(&dev), "local only");
+    assert!(report(&sb).contains("is NOT the value it recorded"));
+}
