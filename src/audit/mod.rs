@@ -1012,18 +1012,42 @@ pub fn check_against_checkpoint(path: &Path, bytes: &[u8]) -> Result<Option<Stri
         .map(|p| p.map(|p| format!("{p} (checkpoint `{}`)", checkpoint_path(path).display())))
 }
 
-/// Who is pushing: the first identity the server or forge established
-/// (`GL_USERNAME`, `GL_USER` (Gitolite), `GITEA_PUSHER_NAME`,
-/// `REMOTE_USER`, a push certificate's signer only when git reports a good
-/// signature and a valid nonce), else the OS user. Every candidate is kept
-/// under `candidates` with its source, so an auditor sees them all.
+/// Who is pushing, by this precedence (the one place it is decided):
+///
+/// 1. `GL_USERNAME` (GitLab), `GL_USER` (Gitolite), `GITEA_PUSHER_NAME`
+///    (Gitea, Forgejo): the forge authenticated the pusher;
+/// 2. `SSH_USER_AUTH`: the key sshd authenticated (`ExposeAuthInfo yes`),
+///    mapped to the person holding it in the policy (`ssh_person`, found by
+///    the caller, who has the policy); a key nobody holds is kept as a
+///    candidate, never chosen;
+/// 3. `REMOTE_USER`: set by a web server's authentication, or by sshd from
+///    `environment="REMOTE_USER=..."` in `authorized_keys`;
+/// 4. a push certificate's signer, only when git reports a good signature
+///    and a valid nonce;
+/// 5. the OS user.
+///
+/// Every candidate is kept under `candidates` with its source, so an
+/// auditor sees them all. These variables are trusted as the transport
+/// sets them: on a host where pushers also have a shell, they can set
+/// them too.
 pub fn pusher() -> Value {
+    pusher_with(None)
+}
+
+/// [`pusher`], with the person sshd's authenticated key maps to.
+pub fn pusher_with(ssh_person: Option<Value>) -> Value {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let mut candidates = Vec::new();
-    for k in ["GL_USERNAME", "GL_USER", "GITEA_PUSHER_NAME", "REMOTE_USER"] {
+    for k in ["GL_USERNAME", "GL_USER", "GITEA_PUSHER_NAME"] {
         if let Some(v) = var(k) {
             candidates.push(serde_json::json!({ "name": v, "source": k }));
         }
+    }
+    if let Some(c) = ssh_person {
+        candidates.push(c);
+    }
+    if let Some(v) = var("REMOTE_USER") {
+        candidates.push(serde_json::json!({ "name": v, "source": "REMOTE_USER" }));
     }
     if let Some(signer) = var("GIT_PUSH_CERT_SIGNER") {
         let good = var("GIT_PUSH_CERT_STATUS").as_deref() == Some("G")

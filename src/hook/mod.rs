@@ -279,6 +279,7 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
         }
     };
     let limits = in_force.policy.limits;
+    let _ = SSH_PUSHER.set(ssh_pusher(&in_force.policy));
     // The refs as the ref-state log last recorded them: a protected ref
     // moved around the hook stops every push until it is acknowledged.
     let policy = serde_json::to_value(&in_force.id).unwrap_or(Value::Null);
@@ -577,6 +578,48 @@ fn record(
     decision
 }
 
+/// The person sshd's authenticated key maps to, found once the policy is
+/// loaded (see [`audit::pusher`] for the precedence).
+static SSH_PUSHER: std::sync::OnceLock<Option<Value>> = std::sync::OnceLock::new();
+
+/// The most bytes of sshd's `SSH_USER_AUTH` file read.
+const MAX_SSH_AUTH_BYTES: u64 = 64 << 10;
+
+/// The key sshd authenticated this session with (`ExposeAuthInfo yes`
+/// makes sshd write `publickey <type> <base64>` lines to the file named by
+/// `SSH_USER_AUTH`), mapped to the person holding it in `policy`: the
+/// candidate `{name, source: "SSH_USER_AUTH", key}`, or, for a key nobody
+/// in the policy holds, a candidate that is never chosen.
+pub fn ssh_pusher(policy: &Policy) -> Option<Value> {
+    use std::io::Read as _;
+    let path = std::env::var_os("SSH_USER_AUTH")?;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_SSH_AUTH_BYTES)
+        .read_to_string(&mut text)
+        .ok()?;
+    let keys: Vec<ssh_key::PublicKey> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("publickey "))
+        .filter_map(|k| ssh_key::PublicKey::from_openssh(k.trim()).ok())
+        .collect();
+    // The last key is the one the session was finally authenticated with.
+    let key = keys.last()?;
+    let fingerprint = crate::policy::keys::ssh_fingerprint(key.key_data());
+    Some(match policy.keyring.find_ssh(key.key_data()) {
+        Some((_, k)) => serde_json::json!({
+            "name": k.person,
+            "source": "SSH_USER_AUTH",
+            "key": fingerprint,
+        }),
+        None => serde_json::json!({
+            "name": format!("ssh key {fingerprint}"),
+            "source": "SSH_USER_AUTH (not verified: no person in the policy holds this key)",
+        }),
+    })
+}
+
 /// The audit record of a decision, cut to fit `max` bytes: lists (findings,
 /// and each update's signers and merges) are shortened, each with its
 /// total, until the record fits; as a last resort only the verdict and
@@ -593,7 +636,7 @@ fn fields_for(repository: &str, decision: &Decision, max: usize, policy: &Value)
     } else {
         "rejected"
     };
-    let pusher = audit::pusher();
+    let pusher = audit::pusher_with(SSH_PUSHER.get().cloned().flatten());
     let findings_total = decision.findings.len() + decision.omitted;
     let updates = serde_json::to_value(&decision.updates).unwrap_or(Value::Null);
     let mut keep = usize::MAX;

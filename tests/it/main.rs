@@ -28,5 +28,6 @@ mod ledger;
 mod policy;
 mod push;
 mod report;
+mod sshd;
 mod tags;
 mod verify;
