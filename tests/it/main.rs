@@ -23,6 +23,7 @@ mod gov_attack3;
 mod governance;
 mod hardening;
 mod hosting;
+mod http;
 mod install;
 mod ledger;
 mod policy;
