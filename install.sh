@@ -57,7 +57,25 @@ if [ -z "$binary" ]; then
 fi
 [ -x "$binary" ] || die "\`$binary\` is not an executable file"
 
-hooks_path=$(git --git-dir="$repo" config --get core.hooksPath || true)
+# Everything the hook will do, it does as the repository's owner (the user
+# git runs the hook as): the checks and the files written for it are made
+# as that user, with that user's HOME (their global git config).
+owner=$(stat -c %U "$repo")
+owner_home=$(getent passwd "$owner" | cut -d: -f6 || true)
+as_owner() {
+    if [ "$(id -u)" = 0 ] && [ "$owner" != root ]; then
+        if command -v runuser >/dev/null 2>&1; then
+            runuser -u "$owner" -- env -u GIT_CONFIG_GLOBAL -u GIT_CONFIG_SYSTEM -u GIT_CONFIG_NOSYSTEM \
+                HOME="${owner_home:-/}" "$@"
+        else
+            su -s /bin/sh "$owner" -c "unset GIT_CONFIG_GLOBAL GIT_CONFIG_SYSTEM GIT_CONFIG_NOSYSTEM; HOME='${owner_home:-/}' \"\$0\" \"\$@\"" "$@"
+        fi
+    else
+        "$@"
+    fi
+}
+
+hooks_path=$(as_owner git --git-dir="$repo" config --get core.hooksPath || true)
 if [ -n "$hooks_path" ]; then
     die "core.hooksPath is set to \`$hooks_path\` for $repo: git runs hooks from there, so a hook installed in $repo/hooks would never run and every push would be accepted" \
         "install the shim into that directory yourself (see hooks/pre-receive), or unset core.hooksPath (git --git-dir=$repo config --unset core.hooksPath, and check the global and system config)"
@@ -94,9 +112,11 @@ if [ -n "$policy" ]; then
     [ -f "$policy" ] || die "policy \`$policy\` does not exist"
     policy=$(cd "$(dirname "$policy")" && pwd)/$(basename "$policy")
     "$binary" policy check --policy "$policy" >&2 || die "the policy \`$policy\` is not valid" "fix the problems listed above and run install.sh again"
-    git --git-dir="$repo" config countersign.policy "$policy"
-elif [ -z "$(git --git-dir="$repo" config --get countersign.policy || true)" ] && [ ! -e "$repo/countersign.toml" ]; then
+    as_owner git --git-dir="$repo" config countersign.policy "$policy" \
+        || die "cannot record the policy in $repo/config as $owner" "check that $owner can read the policy and write the repository"
+elif [ -z "$(as_owner git --git-dir="$repo" config --get countersign.policy || true)" ] && [ ! -e "$repo/countersign.toml" ]; then
     "$binary" policy init --id "$(basename "$repo" .git)" > "$repo/countersign.toml"
+    [ "$(id -u)" = 0 ] && chown "$owner:" "$repo/countersign.toml"
     echo "install.sh: wrote a starter policy to $repo/countersign.toml: protected refs reject every push until you add people (its comments explain each section; see also \`countersign policy init --help\`)" >&2
 fi
 
@@ -113,16 +133,5 @@ echo "install.sh: installed countersign as the pre-receive and post-receive hook
 # The signed ref-state log, made by the user the hook runs as (the owner of
 # the repository): its key must be readable by that user only, and objects
 # it writes must belong to that user.
-owner=$(stat -c %U "$repo")
-if [ "$(id -u)" = 0 ] && [ "$owner" != root ]; then
-    if command -v runuser >/dev/null 2>&1; then
-        runuser -u "$owner" -- env GIT_DIR="$repo" "$hooks/countersign" log init >/dev/null \
-            || die "countersign log init failed for $repo" "run it as $owner: GIT_DIR=$repo $hooks/countersign log init"
-    else
-        su -s /bin/sh "$owner" -c "GIT_DIR='$repo' '$hooks/countersign' log init" >/dev/null \
-            || die "countersign log init failed for $repo" "run it as $owner: GIT_DIR=$repo $hooks/countersign log init"
-    fi
-else
-    GIT_DIR="$repo" "$hooks/countersign" log init >/dev/null \
-        || die "countersign log init failed for $repo" "run it as the owner: GIT_DIR=$repo $hooks/countersign log init"
-fi
+as_owner env GIT_DIR="$repo" "$hooks/countersign" log init >/dev/null \
+    || die "countersign log init failed for $repo" "run it as $owner: GIT_DIR=$repo $hooks/countersign log init"
