@@ -1021,26 +1021,10 @@ pub fn sync(
             }
             continue;
         }
-        let mut v = recorded.clone();
-        let mut taken: Vec<(u64, String)> = Vec::new();
-        for p in &pending {
-            for (r, old, new) in &p.updates {
-                if r == name && *old == v {
-                    taken.push((p.mark.seq, new.clone()));
-                    v = new.clone();
-                }
-            }
-        }
-        let mut k = (recorded == now_v).then_some(0);
-        for (i, (_, new)) in taken.iter().enumerate() {
-            if *new == now_v {
-                k = Some(i + 1);
-            }
-        }
-        match k {
-            Some(k) => {
-                for (seq, _) in taken.iter().take(k) {
-                    applied.insert((*seq, name.clone()));
+        match chain(&pending, name, &recorded, &now_v) {
+            Some(path) => {
+                for seq in path {
+                    applied.insert((seq, name.clone()));
                 }
             }
             None if policy_changed && !state.refs.contains_key(name) => adopted.push(Change {
@@ -1231,6 +1215,45 @@ pub fn sync(
     }
     synced.unacknowledged = state.unacknowledged.clone();
     Ok(Some(synced))
+}
+
+/// The accepted pushes (by audit `seq`, in order) whose updates of `name`
+/// lead from `recorded` to `now`, or `None` when none do. Not the first
+/// update that fits: a push the hook accepted but git never applied (an
+/// atomic push git refused, a lost race, a chained hook's refusal) must
+/// not hide the push that did land from the same old value. Of the chains
+/// that lead there, the longest (every push that moved the ref and back);
+/// each value is reached at most once per length, so the cost is linear
+/// in the updates read.
+fn chain(pending: &[&Pending], name: &str, recorded: &str, now: &str) -> Option<Vec<u64>> {
+    // Each step: (seq, index of the step it extends).
+    let mut steps: Vec<(u64, Option<usize>)> = Vec::new();
+    // The longest chain found so far ending at each value: (length, last step).
+    let mut best: BTreeMap<&str, (usize, Option<usize>)> = BTreeMap::new();
+    best.insert(recorded, (0, None));
+    for p in pending {
+        for (r, old, new) in &p.updates {
+            if r != name {
+                continue;
+            }
+            let Some(&(len, last)) = best.get(old.as_str()) else {
+                continue;
+            };
+            if best.get(new.as_str()).is_some_and(|(l, _)| *l > len) {
+                continue;
+            }
+            steps.push((p.mark.seq, last));
+            best.insert(new.as_str(), (len + 1, Some(steps.len() - 1)));
+        }
+    }
+    let &(_, mut at) = best.get(now)?;
+    let mut path = Vec::new();
+    while let Some(i) = at {
+        path.push(steps[i].0);
+        at = steps[i].1;
+    }
+    path.reverse();
+    Some(path)
 }
 
 /// Move `audit_upto` up to just below the oldest push still in flight
@@ -1655,6 +1678,45 @@ mod tests {
             "a".repeat(40),
             "b".repeat(40)
         )));
+    }
+
+    fn pending(seq: u64, updates: &[(&str, &str, &str)]) -> Pending {
+        Pending {
+            mark: AuditMark {
+                seq,
+                hash: String::new(),
+            },
+            time: 0,
+            updates: updates
+                .iter()
+                .map(|(r, o, n)| (r.to_string(), o.to_string(), n.to_string()))
+                .collect(),
+            pusher: None,
+            policy: None,
+        }
+    }
+
+    /// A push accepted but never applied (A -> B) must not hide the one
+    /// that landed from the same value (A -> C); a ref moved and moved
+    /// back is explained by both pushes; nothing fits: `None`.
+    #[test]
+    fn ledger_attack_chain_skips_unapplied_pushes() {
+        const M: &str = "refs/heads/main";
+        let p = [
+            pending(1, &[(M, "a", "b")]),
+            pending(2, &[(M, "a", "c")]),
+            pending(3, &[("refs/heads/x", "c", "d")]),
+            pending(4, &[(M, "c", "d")]),
+        ];
+        let refs: Vec<&Pending> = p.iter().collect();
+        assert_eq!(chain(&refs, M, "a", "c"), Some(vec![2]));
+        assert_eq!(chain(&refs, M, "a", "d"), Some(vec![2, 4]));
+        assert_eq!(chain(&refs, M, "a", "b"), Some(vec![1]));
+        assert_eq!(chain(&refs, M, "a", "a"), Some(vec![]));
+        assert_eq!(chain(&refs, M, "a", "e"), None);
+        let back = [pending(1, &[(M, "a", "b")]), pending(2, &[(M, "b", "a")])];
+        let refs: Vec<&Pending> = back.iter().collect();
+        assert_eq!(chain(&refs, M, "a", "a"), Some(vec![1, 2]));
     }
 
     #[test]

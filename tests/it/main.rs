@@ -25,6 +25,7 @@ mod hardening;
 mod hosting;
 mod install;
 mod ledger;
+mod ledger_attack;
 mod policy;
 mod push;
 mod report;

@@ -1,0 +1,66 @@
+//! Attacks on the signed ref-state log (`refs/countersign/log`): what a
+//! pusher, someone with shell access on the server, or a server facing a
+//! witness can make of it. `ledger_attack_*` tests pin holes that were
+//! fixed; `ledger_attack_known_*` tests document limits that stay.
+
+use crate::common::*;
+use crate::util::*;
+
+const LOG: &str = "refs/countersign/log";
+
+fn entry(sb: &Sandbox, rev: &str) -> serde_json::Value {
+    let text = sb.server_git_ok(["show", &format!("{rev}:entry.json")]);
+    serde_json::from_str(&text).unwrap()
+}
+
+fn state(sb: &Sandbox, rev: &str) -> serde_json::Value {
+    let text = sb.server_git_ok(["show", &format!("{rev}:state.json")]);
+    serde_json::from_str(&text).unwrap()
+}
+
+fn kinds(sb: &Sandbox) -> Vec<String> {
+    let list = sb.server_git_ok(["rev-list", "--reverse", LOG]);
+    list.lines()
+        .map(|id| entry(sb, id)["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A pusher makes git refuse a push the hook accepted (an atomic push
+/// whose second ref cannot be created: `refs/heads/x/y` while
+/// `refs/heads/x` exists), then pushes main to another commit. The log
+/// used to follow the first accepted record for main (A -> B, never
+/// applied) and call the real move (A -> C) out of band: every push was
+/// then refused until the admins acknowledged a false alarm.
+#[test]
+fn ledger_attack_unapplied_push_does_not_turn_the_next_into_an_alarm() {
+    let (mut sb, dev, base) = with_dev(|_| Vec::new());
+    let out = sb.push(&[&format!("{base}:refs/heads/x")]);
+    assert_accepted(&out);
+    let b = sb.commit_as(Some(&dev), "never lands");
+    let out = sb.push(&[
+        "--atomic",
+        &format!("{b}:refs/heads/main"),
+        &format!("{b}:refs/heads/x/y"),
+    ]);
+    assert!(!out.success, "git refuses the atomic push\n{out}");
+    assert!(
+        out.stderr.contains("countersign: accepted"),
+        "the hook accepted it\n{out}"
+    );
+    sb.assert_server_ref(MAIN, Some(&base));
+    sb.reset_hard(&base);
+    let c = sb.commit_as(Some(&dev), "lands");
+    let out = sb.push(&["main"]);
+    assert_accepted(&out);
+    sb.assert_server_ref(MAIN, Some(&c));
+    let k = kinds(&sb);
+    assert!(
+        !k.iter().any(|x| x == "observed-out-of-band"),
+        "a false alarm: {k:?}"
+    );
+    assert_eq!(state(&sb, LOG)["refs"][MAIN], c.as_str());
+    let d = sb.commit_as(Some(&dev), "and the next one");
+    let out = sb.push(&["main"]);
+    assert_accepted(&out);
+    sb.assert_server_ref(MAIN, Some(&d));
+}
