@@ -545,16 +545,36 @@ fn write_entry(
     Ok(id)
 }
 
-/// One line about an entry, for commit messages and listings.
+/// The most refs a summary names; the rest are counted.
+const SUMMARY_REFS: usize = 10;
+/// The most characters of a summary (an entry commit must stay far below
+/// [`MAX_COMMIT_BYTES`], however many refs, or how long, a push brings).
+const SUMMARY_CHARS: usize = 2000;
+
+/// One line about an entry, for commit messages and listings: at most
+/// [`SUMMARY_REFS`] refs, each cut to 200 characters, and at most
+/// [`SUMMARY_CHARS`] characters in all.
 pub fn summary(entry: &Entry) -> String {
+    crate::policy::limits::truncate(&summary_in_full(entry), SUMMARY_CHARS)
+}
+
+fn summary_in_full(entry: &Entry) -> String {
     let refs = |tracked_only: bool| {
-        entry
+        let list: Vec<&Change> = entry
             .updates
             .iter()
             .filter(|c| c.tracked || !tracked_only)
-            .map(|c| crate::sanitize::escape(&c.refname))
+            .collect();
+        let mut text = list
+            .iter()
+            .take(SUMMARY_REFS)
+            .map(|c| crate::sanitize::escape(&crate::policy::limits::truncate(&c.refname, 200)))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        if list.len() > SUMMARY_REFS {
+            text.push_str(&format!(" and {} more", list.len() - SUMMARY_REFS));
+        }
+        text
     };
     match entry.kind {
         Kind::Start => "start".into(),

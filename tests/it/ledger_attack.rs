@@ -64,3 +64,29 @@ fn ledger_attack_unapplied_push_does_not_turn_the_next_into_an_alarm() {
     assert_accepted(&out);
     sb.assert_server_ref(MAIN, Some(&d));
 }
+
+/// A pusher pushes main with a hundred unprotected refs of long names
+/// (the audit record fits): the entry's commit message used to name every
+/// ref, so the entry commit outgrew what `read_entry` reads (64 KiB), the
+/// server could no longer verify its own last entry, and every push was
+/// refused (`ref-log-broken`) until an admin repaired the log by hand.
+#[test]
+fn ledger_attack_push_of_many_long_refs_does_not_break_the_log() {
+    let (mut sb, dev, _) = with_dev(|_| Vec::new());
+    let next = sb.commit_as(Some(&dev), "second");
+    let long = format!("{}/", "b".repeat(200)).repeat(4);
+    let mut args = vec!["main".to_string()];
+    for i in 0..100 {
+        args.push(format!("{next}:refs/heads/many/{long}{i}"));
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_accepted(&sb.push(&refs));
+    let tip = sb.server_ref(LOG).unwrap();
+    let size: usize = sb.server_git_ok(["cat-file", "-s", &tip]).parse().unwrap();
+    assert!(size < 16 << 10, "entry commit of {size} bytes");
+    let out = sb.countersign(&sb.server.clone(), ["log", "verify"]);
+    assert!(out.success, "{out}");
+    let third = sb.commit_as(Some(&dev), "third");
+    assert_accepted(&sb.push(&["main"]));
+    sb.assert_server_ref(MAIN, Some(&third));
+}
