@@ -65,6 +65,34 @@ fn ledger_attack_unapplied_push_does_not_turn_the_next_into_an_alarm() {
     sb.assert_server_ref(MAIN, Some(&d));
 }
 
+/// A pusher pushes main together with a few hundred unprotected refs with
+/// long names: the audit record outgrows `audit-record-bytes`, and its
+/// last-resort form used to drop the ref updates, so the log could not
+/// explain main's move and raised an out-of-band alarm that refused every
+/// push until acknowledged.
+#[test]
+fn ledger_attack_oversized_push_record_still_explains_the_move() {
+    let (mut sb, dev, _) = with_dev(|_| Vec::new());
+    let next = sb.commit_as(Some(&dev), "second");
+    // libgit2 reads ref names of up to 1024 bytes.
+    let long = format!("{}/", "a".repeat(200)).repeat(4);
+    let mut args = vec!["main".to_string()];
+    for i in 0..400 {
+        args.push(format!("{next}:refs/heads/junk/{long}{i}"));
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = sb.push(&refs);
+    assert_accepted(&out);
+    sb.assert_server_ref(MAIN, Some(&next));
+    let k = kinds(&sb);
+    assert_eq!(k.last().map(String::as_str), Some("push"), "{k:?}");
+    assert!(!k.iter().any(|x| x == "observed-out-of-band"), "{k:?}");
+    let third = sb.commit_as(Some(&dev), "third");
+    let out = sb.push(&["main"]);
+    assert_accepted(&out);
+    sb.assert_server_ref(MAIN, Some(&third));
+}
+
 /// A pusher pushes main with a hundred unprotected refs of long names
 /// (the audit record fits): the entry's commit message used to name every
 /// ref, so the entry commit outgrew what `read_entry` reads (64 KiB), the
