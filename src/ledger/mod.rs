@@ -98,8 +98,6 @@ pub const AUDIT_TAIL_BYTES: u64 = 16 << 20;
 /// An accepted push whose refs have not moved after this many seconds is
 /// taken as never applied (refused later by git or another hook).
 pub const STALE_SECS: i64 = 300;
-/// The most observations waiting for acknowledgement kept in the state.
-pub const MAX_UNACKNOWLEDGED: usize = 1000;
 /// Version of the entry format.
 pub const VERSION: u32 = 1;
 
@@ -1214,14 +1212,17 @@ pub fn sync(
             } else {
                 state.refs.insert(r.clone(), observed.clone());
             }
-            if state.unacknowledged.len() < MAX_UNACKNOWLEDGED {
-                state.unacknowledged.push(Observation {
-                    entry: n,
-                    refname: r.clone(),
-                    recorded: recorded.clone(),
-                    observed: observed.clone(),
-                });
-            }
+            // Every one waits, however many: an observation left out would
+            // be missing from the statement the admins sign, and its move
+            // never acknowledged. (The state's size is bounded by the
+            // tracked refs; past MAX_BLOB_BYTES the entry cannot be
+            // written and pushes are refused, `ref-log-broken`.)
+            state.unacknowledged.push(Observation {
+                entry: n,
+                refname: r.clone(),
+                recorded: recorded.clone(),
+                observed: observed.clone(),
+            });
             entry.updates.push(Change {
                 refname: r.clone(),
                 old: recorded.clone(),

@@ -118,3 +118,44 @@ fn ledger_attack_push_of_many_long_refs_does_not_break_the_log() {
     assert_accepted(&sb.push(&["main"]));
     sb.assert_server_ref(MAIN, Some(&third));
 }
+
+/// Someone with shell access moves main and, in the same breath, creates
+/// 1001 refs the policy tracks whose names sort before it
+/// (`refs/heads/RELEASE/...` matches `refs/heads/release/*` ignoring
+/// case). Only the first 1000 observations used to wait for an
+/// acknowledgement: the admins signed a statement that did not name main,
+/// and main's move was never acknowledged by anyone.
+#[test]
+fn ledger_attack_many_out_of_band_moves_cannot_hide_one() {
+    let (mut sb, dev, base) = with_dev(|_| Vec::new());
+    let second = sb.commit_as(Some(&dev), "second");
+    assert_accepted(&sb.push(&["main"]));
+    let mut script = String::new();
+    for i in 0..1001 {
+        script.push_str(&format!("create refs/heads/RELEASE/j{i:04} {base}\n"));
+    }
+    script.push_str(&format!("update {MAIN} {base} {second}\n"));
+    run_ok(
+        sb.git_in(&sb.server, ["update-ref", "--stdin"]),
+        Some(script.as_bytes()),
+    );
+    sb.reset_hard(&base);
+    sb.commit_as(Some(&dev), "third");
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "ref-moved-out-of-band");
+    let st = state(&sb, LOG);
+    let waiting = st["unacknowledged"].as_array().unwrap();
+    assert!(
+        waiting.iter().any(|o| o["ref"] == MAIN),
+        "main's move must wait for an acknowledgement ({} waiting)",
+        waiting.len()
+    );
+    let n = waiting[0]["entry"].as_u64().unwrap().to_string();
+    let out = sb.countersign(&sb.server.clone(), ["log", "statement", "--entry", &n]);
+    assert!(out.success, "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("ref {MAIN} {second} {base}\n")),
+        "the statement the admins sign names main's move"
+    );
+}
