@@ -981,11 +981,14 @@ pub fn sync(
         return Ok(None);
     }
     let git_dir = repo.path().to_path_buf();
+    // The pusher sees that the log cannot be written; what and where (server
+    // paths, OS errors) is the admin's detail, in the audit record.
     let io = |m: String| {
         broken(
-            format!("the ref-state log cannot be written: {m}"),
-            "check that the repository's countersign/ directory is writable by the user the hook runs as (`countersign doctor`)",
+            "the ref-state log cannot be written on the server",
+            "an admin finds the reason in the audit log (or with `countersign log verify` on the server); the repository's countersign/ directory must be writable by the user the hook runs as (`countersign doctor`)",
         )
+        .with_detail(format!("the ref-state log cannot be written: {m}"))
     };
     // Objects go to the real object store, never the push's quarantine.
     let w = Repository::open(&git_dir).map_err(|e| io(e.message().to_string()))?;

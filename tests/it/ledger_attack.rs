@@ -3,6 +3,8 @@
 //! witness can make of it. `ledger_attack_*` tests pin holes that were
 //! fixed; `ledger_attack_known_*` tests document limits that stay.
 
+use std::fs;
+
 use crate::common::*;
 use crate::util::*;
 
@@ -158,4 +160,37 @@ fn ledger_attack_many_out_of_band_moves_cannot_hide_one() {
             .contains(&format!("ref {MAIN} {second} {base}\n")),
         "the statement the admins sign names main's move"
     );
+}
+
+/// When the ref-state log cannot be written, the pusher is told so by
+/// its code and a generic message; the server's paths are the admin's
+/// detail (the audit record, `countersign doctor`), as for every other
+/// finding a pusher sees.
+#[test]
+fn ledger_attack_broken_log_does_not_show_server_paths_to_the_pusher() {
+    let (mut sb, dev, _) = with_dev(|_| Vec::new());
+    let lock = sb.server.join("countersign/log.lock");
+    let _ = fs::remove_file(&lock);
+    fs::create_dir(&lock).unwrap();
+    sb.commit_as(Some(&dev), "second");
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "ref-log-broken");
+    let server = sb.server.display().to_string();
+    let remote: String = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("remote:"))
+        .collect();
+    assert!(
+        !remote.contains(&server),
+        "the pusher sees the server's path {server}\n{out}"
+    );
+    let audit = fs::read_to_string(sb.server.join("countersign/audit.log")).unwrap();
+    assert!(
+        audit.contains("log.lock"),
+        "the admin finds the detail in the audit log"
+    );
+    fs::remove_dir(&lock).unwrap();
+    let out = sb.push(&["main"]);
+    assert_accepted(&out);
 }
