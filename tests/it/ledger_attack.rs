@@ -194,3 +194,22 @@ fn ledger_attack_broken_log_does_not_show_server_paths_to_the_pusher() {
     let out = sb.push(&["main"]);
     assert_accepted(&out);
 }
+
+/// Known limit: a witness compares only the refs the log's last state
+/// names with what the server advertises. A protected ref *created*
+/// around the hook (a release tag planted with `git update-ref`) is not in
+/// that state, so `audit verify --remote` does not see it; the server's
+/// hook does, on the next push.
+#[test]
+fn ledger_attack_known_witness_does_not_see_a_new_protected_ref() {
+    let (mut sb, dev, base) = with_dev(|_| Vec::new());
+    let work = sb.work.clone();
+    let out = sb.countersign(&work, ["audit", "verify", "--remote", "origin"]);
+    assert!(out.success, "{out}");
+    sb.server_git_ok(["update-ref", "refs/tags/v6.6.6", &base]);
+    let out = sb.countersign(&work, ["audit", "verify", "--remote", "origin"]);
+    assert!(out.success, "current behaviour: not seen by a clone\n{out}");
+    sb.commit_as(Some(&dev), "second");
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "ref-moved-out-of-band");
+}
