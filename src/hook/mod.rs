@@ -673,6 +673,28 @@ fn fields_for(repository: &str, decision: &Decision, max: usize, policy: &Value)
         if size <= max {
             return fields;
         }
+        if keep == 0 && decision.accepted() {
+            // An accepted push keeps every ref update (name, old, new),
+            // whatever its size: the ref-state log explains the refs'
+            // moves by these records, and a move it cannot explain stops
+            // every push (`ref-moved-out-of-band`). Bounded by
+            // `limits.updates` and git's ref name length.
+            let compact: Vec<Value> = decision
+                .updates
+                .iter()
+                .map(|u| serde_json::json!({"ref": u.refname, "old": u.old, "new": u.new}))
+                .collect();
+            return serde_json::json!({
+                "pusher": pusher,
+                "repository": repository,
+                "policy": policy,
+                "verdict": verdict,
+                "updates": compact,
+                "updates_total": decision.updates.len(),
+                "findings_total": findings_total,
+                "cut": format!("the full record exceeded {max} bytes (limit `audit-record-bytes`); the ref updates are kept without their signers and merges"),
+            });
+        }
         if keep == 0 {
             return serde_json::json!({
                 "pusher": pusher,

@@ -98,8 +98,6 @@ pub const AUDIT_TAIL_BYTES: u64 = 16 << 20;
 /// An accepted push whose refs have not moved after this many seconds is
 /// taken as never applied (refused later by git or another hook).
 pub const STALE_SECS: i64 = 300;
-/// The most observations waiting for acknowledgement kept in the state.
-pub const MAX_UNACKNOWLEDGED: usize = 1000;
 /// Version of the entry format.
 pub const VERSION: u32 = 1;
 
@@ -545,16 +543,36 @@ fn write_entry(
     Ok(id)
 }
 
-/// One line about an entry, for commit messages and listings.
+/// The most refs a summary names; the rest are counted.
+const SUMMARY_REFS: usize = 10;
+/// The most characters of a summary (an entry commit must stay far below
+/// [`MAX_COMMIT_BYTES`], however many refs, or how long, a push brings).
+const SUMMARY_CHARS: usize = 2000;
+
+/// One line about an entry, for commit messages and listings: at most
+/// [`SUMMARY_REFS`] refs, each cut to 200 characters, and at most
+/// [`SUMMARY_CHARS`] characters in all.
 pub fn summary(entry: &Entry) -> String {
+    crate::policy::limits::truncate(&summary_in_full(entry), SUMMARY_CHARS)
+}
+
+fn summary_in_full(entry: &Entry) -> String {
     let refs = |tracked_only: bool| {
-        entry
+        let list: Vec<&Change> = entry
             .updates
             .iter()
             .filter(|c| c.tracked || !tracked_only)
-            .map(|c| crate::sanitize::escape(&c.refname))
+            .collect();
+        let mut text = list
+            .iter()
+            .take(SUMMARY_REFS)
+            .map(|c| crate::sanitize::escape(&crate::policy::limits::truncate(&c.refname, 200)))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        if list.len() > SUMMARY_REFS {
+            text.push_str(&format!(" and {} more", list.len() - SUMMARY_REFS));
+        }
+        text
     };
     match entry.kind {
         Kind::Start => "start".into(),
@@ -963,11 +981,14 @@ pub fn sync(
         return Ok(None);
     }
     let git_dir = repo.path().to_path_buf();
+    // The pusher sees that the log cannot be written; what and where (server
+    // paths, OS errors) is the admin's detail, in the audit record.
     let io = |m: String| {
         broken(
-            format!("the ref-state log cannot be written: {m}"),
-            "check that the repository's countersign/ directory is writable by the user the hook runs as (`countersign doctor`)",
+            "the ref-state log cannot be written on the server",
+            "an admin finds the reason in the audit log (or with `countersign log verify` on the server); the repository's countersign/ directory must be writable by the user the hook runs as (`countersign doctor`)",
         )
+        .with_detail(format!("the ref-state log cannot be written: {m}"))
     };
     // Objects go to the real object store, never the push's quarantine.
     let w = Repository::open(&git_dir).map_err(|e| io(e.message().to_string()))?;
@@ -1021,26 +1042,10 @@ pub fn sync(
             }
             continue;
         }
-        let mut v = recorded.clone();
-        let mut taken: Vec<(u64, String)> = Vec::new();
-        for p in &pending {
-            for (r, old, new) in &p.updates {
-                if r == name && *old == v {
-                    taken.push((p.mark.seq, new.clone()));
-                    v = new.clone();
-                }
-            }
-        }
-        let mut k = (recorded == now_v).then_some(0);
-        for (i, (_, new)) in taken.iter().enumerate() {
-            if *new == now_v {
-                k = Some(i + 1);
-            }
-        }
-        match k {
-            Some(k) => {
-                for (seq, _) in taken.iter().take(k) {
-                    applied.insert((*seq, name.clone()));
+        match chain(&pending, name, &recorded, &now_v) {
+            Some(path) => {
+                for seq in path {
+                    applied.insert((seq, name.clone()));
                 }
             }
             None if policy_changed && !state.refs.contains_key(name) => adopted.push(Change {
@@ -1210,14 +1215,17 @@ pub fn sync(
             } else {
                 state.refs.insert(r.clone(), observed.clone());
             }
-            if state.unacknowledged.len() < MAX_UNACKNOWLEDGED {
-                state.unacknowledged.push(Observation {
-                    entry: n,
-                    refname: r.clone(),
-                    recorded: recorded.clone(),
-                    observed: observed.clone(),
-                });
-            }
+            // Every one waits, however many: an observation left out would
+            // be missing from the statement the admins sign, and its move
+            // never acknowledged. (The state's size is bounded by the
+            // tracked refs; past MAX_BLOB_BYTES the entry cannot be
+            // written and pushes are refused, `ref-log-broken`.)
+            state.unacknowledged.push(Observation {
+                entry: n,
+                refname: r.clone(),
+                recorded: recorded.clone(),
+                observed: observed.clone(),
+            });
             entry.updates.push(Change {
                 refname: r.clone(),
                 old: recorded.clone(),
@@ -1231,6 +1239,45 @@ pub fn sync(
     }
     synced.unacknowledged = state.unacknowledged.clone();
     Ok(Some(synced))
+}
+
+/// The accepted pushes (by audit `seq`, in order) whose updates of `name`
+/// lead from `recorded` to `now`, or `None` when none do. Not the first
+/// update that fits: a push the hook accepted but git never applied (an
+/// atomic push git refused, a lost race, a chained hook's refusal) must
+/// not hide the push that did land from the same old value. Of the chains
+/// that lead there, the longest (every push that moved the ref and back);
+/// each value is reached at most once per length, so the cost is linear
+/// in the updates read.
+fn chain(pending: &[&Pending], name: &str, recorded: &str, now: &str) -> Option<Vec<u64>> {
+    // Each step: (seq, index of the step it extends).
+    let mut steps: Vec<(u64, Option<usize>)> = Vec::new();
+    // The longest chain found so far ending at each value: (length, last step).
+    let mut best: BTreeMap<&str, (usize, Option<usize>)> = BTreeMap::new();
+    best.insert(recorded, (0, None));
+    for p in pending {
+        for (r, old, new) in &p.updates {
+            if r != name {
+                continue;
+            }
+            let Some(&(len, last)) = best.get(old.as_str()) else {
+                continue;
+            };
+            if best.get(new.as_str()).is_some_and(|(l, _)| *l > len) {
+                continue;
+            }
+            steps.push((p.mark.seq, last));
+            best.insert(new.as_str(), (len + 1, Some(steps.len() - 1)));
+        }
+    }
+    let &(_, mut at) = best.get(now)?;
+    let mut path = Vec::new();
+    while let Some(i) = at {
+        path.push(steps[i].0);
+        at = steps[i].1;
+    }
+    path.reverse();
+    Some(path)
 }
 
 /// Move `audit_upto` up to just below the oldest push still in flight
@@ -1721,6 +1768,45 @@ mod tests {
             "a".repeat(40),
             "b".repeat(40)
         )));
+    }
+
+    fn pending(seq: u64, updates: &[(&str, &str, &str)]) -> Pending {
+        Pending {
+            mark: AuditMark {
+                seq,
+                hash: String::new(),
+            },
+            time: 0,
+            updates: updates
+                .iter()
+                .map(|(r, o, n)| (r.to_string(), o.to_string(), n.to_string()))
+                .collect(),
+            pusher: None,
+            policy: None,
+        }
+    }
+
+    /// A push accepted but never applied (A -> B) must not hide the one
+    /// that landed from the same value (A -> C); a ref moved and moved
+    /// back is explained by both pushes; nothing fits: `None`.
+    #[test]
+    fn ledger_attack_chain_skips_unapplied_pushes() {
+        const M: &str = "refs/heads/main";
+        let p = [
+            pending(1, &[(M, "a", "b")]),
+            pending(2, &[(M, "a", "c")]),
+            pending(3, &[("refs/heads/x", "c", "d")]),
+            pending(4, &[(M, "c", "d")]),
+        ];
+        let refs: Vec<&Pending> = p.iter().collect();
+        assert_eq!(chain(&refs, M, "a", "c"), Some(vec![2]));
+        assert_eq!(chain(&refs, M, "a", "d"), Some(vec![2, 4]));
+        assert_eq!(chain(&refs, M, "a", "b"), Some(vec![1]));
+        assert_eq!(chain(&refs, M, "a", "a"), Some(vec![]));
+        assert_eq!(chain(&refs, M, "a", "e"), None);
+        let back = [pending(1, &[(M, "a", "b")]), pending(2, &[(M, "b", "a")])];
+        let refs: Vec<&Pending> = back.iter().collect();
+        assert_eq!(chain(&refs, M, "a", "a"), Some(vec![1, 2]));
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod hosting;
 mod http;
 mod install;
 mod ledger;
+mod ledger_attack;
 mod policy;
 mod push;
 mod report;
