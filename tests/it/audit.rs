@@ -229,7 +229,13 @@ fn middle_record_edited_on_the_server_stops_the_next_push() {
     let out = sb.push(&["main"]);
     assert_rejected_with(&out, "audit-log-unwritable");
     assert!(
-        out.stderr.contains("audit.log") && out.stderr.contains("line 3: record 3 does not follow"),
+        out.stderr.contains("the audit log: the log is damaged")
+            && out.stderr.contains("line 3: record 3 does not follow")
+            && !out
+                .stderr
+                .lines()
+                .filter(|l| l.starts_with("remote:"))
+                .any(|l| l.contains(&sb.server.display().to_string())),
         "{out}"
     );
     sb.assert_server_ref(MAIN, main.as_deref());
