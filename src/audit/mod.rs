@@ -1020,22 +1020,26 @@ pub fn check_against_checkpoint(path: &Path, bytes: &[u8]) -> Result<Option<Stri
 ///    mapped to the person holding it in the policy (`ssh_person`, found by
 ///    the caller, who has the policy); a key nobody holds is kept as a
 ///    candidate, never chosen;
-/// 3. `REMOTE_USER`: set by a web server's authentication, or by sshd from
+/// 3. a push certificate (`git push --signed`) whose signature verifies
+///    with a key of the policy (the person holding it; found by the
+///    caller) and whose nonce git verified (`receive.certNonceSeed`);
+/// 4. `REMOTE_USER`: set by a web server's authentication, or by sshd from
 ///    `environment="REMOTE_USER=..."` in `authorized_keys`;
-/// 4. a push certificate's signer, only when git reports a good signature
-///    and a valid nonce;
-/// 5. the OS user.
+/// 5. a push certificate's signer as git reports it, only when git reports
+///    a good signature and a valid nonce (git's own gpg keyring);
+/// 6. the OS user.
 ///
 /// Every candidate is kept under `candidates` with its source, so an
 /// auditor sees them all. These variables are trusted as the transport
 /// sets them: on a host where pushers also have a shell, they can set
 /// them too.
 pub fn pusher() -> Value {
-    pusher_with(None)
+    pusher_with(Vec::new())
 }
 
-/// [`pusher`], with the person sshd's authenticated key maps to.
-pub fn pusher_with(ssh_person: Option<Value>) -> Value {
+/// [`pusher`], with the candidates the caller found with the policy (the
+/// person sshd's authenticated key maps to, then the push certificate's).
+pub fn pusher_with(found: Vec<Value>) -> Value {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let mut candidates = Vec::new();
     for k in ["GL_USERNAME", "GL_USER", "GITEA_PUSHER_NAME"] {
@@ -1043,9 +1047,7 @@ pub fn pusher_with(ssh_person: Option<Value>) -> Value {
             candidates.push(serde_json::json!({ "name": v, "source": k }));
         }
     }
-    if let Some(c) = ssh_person {
-        candidates.push(c);
-    }
+    candidates.extend(found);
     if let Some(v) = var("REMOTE_USER") {
         candidates.push(serde_json::json!({ "name": v, "source": "REMOTE_USER" }));
     }

@@ -279,7 +279,12 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
         }
     };
     let limits = in_force.policy.limits;
-    let _ = SSH_PUSHER.set(ssh_pusher(&in_force.policy));
+    let _ = FOUND_PUSHERS.set(
+        ssh_pusher(&in_force.policy)
+            .into_iter()
+            .chain(push_cert_pusher(&repo, &in_force.policy, now))
+            .collect(),
+    );
     // The refs as the ref-state log last recorded them: a protected ref
     // moved around the hook stops every push until it is acknowledged.
     let policy = serde_json::to_value(&in_force.id).unwrap_or(Value::Null);
@@ -580,7 +585,83 @@ fn record(
 
 /// The person sshd's authenticated key maps to, found once the policy is
 /// loaded (see [`audit::pusher`] for the precedence).
-static SSH_PUSHER: std::sync::OnceLock<Option<Value>> = std::sync::OnceLock::new();
+static FOUND_PUSHERS: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
+
+/// The largest push certificate read.
+pub const MAX_PUSH_CERT_BYTES: usize = 64 << 10;
+
+/// The push certificate of a signed push (`git push --signed`; git passes
+/// its blob as `GIT_PUSH_CERT`), verified with the policy's keys (SSH
+/// namespace `git`, or OpenPGP): the candidate `{name: person, source:
+/// "push certificate", cert: <blob id>}`, counted only when git also
+/// verified its nonce (`receive.certNonceSeed`; over HTTP also
+/// `receive.certNonceSlop`). Otherwise a candidate that says why it does
+/// not count. The blob id is kept in the audit record, and the ref-state
+/// log keeps the blob itself reachable.
+pub fn push_cert_pusher(repo: &Repository, policy: &Policy, now: Timestamp) -> Option<Value> {
+    let id = std::env::var("GIT_PUSH_CERT")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    let not_counted = |why: String| {
+        Some(serde_json::json!({
+            "name": "push certificate",
+            "source": format!("push certificate (not verified: {why})"),
+            "cert": id,
+        }))
+    };
+    let Some(oid) = engine::parse_oid(&id, repo.object_format()) else {
+        return not_counted("GIT_PUSH_CERT is not an object id".into());
+    };
+    let Ok(odb) = repo.odb() else {
+        return not_counted("the object database cannot be read".into());
+    };
+    match odb.read_header(oid) {
+        Ok((size, git2::ObjectType::Blob)) if size <= MAX_PUSH_CERT_BYTES => {}
+        Ok(_) => {
+            return not_counted(format!(
+                "the certificate is not a blob of at most {MAX_PUSH_CERT_BYTES} bytes"
+            ))
+        }
+        Err(e) => return not_counted(format!("the certificate cannot be read: {}", e.message())),
+    }
+    let Ok(blob) = odb.read(oid) else {
+        return not_counted("the certificate cannot be read".into());
+    };
+    let bytes = blob.data();
+    // The signature is the armor at the start of the last line that opens one.
+    let start = bytes
+        .windows(11)
+        .enumerate()
+        .filter(|(i, w)| *w == b"-----BEGIN " && (*i == 0 || bytes[i - 1] == b'\n'))
+        .map(|(i, _)| i)
+        .last();
+    let Some(start) = start else {
+        return not_counted("the certificate carries no signature".into());
+    };
+    let (payload, sig) = bytes.split_at(start);
+    let verified =
+        match crate::signing::signature::verify(&policy.keyring, sig, payload, "git", now) {
+            Ok(v) => v,
+            Err(e) => return not_counted(e.to_string()),
+        };
+    let Some(key) = policy.keyring.get(verified.key) else {
+        return not_counted("internal: key index out of range".into());
+    };
+    let nonce = std::env::var("GIT_PUSH_CERT_NONCE_STATUS").unwrap_or_default();
+    if nonce != "OK" {
+        return Some(serde_json::json!({
+            "name": key.person,
+            "source": format!("push certificate (not verified: git reports the nonce as `{}`; set receive.certNonceSeed, and receive.certNonceSlop over HTTP)", crate::sanitize::escape(&nonce)),
+            "cert": id,
+        }));
+    }
+    Some(serde_json::json!({
+        "name": key.person,
+        "source": "push certificate",
+        "cert": id,
+        "key": key.describe(),
+    }))
+}
 
 /// The most bytes of sshd's `SSH_USER_AUTH` file read.
 const MAX_SSH_AUTH_BYTES: u64 = 64 << 10;
@@ -636,7 +717,7 @@ fn fields_for(repository: &str, decision: &Decision, max: usize, policy: &Value)
     } else {
         "rejected"
     };
-    let pusher = audit::pusher_with(SSH_PUSHER.get().cloned().flatten());
+    let pusher = audit::pusher_with(FOUND_PUSHERS.get().cloned().unwrap_or_default());
     let findings_total = decision.findings.len() + decision.omitted;
     let updates = serde_json::to_value(&decision.updates).unwrap_or(Value::Null);
     let mut keep = usize::MAX;

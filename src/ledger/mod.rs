@@ -193,6 +193,10 @@ pub struct Entry {
     /// For an acknowledgement: who signed it (person, key).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signed_by: Vec<Value>,
+    /// For a signed push: the push certificate's blob, kept in the entry's
+    /// tree as `push-cert` so it stays reachable (gc would prune it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_cert: Option<String>,
 }
 
 /// An out-of-band move not yet acknowledged.
@@ -399,6 +403,7 @@ pub fn init(
             acknowledges: None,
             reason: None,
             signed_by: Vec::new(),
+            push_cert: None,
         };
         Some(write_entry(&w, &key, None, &entry, &state)?)
     };
@@ -498,6 +503,13 @@ fn write_entry(
     let mut tb = w.treebuilder(None).map_err(e)?;
     tb.insert("entry.json", eblob, 0o100_644).map_err(e)?;
     tb.insert("state.json", sblob, 0o100_644).map_err(e)?;
+    if let Some(cert) = entry
+        .push_cert
+        .as_deref()
+        .and_then(|c| Oid::from_str(c).ok())
+    {
+        tb.insert("push-cert", cert, 0o100_644).map_err(e)?;
+    }
     let tree = w.find_tree(tb.write().map_err(e)?).map_err(e)?;
     let who = git2::Signature::new(
         "countersign",
@@ -643,9 +655,10 @@ pub fn read_entry(repo: &Repository, id: Oid, key: &PublicKey) -> Result<Loaded,
     let tree = commit
         .tree()
         .map_err(|e| format!("entry {id}: {}", e.message()))?;
-    if tree.len() != 2 {
+    let extra_ok = tree.len() == 3 && tree.get_name("push-cert").is_some();
+    if tree.len() != 2 && !extra_ok {
         return Err(format!(
-            "entry {id} holds {} files; an entry holds exactly entry.json and state.json",
+            "entry {id} holds {} files; an entry holds exactly entry.json and state.json (and push-cert for a signed push)",
             tree.len()
         ));
     }
@@ -1091,6 +1104,7 @@ pub fn sync(
         acknowledges: None,
         reason: None,
         signed_by: Vec::new(),
+        push_cert: None,
     };
     // The audit log went back (cut, restored, re-checkpointed by an
     // admin): say so in the log, and account from its new end on. The
@@ -1159,6 +1173,7 @@ pub fn sync(
             });
         }
         entry.pusher = p.pusher.clone();
+        entry.push_cert = push_cert_of(&w, p.pusher.as_ref());
         entry.policy = p.policy.clone();
         entry.audit = Some(p.mark.clone());
         seq += 1;
@@ -1278,6 +1293,19 @@ fn chain(pending: &[&Pending], name: &str, recorded: &str, now: &str) -> Option<
     }
     path.reverse();
     Some(path)
+}
+
+/// The push certificate a push record names (`cert` of a pusher
+/// candidate), when the blob is in the repository and of a sane size.
+fn push_cert_of(repo: &Repository, pusher: Option<&Value>) -> Option<String> {
+    let cert = pusher?
+        .get("candidates")?
+        .as_array()?
+        .iter()
+        .find_map(|c| c.get("cert").and_then(Value::as_str))?;
+    let oid = Oid::from_str(cert).ok()?;
+    let (size, kind) = repo.odb().ok()?.read_header(oid).ok()?;
+    (kind == ObjectType::Blob && size <= 64 << 10).then(|| oid.to_string())
 }
 
 /// Move `audit_upto` up to just below the oldest push still in flight
@@ -1590,6 +1618,7 @@ fn write_ack(
         acknowledges: Some(entry),
         reason: Some(reason.to_string()),
         signed_by,
+        push_cert: None,
     };
     write_entry(&w, &tip.key, Some(tip.read.id), &entry_v, &state)?;
     Ok(seq)

@@ -585,3 +585,60 @@ fn ledger_report_names_the_log_it_was_computed_against() {
     sb.commit_as(Some(&dev), "local only");
     assert!(report(&sb).contains("is NOT the value it recorded"));
 }
+
+/// A signed push (`git push --signed`): the certificate is verified with
+/// the policy's keys and names the pusher; its blob is kept in the
+/// ref-state log's entry (gc would prune it otherwise). A certificate by a
+/// key nobody in the policy holds, or without git's nonce check, does not
+/// count, and the record says why.
+#[test]
+fn ledger_signed_push_certificate_names_the_pusher_and_is_kept() {
+    let (mut sb, dev, _) = with_dev(|_| Vec::new());
+    sb.server_git_ok(["config", "receive.certNonceSeed", "test-seed"]);
+    let signed_push = |sb: &Sandbox, key: &Key| {
+        let mut args: Vec<String> = key.sign_config();
+        args.extend(["push", "--signed", "origin", "main"].map(String::from));
+        run(sb.git(&args), None)
+    };
+    sb.commit_as(Some(&dev), "signed push");
+    let out = signed_push(&sb, &dev);
+    assert_accepted(&out);
+    let log = fs::read_to_string(sb.server.join("countersign/audit.log")).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(
+        log.lines()
+            .rev()
+            .find(|l| l.contains("\"kind\":\"push\""))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["pusher"]["source"], "push certificate", "{rec}");
+    assert_eq!(rec["pusher"]["name"], "dev", "{rec}");
+    let cert = rec["pusher"]["cert"].as_str().unwrap().to_string();
+    let e = entry(&sb, LOG);
+    assert_eq!(e["push_cert"], cert.as_str(), "{e}");
+    let text = sb.server_git_ok(["show", &format!("{LOG}:push-cert")]);
+    assert!(text.starts_with("certificate version 0.1"), "{text}");
+    assert!(text.contains("refs/heads/main"), "{text}");
+    // The log still verifies with its extra file.
+    let out = sb.countersign(&sb.server.clone(), ["log", "verify"]);
+    assert!(out.success, "{out}");
+
+    // A key the policy does not know signs the certificate: not counted.
+    let stranger = sb.ssh_key("stranger");
+    sb.commit_as(Some(&dev), "stranger's push");
+    let out = signed_push(&sb, &stranger);
+    assert_accepted(&out);
+    let log = fs::read_to_string(sb.server.join("countersign/audit.log")).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(
+        log.lines()
+            .rev()
+            .find(|l| l.contains("\"kind\":\"push\""))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_ne!(rec["pusher"]["source"], "push certificate", "{rec}");
+    assert!(
+        rec.to_string().contains("push certificate (not verified"),
+        "{rec}"
+    );
+}
