@@ -634,7 +634,7 @@ pub fn push_cert_pusher(repo: &Repository, policy: &Policy, now: Timestamp) -> O
         .enumerate()
         .filter(|(i, w)| *w == b"-----BEGIN " && (*i == 0 || bytes[i - 1] == b'\n'))
         .map(|(i, _)| i)
-        .last();
+        .next_back();
     let Some(start) = start else {
         return not_counted("the certificate carries no signature".into());
     };
