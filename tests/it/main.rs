@@ -24,6 +24,7 @@ mod governance;
 mod hardening;
 mod hosting;
 mod install;
+mod install_cmd;
 mod ledger;
 mod policy;
 mod push;
