@@ -110,8 +110,9 @@ pub struct InstallArgs {
     #[arg(long, value_name = "USER")]
     hook_user: Option<String>,
     /// Remove countersign's shims and binary copy and restore `*.chained`
-    /// hooks; the audit log, the policy and the ref-state log stay.
-    #[arg(long, conflicts_with_all = ["policy", "default_policy", "chain", "binary"])]
+    /// hooks; the audit log, the policy and the ref-state log stay
+    /// (--binary is ignored).
+    #[arg(long, conflicts_with_all = ["policy", "default_policy", "chain"])]
     uninstall: bool,
 }
 
@@ -907,6 +908,12 @@ fn install_one(
         report,
         "  server key: {key}\n              publish it in the policy as [log] server-key = \"{key}\" (clones check the log with it)"
     );
+    if layout == Layout::Gitolite {
+        let _ = writeln!(
+            report,
+            "  gitolite:   never install into gitolite-admin (a hook that rejects its pushes locks the administrator out; --root skips it)"
+        );
+    }
     let _ = writeln!(
         report,
         "  try next:   push an unsigned commit to a protected branch as a developer would, e.g. `git commit --allow-empty --no-gpg-sign -m test && git push <url> HEAD:main`: it must be rejected with error[unsigned-commit] (or unknown-signer); then `countersign doctor --repo {}` as {}",

@@ -513,8 +513,45 @@ fn checks_run_as_the_hook_user_and_see_their_global_hooks_path() {
     assert!(!sb.server.join("hooks/countersign").exists());
     assert!(!sb.server.join("hooks/pre-receive").exists());
 
-    // Without it, the install goes through and the server key is the hook user's.
     fs::write(&gitconfig, "").unwrap();
+
+    // A policy only root can read: the hook would reject every push.
+    fs::set_permissions(&sb.policy, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = install(&sb, &args);
+    assert!(!out.success, "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("{} cannot read the policy", user.name)),
+        "{out}"
+    );
+    assert!(!sb.server.join("hooks/pre-receive").exists());
+    fs::set_permissions(&sb.policy, fs::Permissions::from_mode(0o644)).unwrap();
+
+    // A repository the hook user cannot write: no audit log.
+    let root_owned = sb.root().join("root-owned.git");
+    bare(&sb, &root_owned);
+    let out = install(
+        &sb,
+        &[
+            "--repo",
+            s(&root_owned),
+            "--policy",
+            s(&sb.policy),
+            "--binary",
+            BIN,
+            "--hook-user",
+            &user.name,
+        ],
+    );
+    assert!(!out.success, "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("{} cannot write the audit log", user.name)),
+        "{out}"
+    );
+    assert!(!root_owned.join("hooks/pre-receive").exists());
+
+    // Without them, the install goes through and the server key is the hook user's.
     let out = install(&sb, &args);
     assert!(out.success, "{out}");
     assert!(
