@@ -1009,6 +1009,20 @@ fn audit_log_path(as_user: &AsUser, repo: &Path) -> PathBuf {
     }
 }
 
+/// `git config --get KEY` in the repository, as this user.
+fn config_value(repo: &Path, key: &str) -> Option<String> {
+    Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["config", "--get", key])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 enum PolicyChoice {
     /// A file to check and record, and why this one.
     File(PathBuf, String),
@@ -1052,16 +1066,7 @@ fn choose_policy(args: &InstallArgs, repo: &Path, name: &str) -> Result<PolicyCh
             return Ok(PolicyChoice::File(path, "--policy".into()));
         }
     }
-    let configured = Command::new("git")
-        .arg("--git-dir")
-        .arg(repo)
-        .args(["config", "--get", "countersign.policy"])
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|s| !s.is_empty());
+    let configured = config_value(repo, "countersign.policy");
     if let Some(p) = configured {
         return Ok(PolicyChoice::Existing(format!(
             "{p} (git config countersign.policy, kept)"
@@ -1226,9 +1231,19 @@ fn uninstall(repo: &Path) -> Result<String, Failure> {
             "nothing to do; `countersign doctor` shows which hooks git runs",
         );
     }
+    let audit = match config_value(repo, "countersign.auditLog") {
+        Some(p) => repo.join(p),
+        None => repo.join("countersign").join("audit.log"),
+    };
+    let policy = match config_value(repo, "countersign.policy") {
+        Some(p) => format!("{p} (git config countersign.policy)"),
+        None => repo.join("countersign.toml").display().to_string(),
+    };
     let _ = writeln!(
         report,
-        "  left:       the audit log (countersign/audit.log, or git config countersign.auditLog), the policy (git config countersign.policy or countersign.toml), the signed ref-state log refs/countersign/log and the server key countersign/server-key; remove them yourself if you mean to\n  pushes to this repository are no longer checked"
+        "  left:       the audit log {}, the policy {policy}, the signed ref-state log refs/countersign/log and the server key {}: remove them yourself if you mean to\n  pushes to this repository are no longer checked",
+        audit.display(),
+        repo.join("countersign").join("server-key").display()
     );
     Ok(report)
 }

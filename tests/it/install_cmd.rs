@@ -361,7 +361,12 @@ fn uninstall_restores_a_chained_hook_and_keeps_the_logs() {
     assert!(!hooks.join("pre-receive.chained").exists());
     assert!(!hooks.join("post-receive").exists());
     assert!(!hooks.join("countersign").exists());
-    assert!(out.stderr.contains("left:"), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("left:       the audit log {}", audit.display()))
+            && out.stderr.contains(s(&sb.policy)),
+        "uninstall should say what it left, and where\n{out}"
+    );
     assert!(audit.is_file(), "the audit log was removed");
     assert_eq!(sb.server_ref("refs/countersign/log"), log);
     assert_eq!(
