@@ -556,6 +556,31 @@ fn checks_run_as_the_hook_user_and_see_their_global_hooks_path() {
     );
     assert!(!root_owned.join("hooks/pre-receive").exists());
 
+    // Run as neither root nor the hook user: refused, the checks would be
+    // the wrong user's.
+    let mut c = Command::new("runuser");
+    c.args(["-u", &user.name, "--", "env", "-i"])
+        .arg(format!("HOME={}", user.home.display()))
+        .arg("PATH=/usr/local/bin:/usr/bin:/bin")
+        .arg(BIN)
+        .args([
+            "install",
+            "--repo",
+            s(&root_owned),
+            "--policy",
+            s(&sb.policy),
+            "--binary",
+            BIN,
+        ]);
+    let out = run(c, None);
+    assert!(!out.success, "{out}");
+    assert!(
+        out.stderr
+            .contains("the hook runs as root but install runs as uid"),
+        "{out}"
+    );
+    assert!(!root_owned.join("hooks/pre-receive").exists());
+
     // Without them, the install goes through and the server key is the hook user's.
     let out = install(&sb, &args);
     assert!(out.success, "{out}");
