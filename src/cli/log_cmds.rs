@@ -20,7 +20,7 @@ use crate::cli::{print_error, Exit};
 pub enum LogAction {
     /// Make the server's log key (if there is none) and start the log
     /// with the protected refs as they are. Run in the server repository,
-    /// as the user the hook runs as (install.sh runs it). Prints the public
+    /// as the user the hook runs as (`countersign install` runs it). Prints the public
     /// key to publish in the policy as `[log] server-key`.
     Init,
     /// List the log's entries, newest first.
@@ -109,12 +109,10 @@ fn init() -> Exit {
     let now = time::now();
     let in_force = match hook::policy_in_force(&repo, now, std::time::Instant::now()) {
         Ok(p) => p,
-        Err(f) => {
-            return fail(
-                &format!("no valid policy: {}", f.message),
-                "install a policy first (install.sh does), then run `countersign log init`",
-            )
-        }
+        Err(f) => return fail(
+            &format!("no valid policy: {}", f.message),
+            "install a policy first (`countersign install` does), then run `countersign log init`",
+        ),
     };
     let id = serde_json::to_value(&in_force.id).ok();
     match ledger::init(&repo, &in_force.policy, id.as_ref(), now) {
@@ -436,7 +434,7 @@ pub fn verify_remote(remote: &str, given: Option<&str>, audit_copy: Option<&[u8]
     let Some(tip) = refs.get(ledger::LOG_REF).copied() else {
         return fail(
             &format!("`{remote}` has no {}", ledger::LOG_REF),
-            "the server has no ref-state log: run `countersign log init` there (install.sh does)",
+            "the server has no ref-state log: run `countersign log init` there (`countersign install` does)",
         );
     };
     if let Err(e) = git(&[

@@ -7,6 +7,7 @@
 
 pub mod admin_cmds;
 pub mod demo;
+pub mod install_cmd;
 pub mod log_cmds;
 pub mod policy_cmds;
 pub mod report_cmd;
@@ -51,7 +52,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run as a git hook (installed by install.sh; reads git's hook input).
+    /// Install the hook into a bare repository, or every one below a
+    /// directory, in the layout its hosting software runs hooks from.
+    ///
+    /// Checks first, as the user the hook will run as (--hook-user, default
+    /// the repository's owner), that git will reach the hook (core.hooksPath
+    /// at every config level that user sees), that the policy is valid and
+    /// readable and the audit log writable by that user; never replaces a
+    /// foreign hook (--chain keeps it running after countersign); then
+    /// copies the binary, writes the shims, records the policy and starts
+    /// the signed ref-state log as that user. Re-run to upgrade.
+    Install(crate::cli::install_cmd::InstallArgs),
+    /// Run as a git hook (installed by `countersign install`; reads git's hook input).
     Hook {
         #[command(subcommand)]
         hook: HookKind,
@@ -452,6 +464,7 @@ pub fn run() -> Exit {
         Command::Hook {
             hook: HookKind::PostReceive,
         } => post_receive(),
+        Command::Install(args) => crate::cli::install_cmd::run(args),
         Command::Log { action } => crate::cli::log_cmds::run(action),
         Command::Policy {
             action:

@@ -1,6 +1,7 @@
 //! Gitolite 3 on a real server: Debian's gitolite3 set up for a user made
 //! by the test, Debian's sshd on 127.0.0.1 in front of it (gitolite's own
-//! `authorized_keys`), countersign installed in one repository, pushes
+//! `authorized_keys`), countersign installed host-wide with `countersign
+//! install --root ~/repositories --layout gitolite`, pushes
 //! over ssh. The pusher is gitolite's user (`GL_USER`), and gitolite-admin
 //! is not covered, so the admin is never locked out.
 
@@ -210,14 +211,24 @@ fn gitolite_push_is_enforced_names_gl_user_and_spares_gitolite_admin() {
         standard_policy(&[simple_person("alice", &["developer"], &alice)]),
     )
     .unwrap();
-    let mut c = sb.cmd("bash");
-    c.arg(source_dir().join("install.sh"))
-        .arg(&repo)
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--binary")
-        .arg(BIN);
+    // Host-wide: every repository under gitolite's root, gitolite-admin skipped.
+    let mut c = sb.cmd(BIN);
+    c.arg("install")
+        .arg("--root")
+        .arg(home.join("repositories"))
+        .args(["--layout", "gitolite", "--policy"])
+        .arg(&policy);
     let out = run(c, None);
+    assert!(
+        out.all().contains("gitolite-admin"),
+        "says it skipped gitolite-admin\n{out}"
+    );
+    assert!(
+        !home
+            .join("repositories/gitolite-admin.git/hooks/countersign")
+            .exists(),
+        "gitolite-admin is not covered"
+    );
     if !out.success {
         let dbg = as_user(
             &user,

@@ -26,6 +26,7 @@ mod hardening;
 mod hosting;
 mod http;
 mod install;
+mod install_cmd;
 mod ledger;
 mod ledger_attack;
 mod policy;
