@@ -80,7 +80,7 @@ use sha2::{Digest, Sha256};
 use crate::time::{self, Timestamp};
 
 mod sharing;
-pub use sharing::{create_dirs, share, Sharing};
+pub use sharing::{adopt_parent_owner, create_dirs, share, Sharing};
 
 /// Git config key naming the audit log.
 pub const CONFIG_KEY: &str = "countersign.auditLog";
@@ -302,6 +302,7 @@ fn open_log(path: &Path, sharing: Sharing) -> Result<File, AuditError> {
         .open(path)
         .map_err(io)?;
     share(&file, sharing, false).map_err(io)?;
+    adopt_parent_owner(path);
     Ok(file)
 }
 
@@ -857,6 +858,7 @@ impl PendingCheckpoint {
             _ => {}
         }
         let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        adopt_parent_owner(&tmp);
         if let Err(e) = share(&file, sharing, false) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);

@@ -676,6 +676,7 @@ fn record_trust(repo: &Repository, root: Oid, tips: &[Oid], seen: bool) {
                 .open(&lock_path)
                 .ok()
         })
+        .inspect(|_| crate::audit::adopt_parent_owner(&lock_path))
         .filter(|f| f.lock().is_ok());
     let mut trust = trusted(repo, root);
     if seen {
@@ -701,6 +702,7 @@ fn record_trust(repo: &Repository, root: Oid, tips: &[Oid], seen: bool) {
             crate::audit::create_dirs(dir, sharing)?;
         }
         std::fs::write(&tmp, out.as_bytes())?;
+        crate::audit::adopt_parent_owner(&tmp);
         std::fs::rename(&tmp, &path)
     };
     if write().is_err() {

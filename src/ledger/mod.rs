@@ -367,6 +367,7 @@ pub fn init(
     let pub_path = d.join(format!("{KEY_FILE}.pub"));
     fs::write(&pub_path, format!("{public_key}\n"))
         .map_err(|e| format!("cannot write {}: {e}", pub_path.display()))?;
+    audit::adopt_parent_owner(&pub_path);
     let w = Repository::open(&git_dir).map_err(|e| e.message().to_string())?;
     let _lock = lock(&git_dir)?;
     let started = if w.refname_to_id(LOG_REF).is_ok() {
@@ -445,6 +446,7 @@ fn make_key(path: &Path) -> Result<PrivateKey, String> {
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    audit::adopt_parent_owner(path);
     Ok(key)
 }
 
@@ -476,6 +478,7 @@ pub fn lock(git_dir: &Path) -> Result<Lock, String> {
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     audit::share(&f, shared, false)
         .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+    audit::adopt_parent_owner(&path);
     f.lock()
         .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
     Ok(Lock(f))
@@ -550,6 +553,7 @@ fn write_entry(
     let tmp = head.with_extension("tmp");
     fs::write(&tmp, format!("{id}\n"))
         .and_then(|()| audit::share(&File::open(&tmp)?, sharing(w.path()), false))
+        .map(|()| audit::adopt_parent_owner(&tmp))
         .and_then(|()| fs::rename(&tmp, &head))
         .map_err(|x| format!("cannot write {}: {x}", head.display()))?;
     Ok(id)

@@ -600,6 +600,55 @@ fn checks_run_as_the_hook_user_and_see_their_global_hooks_path() {
         uid,
         "the repository's config changed owner"
     );
+
+    // Issue 12 item 5: root runs a command first that creates countersign's
+    // files (here the whole countersign/ directory: log key, lock, head);
+    // the hook user's next push must still work.
+    fs::remove_dir_all(sb.server.join("countersign")).unwrap();
+    sb.server_git_ok([
+        "-c",
+        "safe.directory=*",
+        "update-ref",
+        "-d",
+        "refs/countersign/log",
+    ]);
+    // Root trusts the repository (as an admin would, to run commands in it).
+    let root_config = sb.root().join(".gitconfig");
+    fs::write(&root_config, "[safe]\n\tdirectory = *\n").unwrap();
+    let mut c = sb.cmd(BIN);
+    c.current_dir(&sb.server)
+        .env("GIT_DIR", &sb.server)
+        .args(["log", "init"]);
+    let out = run(c, None);
+    assert!(out.success, "{out}");
+    for f in [
+        "countersign",
+        "countersign/server-key",
+        "countersign/log.lock",
+        "countersign/log-head",
+    ] {
+        assert_eq!(
+            fs::metadata(sb.server.join(f)).unwrap().uid(),
+            uid,
+            "{f} made by root belongs to the repository's owner"
+        );
+    }
+    fs::set_permissions(sb.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    sb.git_ok(["commit", "-q", "--allow-empty", "-m", "topic"]);
+    let mut c = Command::new("runuser");
+    c.args(["-u", &user.name, "--", "env", "-i"])
+        .arg(format!("HOME={}", user.home.display()))
+        .arg("PATH=/usr/local/bin:/usr/bin:/bin")
+        .args(["git", "-c", "safe.directory=*", "-C", s(&sb.work), "push"])
+        .arg(format!("file://{}", sb.server.display()))
+        .arg("HEAD:refs/heads/topic");
+    let out = run(c, None);
+    assert!(
+        out.success && out.stderr.contains("countersign: accepted"),
+        "the hook user's push after root's command\n{out}"
+    );
+    let log = fs::metadata(sb.server.join("countersign/audit.log")).unwrap();
+    assert_eq!(log.uid(), uid);
 }
 
 fn current_uid() -> u32 {
