@@ -18,10 +18,15 @@ use serde::Serialize;
 use crate::audit;
 use crate::governance::PolicyId;
 use crate::hook;
+use crate::ledger;
+use crate::policy::Policy;
 use crate::time::Timestamp;
 
 /// The line that marks countersign's shim (hooks/pre-receive).
 pub const SHIM_MARKER: &str = "countersign pre-receive shim";
+
+/// The line that marks countersign's post-receive shim (hooks/post-receive).
+pub const POST_SHIM_MARKER: &str = "countersign post-receive shim";
 
 /// Where the shim names the binary it runs.
 const SHIM_BIN: &str = "COUNTERSIGN_BIN=";
@@ -213,8 +218,9 @@ pub fn run(dir: Option<&Path>, now: Timestamp) -> Result<Report, String> {
         &mut checks,
     );
     if let Some(repo) = &repo {
-        policy(repo, now, &mut checks);
+        let in_force = policy(repo, now, &mut checks);
         audit_log(repo, &mut checks);
+        ref_log(repo, &hooks, in_force.as_ref(), &mut checks);
         push_certificates(repo, &mut checks);
     }
     Ok(Report {
@@ -471,12 +477,7 @@ fn shim(hooks: &Path, instead_of: Option<&Path>, checks: &mut Vec<Check>) {
         "shim",
         format!("{} is countersign's shim", path.display()),
     ));
-    let bin = text.lines().find_map(|l| {
-        l.trim()
-            .strip_prefix(SHIM_BIN)
-            .map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
-    });
-    match bin {
+    match shim_binary(&text) {
         None => checks.push(Check::problem(
             "binary",
             format!("the shim {} names no binary ({SHIM_BIN}...)", path.display()),
@@ -538,7 +539,8 @@ fn shim(hooks: &Path, instead_of: Option<&Path>, checks: &mut Vec<Check>) {
 }
 
 /// The policy the hook would judge a push by, and the refs it protects.
-fn policy(repo: &Repository, now: Timestamp, checks: &mut Vec<Check>) {
+/// Returns the policy, when it loads.
+fn policy(repo: &Repository, now: Timestamp, checks: &mut Vec<Check>) -> Option<Policy> {
     let in_force = match hook::policy_in_force(repo, now, Instant::now()) {
         Ok(p) => p,
         Err(f) => {
@@ -548,7 +550,7 @@ fn policy(repo: &Repository, now: Timestamp, checks: &mut Vec<Check>) {
                 format!("[{}] {}{detail}", f.code, f.message),
                 f.help,
             ));
-            return;
+            return None;
         }
     };
     let p = &in_force.policy;
@@ -607,6 +609,7 @@ fn policy(repo: &Repository, now: Timestamp, checks: &mut Vec<Check>) {
             }
         }
     }
+    Some(in_force.policy)
 }
 
 /// The audit log: writable, intact, and shared as the repository is.
@@ -727,6 +730,349 @@ fn audit_log(repo: &Repository, checks: &mut Vec<Check>) {
                 )),
             }
         }
+    }
+}
+
+/// Where a hook script of `kind` (`post-receive`) that carries `marker`
+/// is: `<hooks>/<kind>`, else the first in a forge's `<kind>.d/`.
+/// `Err` holds what `<hooks>/<kind>` is instead (foreign, or unreadable).
+fn find_script(hooks: &Path, kind: &str, marker: &str) -> Result<(PathBuf, String), String> {
+    let main = hooks.join(kind);
+    let found = match read_script(&main) {
+        Ok(text) if text.contains(marker) => return Ok((main, text)),
+        Ok(_) => format!(
+            "{} is not countersign's (no `{marker}` line)",
+            main.display()
+        ),
+        Err(e) => format!(
+            "there is no readable {kind} hook at {} ({e})",
+            main.display()
+        ),
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(hooks.join(format!("{kind}.d")))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if let Ok(text) = read_script(&p) {
+            if text.contains(marker) {
+                return Ok((p, text));
+            }
+        }
+    }
+    Err(found)
+}
+
+/// The binary a shim names (`COUNTERSIGN_BIN='...'`).
+fn shim_binary(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix(SHIM_BIN)
+            .map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+    })
+}
+
+/// The post-receive shim, which writes the ref-state log after every
+/// accepted push. `in_use`: the log is set up (a missing shim is then a
+/// problem; otherwise the shim has nothing to do).
+fn post_receive_shim(hooks: &Path, in_use: bool, checks: &mut Vec<Check>) {
+    const CHECK: &str = "post-receive shim";
+    let reinstall = "re-run install.sh on the repository (`--chain` keeps an existing post-receive hook running after countersign's)";
+    let flag = |message: String, fix: String| {
+        if in_use {
+            Check::problem(CHECK, message, fix)
+        } else {
+            Check::warning(CHECK, message, fix)
+        }
+    };
+    let consequence = "accepted pushes are not recorded in the ref-state log when they land: the next push's pre-receive fills them in, so the last push stays unrecorded and clones checking the log (`countersign audit verify --remote`) find refs ahead of it";
+    let (path, text) = match find_script(hooks, "post-receive", POST_SHIM_MARKER) {
+        Ok(found) => found,
+        Err(what) => {
+            checks.push(flag(format!("{what}: {consequence}"), reinstall.into()));
+            return;
+        }
+    };
+    if !executable(&path) {
+        checks.push(flag(
+            format!(
+                "{} is countersign's post-receive shim but not executable, so git does not run it: {consequence}",
+                path.display()
+            ),
+            format!("chmod +x {}", path.display()),
+        ));
+        return;
+    }
+    match shim_binary(&text) {
+        None => checks.push(flag(
+            format!(
+                "the post-receive shim {} names no binary ({SHIM_BIN}...): {consequence}",
+                path.display()
+            ),
+            reinstall.into(),
+        )),
+        Some(b) if !executable(Path::new(&b)) => checks.push(flag(
+            format!(
+                "the post-receive shim {} runs `{b}`, which does not exist or is not an executable file: {consequence}",
+                path.display()
+            ),
+            reinstall.into(),
+        )),
+        Some(b) => checks.push(Check::ok(
+            CHECK,
+            format!(
+                "{} is countersign's post-receive shim, running `{b}`",
+                path.display()
+            ),
+        )),
+    }
+    let chained = path.with_file_name("post-receive.chained");
+    if chained.exists() && !executable(&chained) {
+        checks.push(Check::warning(
+            CHECK,
+            format!(
+                "{} is not executable: it fails after every push countersign records",
+                chained.display()
+            ),
+            format!("chmod +x {}", chained.display()),
+        ));
+    }
+}
+
+/// The signed ref-state log (see [`crate::ledger`]): the post-receive
+/// shim that writes it, the server key that signs it, its last entry, the
+/// out-of-band moves waiting for an acknowledgement, and the key the
+/// policy publishes. Everything the hook checks before each push (a
+/// failure there refuses every push, `ref-log-broken`).
+fn ref_log(repo: &Repository, hooks: &Path, policy: Option<&Policy>, checks: &mut Vec<Check>) {
+    use std::os::unix::fs::PermissionsExt;
+    let git_dir = repo.path();
+    let key_path = ledger::dir(git_dir).join(ledger::KEY_FILE);
+    let head_path = ledger::dir(git_dir).join(ledger::HEAD_FILE);
+    let tip = repo.refname_to_id(ledger::LOG_REF).ok();
+    let key_exists = std::fs::symlink_metadata(&key_path).is_ok();
+    let in_use = key_exists || tip.is_some();
+    post_receive_shim(hooks, in_use, checks);
+    let init = format!(
+        "as the user the hook runs as: `GIT_DIR={} countersign log init` (install.sh does it), then publish the key it prints in the policy as [log] server-key",
+        git_dir.display()
+    );
+    if !in_use {
+        checks.push(Check::warning(
+            "ref-state log",
+            format!(
+                "not in use (no server key {}, no {}): refs moved around the hook are not detected, and clones have no signed log to check",
+                key_path.display(),
+                ledger::LOG_REF
+            ),
+            init,
+        ));
+        return;
+    }
+
+    // The server key.
+    let shared = git2::Config::open(&git_dir.join("config"))
+        .map_or(audit::Sharing::Umask, |c| audit::Sharing::from_config(&c))
+        != audit::Sharing::Umask;
+    let chmod = if shared {
+        format!(
+            "`chmod 640 {0}` (group: the repository's; core.sharedRepository is set), owned by the user the hook runs as",
+            key_path.display()
+        )
+    } else {
+        format!(
+            "`chmod 600 {0}`, owned by the user the hook runs as",
+            key_path.display()
+        )
+    };
+    let key = match ledger::load_key(git_dir) {
+        Ok(Some(k)) => {
+            let mode = std::fs::metadata(&key_path).map_or(0, |m| m.permissions().mode() & 0o777);
+            checks.push(Check::ok(
+                "server key",
+                format!(
+                    "{} ({}), mode {mode:o}: readable by its owner{}",
+                    key_path.display(),
+                    crate::policy::keys::ssh_fingerprint(k.public_key().key_data()),
+                    if mode & 0o040 != 0 {
+                        " and the repository's group (core.sharedRepository)"
+                    } else {
+                        " only"
+                    }
+                ),
+            ));
+            Some(k.public_key().clone())
+        }
+        Ok(None) => {
+            checks.push(Check::problem(
+                "server key",
+                format!(
+                    "{} exists but the server key that signs it ({}) is missing: every push is refused (ref-log-broken)",
+                    ledger::LOG_REF,
+                    key_path.display()
+                ),
+                format!("restore {} from backup; a new key (`countersign log init`) makes clones see a log signed by another key", key_path.display()),
+            ));
+            None
+        }
+        Err(m) => {
+            checks.push(Check::problem(
+                "server key",
+                format!(
+                    "{}: {m}: every push is refused (ref-log-broken)",
+                    key_path.display()
+                ),
+                format!("{chmod}; if it was readable by others, whoever could read it can sign log entries: consider a new key"),
+            ));
+            None
+        }
+    };
+
+    // The log itself: present, its tip verifies and follows what this
+    // server last wrote.
+    if let Some(public) = &key {
+        let head = std::fs::read_to_string(&head_path)
+            .ok()
+            .and_then(|s| git2::Oid::from_str(s.trim()).ok());
+        match tip {
+            None => checks.push(match head {
+                Some(h) => Check::problem(
+                    "ref-state log",
+                    format!(
+                        "{} was deleted (this server last wrote entry {h}): every push is refused (ref-log-broken)",
+                        ledger::LOG_REF
+                    ),
+                    "restore the ref from a clone that fetched it, then acknowledge what moved (`countersign log ack`)",
+                ),
+                None => Check::problem(
+                    "ref-state log",
+                    format!(
+                        "a server key exists but {} was never started: every push is refused (ref-log-broken)",
+                        ledger::LOG_REF
+                    ),
+                    init.clone(),
+                ),
+            }),
+            Some(t) => match ledger::entries(repo, public, 1) {
+                Err(m) => checks.push(Check::problem(
+                    "ref-state log",
+                    format!("the last entry of {} does not verify: {m}; every push is refused (ref-log-broken)", ledger::LOG_REF),
+                    "restore refs/countersign/log from a clone that fetched it (`countersign log verify` says more)",
+                )),
+                Ok(list) => {
+                    let Some(last) = list.first() else { return };
+                    let follows = head.is_none_or(|h| {
+                        h == t || repo.graph_descendant_of(t, h).unwrap_or(false)
+                    });
+                    if follows {
+                        checks.push(Check::ok(
+                            "ref-state log",
+                            format!(
+                                "{}: the last entry ({}, {} at {}) verifies with the server key",
+                                ledger::LOG_REF,
+                                last.entry.seq,
+                                last.entry.kind.as_str(),
+                                last.entry.time_utc
+                            ),
+                        ));
+                    } else {
+                        checks.push(Check::problem(
+                            "ref-state log",
+                            format!(
+                                "{} is at {t}, which does not follow the last entry this server wrote ({}): the log was moved back or rewritten on the server; every push is refused (ref-log-broken)",
+                                ledger::LOG_REF,
+                                head.map(|h| h.to_string()).unwrap_or_default()
+                            ),
+                            "find out who changed it; restore the ref to the last entry (clones that fetched it have it) and acknowledge what moved",
+                        ));
+                    }
+                    acknowledgements(repo, last, policy, checks);
+                }
+            },
+        }
+    }
+
+    // The key the policy publishes, which clones check the log against.
+    if let Some(p) = policy {
+        let line = key
+            .as_ref()
+            .and_then(|k| k.to_openssh().ok())
+            .unwrap_or_else(|| "ssh-ed25519 AAAA...".into());
+        match (&p.log_key, &key) {
+            (None, _) => checks.push(Check::warning(
+                "log key in policy",
+                "the policy publishes no [log] server-key: clones that check the log (`countersign audit verify --remote`) trust the key that signed it on first use",
+                format!("add to the policy: [log] server-key = \"{line}\""),
+            )),
+            (Some(published), Some(k)) if published.key_data() == k.key_data() => {
+                checks.push(Check::ok(
+                    "log key in policy",
+                    "[log] server-key is the server's key",
+                ));
+            }
+            (Some(published), Some(k)) => checks.push(Check::problem(
+                "log key in policy",
+                format!(
+                    "the policy publishes [log] server-key {}, but the server's key is {}: every push is refused (ref-log-broken)",
+                    crate::policy::keys::ssh_fingerprint(published.key_data()),
+                    crate::policy::keys::ssh_fingerprint(k.key_data())
+                ),
+                format!("publish the server's key: [log] server-key = \"{line}\"; or restore the server key the policy names"),
+            )),
+            (Some(_), None) => {}
+        }
+    }
+}
+
+/// Out-of-band moves the last entry says still wait for an
+/// acknowledgement (every push is refused until then), and tracked refs
+/// that are no longer where the last entry says (the next push decides).
+fn acknowledgements(
+    repo: &Repository,
+    last: &ledger::Loaded,
+    policy: Option<&Policy>,
+    checks: &mut Vec<Check>,
+) {
+    if let Some(f) = ledger::unacknowledged_finding(&last.state.unacknowledged) {
+        checks.push(Check::problem(
+            "acknowledgement",
+            format!("[{}] {}", f.code, crate::sanitize::escape(&f.message)),
+            f.help,
+        ));
+    }
+    let Some(policy) = policy else { return };
+    let mut moved = Vec::new();
+    for (name, recorded) in &last.state.refs {
+        if !ledger::is_tracked(policy, name) {
+            continue;
+        }
+        let now = repo.refname_to_id(name).ok();
+        if now.map(|o| o.to_string()).as_deref() != Some(recorded.as_str()) {
+            moved.push(format!(
+                "`{}` is {}, the log says {}",
+                crate::sanitize::escape(name),
+                now.map_or_else(|| "absent".into(), |o| o.to_string()),
+                recorded
+            ));
+        }
+    }
+    if !moved.is_empty() {
+        let more = moved.len().saturating_sub(5);
+        moved.truncate(5);
+        checks.push(Check::warning(
+            "tracked refs",
+            format!(
+                "{}{}: a push whose post-receive did not finish (the next push records it), or a move around the hook (the next push is refused until an admin acknowledges it)",
+                moved.join("; "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            ),
+            format!(
+                "to decide now, as the user the hook runs as: `GIT_DIR={} countersign hook post-receive </dev/null`; then run doctor again",
+                repo.path().display()
+            ),
+        ));
     }
 }
 

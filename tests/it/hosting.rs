@@ -596,3 +596,158 @@ fn doctor_names_what_the_pusher_is_not_shown() {
         "doctor should name the audit log\n{out}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// countersign doctor: the signed ref-state log
+// ---------------------------------------------------------------------------
+
+/// The JSON check named `check`: (status, message, fix).
+fn doctor_check(sb: &Sandbox, check: &str) -> Vec<(String, String, String)> {
+    let out = doctor(sb, &["--format", "json"]);
+    let v = parse_json(&out);
+    v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["check"] == check)
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
+            (s("status"), s("message"), s("fix"))
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_check(sb: &Sandbox, check: &str, status: &str) -> (String, String) {
+    let found = doctor_check(sb, check);
+    assert!(
+        found.iter().any(|(s, _, _)| s == status),
+        "expected a `{status}` {check} check, got {found:?}\n{}",
+        doctor(sb, &[])
+    );
+    let (_, m, f) = found.into_iter().find(|(s, _, _)| s == status).unwrap();
+    (m, f)
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn doctor_passes_the_ref_state_log_of_a_good_install() {
+    let (sb, _dev, _base) = with_dev(|_| vec![]);
+    let out = doctor(&sb, &[]);
+    assert_eq!(out.code, Some(0), "{out}");
+    for check in ["post-receive shim", "server key", "ref-state log"] {
+        assert!(
+            out.stdout.contains(&format!("ok       {check}:")),
+            "no ok line for {check}\n{out}"
+        );
+    }
+    assert!(out.stdout.contains("verifies with the server key"), "{out}");
+    // The standard policy publishes no key: clones trust on first use.
+    let (m, fix) = assert_check(&sb, "log key in policy", "warning");
+    assert!(m.contains("first use"), "{m}");
+    let key = fs::read_to_string(sb.server.join("countersign/server-key.pub")).unwrap();
+    let key = key.trim();
+    assert!(fix.contains(key), "the fix names the server's key: {fix}");
+    // Published: ok.
+    let good = fs::read_to_string(&sb.policy).unwrap();
+    sb.write_policy(&format!("{good}\n[log]\nserver-key = \"{key}\"\n"));
+    assert_check(&sb, "log key in policy", "ok");
+    assert_eq!(doctor(&sb, &[]).code, Some(0));
+    // Another key published: every push would be refused.
+    let mut sb = sb;
+    let other = sb.ssh_key("other");
+    let Key::Ssh { public, .. } = &other else {
+        unreachable!()
+    };
+    sb.write_policy(&format!("{good}\n[log]\nserver-key = \"{public}\"\n"));
+    let (m, _) = assert_check(&sb, "log key in policy", "problem");
+    assert!(m.contains("ref-log-broken"), "{m}");
+    assert_eq!(doctor(&sb, &[]).code, Some(1));
+}
+
+#[test]
+fn doctor_finds_a_missing_post_receive_shim() {
+    let (sb, _dev, _base) = with_dev(|_| vec![]);
+    let hook = sb.server.join("hooks/post-receive");
+    let saved = fs::read(&hook).unwrap();
+    fs::remove_file(&hook).unwrap();
+    let out = doctor(&sb, &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    let (m, fix) = assert_check(&sb, "post-receive shim", "problem");
+    assert!(m.contains("no readable post-receive hook"), "{m}");
+    assert!(fix.contains("install.sh"), "{fix}");
+    // A foreign post-receive hook.
+    fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+    set_mode(&hook, 0o755);
+    let (m, _) = assert_check(&sb, "post-receive shim", "problem");
+    assert!(m.contains("is not countersign's"), "{m}");
+    // The shim, not executable.
+    fs::write(&hook, &saved).unwrap();
+    set_mode(&hook, 0o644);
+    let (_, fix) = assert_check(&sb, "post-receive shim", "problem");
+    assert!(fix.starts_with("chmod +x"), "{fix}");
+    set_mode(&hook, 0o755);
+    assert_check(&sb, "post-receive shim", "ok");
+}
+
+#[test]
+fn doctor_finds_a_server_key_others_can_read() {
+    let (sb, _dev, _base) = with_dev(|_| vec![]);
+    let key = sb.server.join("countersign/server-key");
+    set_mode(&key, 0o644);
+    let out = doctor(&sb, &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    let (m, fix) = assert_check(&sb, "server key", "problem");
+    assert!(m.contains("644") && m.contains("ref-log-broken"), "{m}");
+    assert!(fix.contains("chmod 600"), "{fix}");
+    // A repository shared with its group may let the group read it.
+    set_mode(&key, 0o640);
+    assert_check(&sb, "server key", "problem");
+    sb.server_git_ok(["config", "core.sharedRepository", "group"]);
+    let (m, _) = assert_check(&sb, "server key", "ok");
+    assert!(m.contains("group"), "{m}");
+    set_mode(&key, 0o644);
+    let (_, fix) = assert_check(&sb, "server key", "problem");
+    assert!(fix.contains("chmod 640"), "{fix}");
+}
+
+#[test]
+fn doctor_reports_a_move_waiting_for_acknowledgement() {
+    let (mut sb, dev, base) = with_dev(|_| vec![]);
+    sb.commit_as(Some(&dev), "second");
+    assert_accepted(&sb.push(&["main"]));
+    assert_check(&sb, "ref-state log", "ok");
+    // Someone on the server moves main around the hook.
+    sb.server_git_ok(["update-ref", MAIN, &base]);
+    let (m, fix) = assert_check(&sb, "tracked refs", "warning");
+    assert!(m.contains(MAIN) && m.contains(&base), "{m}");
+    assert!(fix.contains("hook post-receive"), "{fix}");
+    // The next push sees it and is refused; doctor says what waits.
+    sb.reset_hard(&base);
+    sb.commit_as(Some(&dev), "third");
+    assert_rejected_with(&sb.push(&["main"]), "ref-moved-out-of-band");
+    let out = doctor(&sb, &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    let (m, fix) = assert_check(&sb, "acknowledgement", "problem");
+    assert!(
+        m.contains("ref-moved-out-of-band") && m.contains(MAIN),
+        "{m}"
+    );
+    assert!(fix.contains("countersign log ack"), "{fix}");
+    assert!(doctor_check(&sb, "tracked refs").is_empty(), "recorded now");
+    // Acknowledged (file mode: the operator's word): all clear.
+    let entry = sb.server_git_ok(["show", "refs/countersign/log:entry.json"]);
+    let entry: serde_json::Value = serde_json::from_str(&entry).unwrap();
+    let n = entry["seq"].as_u64().unwrap().to_string();
+    let out = sb.countersign(
+        &sb.server.clone(),
+        ["log", "ack", "--entry", &n, "--reason", "restored, OPS-2"],
+    );
+    assert!(out.success, "{out}");
+    assert!(doctor_check(&sb, "acknowledgement").is_empty());
+    assert_eq!(doctor(&sb, &[]).code, Some(0));
+}
