@@ -279,6 +279,16 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
         }
     };
     let limits = in_force.policy.limits;
+    let reject = |f: Finding, policy: &Value| Outcome {
+        decision: record(
+            &repo,
+            Decision::reject_all(&updates, f),
+            now,
+            &limits,
+            policy,
+        ),
+        limits,
+    };
     let _ = FOUND_PUSHERS.set(
         ssh_pusher(&in_force.policy)
             .into_iter()
@@ -289,30 +299,10 @@ pub fn pre_receive(input: &[u8], now: Timestamp, started: Instant) -> Outcome {
     // moved around the hook stops every push until it is acknowledged.
     let policy = serde_json::to_value(&in_force.id).unwrap_or(Value::Null);
     match crate::ledger::sync(&repo, &in_force.policy, Some(&policy), now, "pre-receive") {
-        Err(f) => {
-            return Outcome {
-                decision: record(
-                    &repo,
-                    Decision::reject_all(&updates, f),
-                    now,
-                    &limits,
-                    &policy,
-                ),
-                limits,
-            }
-        }
+        Err(f) => return reject(f, &policy),
         Ok(Some(synced)) => {
             if let Some(f) = crate::ledger::unacknowledged_finding(&synced.unacknowledged) {
-                return Outcome {
-                    decision: record(
-                        &repo,
-                        Decision::reject_all(&updates, f),
-                        now,
-                        &limits,
-                        &policy,
-                    ),
-                    limits,
-                };
+                return reject(f, &policy);
             }
         }
         Ok(None) => {}

@@ -9,21 +9,21 @@ use std::path::Path;
 use crate::common::*;
 use crate::util::*;
 
-const LOG: &str = "refs/countersign/log";
+pub(crate) const LOG: &str = "refs/countersign/log";
 
 /// `entry.json` of the log entry `rev` on the server, as JSON.
-fn entry(sb: &Sandbox, rev: &str) -> serde_json::Value {
+pub(crate) fn entry(sb: &Sandbox, rev: &str) -> serde_json::Value {
     let text = sb.server_git_ok(["show", &format!("{rev}:entry.json")]);
     serde_json::from_str(&text).unwrap()
 }
 
-fn state(sb: &Sandbox, rev: &str) -> serde_json::Value {
+pub(crate) fn state(sb: &Sandbox, rev: &str) -> serde_json::Value {
     let text = sb.server_git_ok(["show", &format!("{rev}:state.json")]);
     serde_json::from_str(&text).unwrap()
 }
 
 /// Entry kinds from the first to the last.
-fn kinds(sb: &Sandbox) -> Vec<String> {
+pub(crate) fn kinds(sb: &Sandbox) -> Vec<String> {
     let list = sb.server_git_ok(["rev-list", "--reverse", LOG]);
     list.lines()
         .map(|id| entry(sb, id)["kind"].as_str().unwrap().to_string())

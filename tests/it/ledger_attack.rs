@@ -8,24 +8,7 @@ use std::fs;
 use crate::common::*;
 use crate::util::*;
 
-const LOG: &str = "refs/countersign/log";
-
-fn entry(sb: &Sandbox, rev: &str) -> serde_json::Value {
-    let text = sb.server_git_ok(["show", &format!("{rev}:entry.json")]);
-    serde_json::from_str(&text).unwrap()
-}
-
-fn state(sb: &Sandbox, rev: &str) -> serde_json::Value {
-    let text = sb.server_git_ok(["show", &format!("{rev}:state.json")]);
-    serde_json::from_str(&text).unwrap()
-}
-
-fn kinds(sb: &Sandbox) -> Vec<String> {
-    let list = sb.server_git_ok(["rev-list", "--reverse", LOG]);
-    list.lines()
-        .map(|id| entry(sb, id)["kind"].as_str().unwrap().to_string())
-        .collect()
-}
+use crate::ledger::{kinds, state, LOG};
 
 /// A pusher makes git refuse a push the hook accepted (an atomic push
 /// whose second ref cannot be created: `refs/heads/x/y` while
