@@ -65,10 +65,18 @@ pub struct InstallArgs {
     #[arg(
         long,
         value_name = "DIR",
-        required_unless_present = "root",
-        conflicts_with = "root"
+        required_unless_present_any = ["root", "template"],
+        conflicts_with_all = ["root", "template"]
     )]
     repo: Option<PathBuf>,
+    /// Make DIR a git template directory (`git config --system
+    /// init.templateDir DIR`, or `git init --template DIR`) whose hooks
+    /// are countersign's shims naming --binary (default: this program) by
+    /// its absolute path, which must stay where it is: every repository
+    /// created from it refuses every push (`policy-missing`) until
+    /// `countersign install --repo` gives it a policy and its log.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["root", "uninstall", "policy", "chain"])]
+    template: Option<PathBuf>,
     /// Install into every bare repository below DIR (at most --max-depth
     /// levels down; directories that are not bare repositories are
     /// skipped, and gitolite-admin always is). Repositories created later
@@ -187,6 +195,18 @@ fn fail<T>(what: impl Into<String>, help: impl Into<String>) -> Result<T, Failur
 
 /// Run `countersign install`.
 pub fn run(args: InstallArgs) -> Exit {
+    if let Some(dir) = &args.template {
+        return match template(dir, args.binary.as_deref()) {
+            Ok(text) => {
+                eprint!("{text}");
+                Exit::Ok
+            }
+            Err(f) => {
+                print_error(&f.what, Some(&f.help));
+                Exit::Error
+            }
+        };
+    }
     let targets = match targets(&args) {
         Ok(t) => t,
         Err(f) => {
@@ -238,6 +258,33 @@ pub fn run(args: InstallArgs) -> Exit {
     } else {
         Exit::Error
     }
+}
+
+/// `--template DIR`: countersign's shims in `DIR/hooks`, naming the binary
+/// where it is; a foreign hook there is refused.
+fn template(dir: &Path, given: Option<&Path>) -> Result<String, Failure> {
+    let binary = binary(given)?;
+    let hooks = dir.join("hooks");
+    std::fs::create_dir_all(&hooks).or_else(|e| io_fail("create", &hooks, e))?;
+    for kind in ["pre-receive", "post-receive"] {
+        let target = hooks.join(kind);
+        if target.exists() && !is_ours(&target, kind) {
+            return fail(
+                format!("`{}` exists and is not countersign's", target.display()),
+                "move it away, or use another template directory",
+            );
+        }
+    }
+    for (kind, shim) in [("pre-receive", PRE_SHIM), ("post-receive", POST_SHIM)] {
+        let text = shim.replace(BIN_PLACEHOLDER, &binary.to_string_lossy());
+        write_atomic(&hooks.join(kind), text.as_bytes(), 0o755)?;
+    }
+    Ok(format!(
+        "{PREFIX}: template {}: hooks/pre-receive and hooks/post-receive run {} (keep it there)\n  next: `git config --system init.templateDir {}`; repositories created from it refuse every push until `countersign install --repo <repo> --policy FILE`\n",
+        dir.display(),
+        binary.display(),
+        dir.display()
+    ))
 }
 
 /// The repositories to work on, each with its name (below the root, or

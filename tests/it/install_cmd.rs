@@ -657,3 +657,69 @@ fn current_uid() -> u32 {
         .map(|m| m.uid())
         .unwrap_or(u32::MAX)
 }
+
+/// Repositories created later: `--template DIR` makes a git template whose
+/// hooks are countersign's, so a new repository refuses every push until
+/// it is installed (fail closed), and then enforces its policy.
+#[test]
+fn template_makes_new_repositories_refuse_pushes_until_installed() {
+    let mut sb = Sandbox::new();
+    let dev = sb.ssh_key("dev");
+    let tpl = sb.root().join("template");
+    let out = install(&sb, &["--template", s(&tpl), "--binary", BIN]);
+    assert!(out.success, "{out}");
+    assert!(out.stderr.contains("init.templateDir"), "{out}");
+    // A new repository made from the template (what init.templateDir does).
+    fs::remove_dir_all(&sb.server).unwrap();
+    run_ok(
+        sb.git_in(
+            sb.root(),
+            [
+                "init",
+                "--bare",
+                "-q",
+                "-b",
+                "main",
+                "--template",
+                s(&tpl),
+                s(&sb.server),
+            ],
+        ),
+        None,
+    );
+    sb.commit_as(Some(&dev), "first");
+    let out = sb.push(&["main"]);
+    assert_rejected_with(&out, "policy-missing");
+    let out = sb.push(&["HEAD:refs/heads/unprotected"]);
+    assert!(
+        !out.success,
+        "an uninstalled repository refuses every push\n{out}"
+    );
+    // Installed: the policy rules.
+    sb.write_policy(&standard_policy(&[simple_person(
+        "dev",
+        &["developer"],
+        &dev,
+    )]));
+    let out = install(
+        &sb,
+        &[
+            "--repo",
+            s(&sb.server),
+            "--policy",
+            s(&sb.policy),
+            "--binary",
+            BIN,
+        ],
+    );
+    assert!(out.success, "{out}");
+    let out = sb.push(&["main"]);
+    assert_accepted(&out);
+    // A foreign hook in the template is never replaced.
+    write_exec(&tpl.join("hooks/pre-receive"), "#!/bin/sh\nexit 0\n");
+    let out = install(&sb, &["--template", s(&tpl), "--binary", BIN]);
+    assert!(
+        !out.success && out.stderr.contains("not countersign's"),
+        "{out}"
+    );
+}
