@@ -1096,7 +1096,7 @@ fn push_certificates(repo: &Repository, checks: &mut Vec<Check>) {
     match (seed, slop) {
         (false, _) => checks.push(Check::ok(
             "push certificates",
-            "signed pushes are off (receive.certNonceSeed not set): the pusher recorded is the server's user (REMOTE_USER, the forge's variable, or the OS user)",
+            "signed pushes are off (receive.certNonceSeed not set): the pusher recorded is the forge's user, the person whose key sshd authenticated (ExposeAuthInfo), REMOTE_USER, or the OS user",
         )),
         (true, true) => checks.push(Check::ok(
             "push certificates",
