@@ -374,12 +374,10 @@ pub fn init(
         None
     } else {
         let refs = tracked_refs(&w, policy).map_err(|f| f.message)?;
-        let audit_upto = audit_tail(&audit::path_for(repo), u64::MAX)
-            .map(|t| t.last.as_ref().map_or(0, |m| m.seq))
-            .unwrap_or(0);
         let last = audit_tail(&audit::path_for(repo), u64::MAX)
             .ok()
             .and_then(|t| t.last);
+        let audit_upto = last.as_ref().map_or(0, |m| m.seq);
         let state = State {
             refs: refs
                 .iter()
@@ -1337,8 +1335,8 @@ pub fn unacknowledged_finding(obs: &[Observation]) -> Option<Finding> {
             format!(
                 "`{}` {} -> {} (log entry {})",
                 crate::sanitize::escape(&o.refname),
-                short_hex(&o.recorded),
-                short_hex(&o.observed),
+                crate::engine::short_hex(&o.recorded),
+                crate::engine::short_hex(&o.observed),
                 o.entry
             )
         })
@@ -1359,14 +1357,6 @@ pub fn unacknowledged_finding(obs: &[Observation]) -> Option<Finding> {
         )
         .at_ref(&first.refname),
     )
-}
-
-fn short_hex(s: &str) -> String {
-    if s.bytes().all(|b| b == b'0') {
-        "(absent)".into()
-    } else {
-        s.chars().take(12).collect()
-    }
 }
 
 /// The text the admins sign to acknowledge the out-of-band moves of

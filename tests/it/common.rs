@@ -339,3 +339,35 @@ pub(crate) fn line_of(text: &str, needle: &str) -> usize {
         .expect("needle not in text")
         + 1
 }
+
+// ---- real servers (sshd, lighttpd, gitolite) ----
+
+/// The OpenSSH public key line of an SSH test key.
+pub(crate) fn public(key: &Key) -> &str {
+    let Key::Ssh { public, .. } = key else {
+        panic!("ssh key")
+    };
+    public
+}
+
+/// `GIT_SSH_COMMAND` for pushing with `key` to a test sshd on `port`.
+pub(crate) fn ssh_command(key: &Key, port: u16) -> String {
+    let Key::Ssh { private, .. } = key else {
+        panic!("ssh key")
+    };
+    format!(
+        "ssh -i {} -p {port} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+        private.display()
+    )
+}
+
+/// The last `push` record of the server's audit log.
+pub(crate) fn last_push_record(sb: &Sandbox) -> serde_json::Value {
+    let log = std::fs::read_to_string(sb.server.join("countersign/audit.log")).unwrap();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"kind\":\"push\""))
+        .unwrap();
+    serde_json::from_str(line).unwrap()
+}

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{public, ssh_command};
 use crate::util::*;
 
 struct Guard {
@@ -35,23 +36,6 @@ fn as_user(user: &str, home: &Path, args: &[&str]) -> Out {
         .args(["PATH=/usr/bin:/bin"])
         .args(args);
     run(c, None)
-}
-
-fn public(key: &Key) -> &str {
-    let Key::Ssh { public, .. } = key else {
-        panic!("ssh key")
-    };
-    public
-}
-
-fn ssh_env(key: &Key, port: u16) -> String {
-    let Key::Ssh { private, .. } = key else {
-        panic!("ssh key")
-    };
-    format!(
-        "ssh -i {} -p {port} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
-        private.display()
-    )
 }
 
 #[test]
@@ -168,7 +152,7 @@ fn gitolite_push_is_enforced_names_gl_user_and_spares_gitolite_admin() {
         sb.root(),
         ["clone", "-q", &url("gitolite-admin"), adm.to_str().unwrap()],
     );
-    c.env("GIT_SSH_COMMAND", ssh_env(&admin, port));
+    c.env("GIT_SSH_COMMAND", ssh_command(&admin, port));
     let out = run(c, None);
     assert!(out.success, "clone gitolite-admin\n{out}");
     fs::write(
@@ -196,7 +180,7 @@ fn gitolite_push_is_enforced_names_gl_user_and_spares_gitolite_admin() {
             ],
         );
         let mut c = sb.git_in(&adm, ["push", "-q", "origin", "HEAD"]);
-        c.env("GIT_SSH_COMMAND", ssh_env(&admin, port));
+        c.env("GIT_SSH_COMMAND", ssh_command(&admin, port));
         run(c, None)
     };
     let out = admin_push("add alice and payments");
@@ -271,7 +255,7 @@ fn gitolite_push_is_enforced_names_gl_user_and_spares_gitolite_admin() {
     sb.git_ok_in(&work, &args);
     let push = |refspec: &str| {
         let mut c = sb.git_in(&work, ["push", &url("payments"), refspec]);
-        c.env("GIT_SSH_COMMAND", ssh_env(&alice, port));
+        c.env("GIT_SSH_COMMAND", ssh_command(&alice, port));
         run(c, None)
     };
     let out = push("HEAD:refs/heads/main");

@@ -94,16 +94,6 @@ fn push_http(sb: &Sandbox, user: &str, password: &str, port: u16) -> Out {
     run(sb.git(["push", &url, "HEAD:refs/heads/main"]), None)
 }
 
-fn last_push_record(sb: &Sandbox) -> serde_json::Value {
-    let log = fs::read_to_string(sb.server.join("countersign/audit.log")).unwrap();
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"kind\":\"push\""))
-        .unwrap();
-    serde_json::from_str(line).unwrap()
-}
-
 /// Pushes over smart HTTP with basic auth: enforced, the rejection's
 /// reasons reach the pusher, and the pusher recorded is the user the web
 /// server authenticated.

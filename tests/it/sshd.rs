@@ -99,39 +99,12 @@ fn start_sshd(dir: &Path, authorized_keys: &str) -> Option<Sshd> {
     Some(sshd)
 }
 
-fn ssh_command(key: &Key, port: u16) -> String {
-    let Key::Ssh { private, .. } = key else {
-        panic!("ssh key")
-    };
-    format!(
-        "ssh -i {} -p {port} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
-        private.display()
-    )
-}
-
 /// `git push` over ssh as the holder of `key`.
 fn push_over_ssh(sb: &Sandbox, key: &Key, port: u16, refspec: &str) -> Out {
     let url = format!("ssh://root@127.0.0.1:{port}{}", sb.server.display());
     let mut c = sb.git(["push", &url, refspec]);
     c.env("GIT_SSH_COMMAND", ssh_command(key, port));
     run(c, None)
-}
-
-fn last_push_record(sb: &Sandbox) -> serde_json::Value {
-    let log = fs::read_to_string(sb.server.join("countersign/audit.log")).unwrap();
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"kind\":\"push\""))
-        .unwrap();
-    serde_json::from_str(line).unwrap()
-}
-
-fn public(key: &Key) -> &str {
-    let Key::Ssh { public, .. } = key else {
-        panic!("ssh key")
-    };
-    public
 }
 
 /// Two developers share one ssh account: each push is recorded under the
