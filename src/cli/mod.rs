@@ -102,6 +102,10 @@ enum Command {
         /// count of every code (0: show all; JSON always lists all).
         #[arg(long, value_name = "N", default_value_t = 10)]
         max_findings: usize,
+        /// Neither read nor fill the verification cache
+        /// ($GIT_DIR/countersign/cache): verify every signature afresh.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Sign an approval of a topic tip (or, with --result, of an exact
     /// merge result) for a target ref, with your git signing key.
@@ -511,13 +515,14 @@ pub fn run() -> Exit {
             trust_root,
             format,
             max_findings,
+            no_cache,
         } => verify(
             &range,
             &refname,
             policy,
             trust_root.as_deref(),
-            format,
-            max_findings,
+            (format, max_findings),
+            !no_cache,
         ),
         Command::Approve {
             rev,
@@ -962,8 +967,8 @@ fn verify(
     refname: &str,
     given: Option<PathBuf>,
     trust_root: Option<&str>,
-    format: Format,
-    max_findings: usize,
+    (format, max_findings): (Format, usize),
+    cache: bool,
 ) -> Exit {
     let repo = match hook::open_repo() {
         Ok(r) => r,
@@ -999,9 +1004,24 @@ fn verify(
         Ok(p) => p,
         Err(f) => return render(&Decision::reject_all(&updates, f), format, max_findings),
     };
-    let decision = Verifier::new(&repo, &policy, time::now())
-        .for_history()
-        .decide(&updates);
+    let mut verifier = Verifier::new(&repo, &policy, time::now()).for_history();
+    if cache {
+        verifier = verifier.with_cache();
+    }
+    let decision = verifier.decide(&updates);
+    // Only later runs' time depends on it.
+    let written = verifier.persist_cache();
+    if std::env::var_os("COUNTERSIGN_CACHE_STATS").is_some() {
+        let (hits, verified) = verifier.cache_stats();
+        eprintln!(
+            "verification cache: {hits} from the cache, {verified} verified, {} held{}",
+            verifier.cached_verifications(),
+            written
+                .err()
+                .map(|e| format!(" (not written: {e})"))
+                .unwrap_or_default()
+        );
+    }
     render(&decision, format, max_findings)
 }
 

@@ -79,6 +79,10 @@ pub struct ReportArgs {
     /// Exit 1 when any change in the report has exceptions.
     #[arg(long)]
     pub fail_on_exceptions: bool,
+    /// Neither read nor fill the verification cache
+    /// ($GIT_DIR/countersign/cache): verify every signature afresh.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 fn error(msg: &str, help: &str) -> Exit {
@@ -156,6 +160,7 @@ pub fn run(args: ReportArgs) -> Exit {
         args.since.as_deref(),
         time::now(),
         landed.as_ref(),
+        !args.no_cache,
     ) {
         Ok(e) => e,
         Err(e) => return error(&countersign::sanitize::escape(&e.to_string()), e.help()),

@@ -10,6 +10,9 @@
 
 mod diags;
 pub mod merge;
+mod sigcache;
+
+pub use sigcache::DIR as CACHE_DIR;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -130,8 +133,9 @@ fn outcome_for(u: &RefUpdate, rules: Vec<String>) -> UpdateOutcome {
 /// A signature check result that does not depend on the rule.
 #[derive(Clone)]
 pub(crate) struct Checked {
-    /// First line of the message.
-    pub(crate) subject: String,
+    /// First line of the message; `None` when it was not read (an answer
+    /// from the verification cache): read when a finding needs it.
+    pub(crate) subject: Option<String>,
     /// The keyring index of the signer, or (code, message, help).
     pub(crate) result: Result<usize, (Code, String, String)>,
     /// When it was signed: the OpenPGP signature time, else the committer
@@ -257,6 +261,12 @@ pub struct Verifier<'a> {
     ignore_case: bool,
     history: bool,
     cache: HashMap<Oid, Checked>,
+    /// The verification cache kept between runs, when enabled.
+    store: Option<sigcache::SigCache>,
+    /// Objects asked for so far (the cache is read once there are many).
+    asked: usize,
+    /// Answers taken from the verification cache, signatures verified.
+    pub(crate) stats: std::cell::Cell<(usize, usize)>,
     pub(crate) budget: Budget,
 }
 
@@ -284,8 +294,55 @@ impl<'a> Verifier<'a> {
             ignore_case,
             history: false,
             cache: HashMap::new(),
+            store: None,
+            asked: 0,
+            stats: std::cell::Cell::new((0, 0)),
             budget: Budget::new(policy.limits),
         }
+    }
+
+    /// Use (and fill) the verification cache in the repository's
+    /// `countersign/cache/` (see [`sigcache`]): signatures verified by an
+    /// earlier run under the same keys and limits are not verified again;
+    /// everything that depends on time, roles or the rule still is. Where
+    /// the cache cannot be used (a read-only repository, say) it is not.
+    ///
+    /// History mode (verify, report) reads the cache at once; the hook
+    /// only once a push has many objects to check, so the usual small
+    /// push never pays for reading a large cache (it only appends).
+    pub fn with_cache(mut self) -> Self {
+        self.store =
+            sigcache::SigCache::open(self.repo.path(), self.policy, self.repo.object_format());
+        if self.history {
+            if let Some(s) = self.store.as_mut() {
+                s.load();
+            }
+        }
+        self
+    }
+
+    /// Write what this run verified to the cache (a no-op without one).
+    /// Nothing depends on it but the time later runs take.
+    ///
+    /// # Errors
+    ///
+    /// Why the cache could not be written.
+    pub fn persist_cache(&mut self) -> Result<(), String> {
+        match self.store.as_mut() {
+            Some(s) => s.persist(),
+            None => Ok(()),
+        }
+    }
+
+    /// Verifications the cache holds (0 without one).
+    pub fn cached_verifications(&self) -> usize {
+        self.store.as_ref().map_or(0, sigcache::SigCache::len)
+    }
+
+    /// Signature answers this run took from the verification cache, and
+    /// signatures it verified.
+    pub fn cache_stats(&self) -> (usize, usize) {
+        self.stats.get()
     }
 
     /// Lift the counting budgets (`commits`, `merges`, `seconds`,
@@ -812,17 +869,84 @@ impl<'a> Verifier<'a> {
         }
     }
 
+    /// Count `n` more objects to check; read the verification cache once
+    /// there are enough for it to pay (a small push never reads it).
+    fn asking(&mut self, n: usize) {
+        self.asked = self.asked.saturating_add(n);
+        if self.asked >= STORE_AFTER {
+            if let Some(s) = self.store.as_mut().filter(|s| !s.is_loaded()) {
+                s.load();
+            }
+        }
+    }
+
     /// Verify the signature of one object (cached).
     pub(crate) fn check_object(&mut self, id: Oid, kind: ObjectType) -> Checked {
         if let Some(c) = self.cache.get(&id) {
             return c.clone();
+        }
+        self.asking(1);
+        // An answer of the cache kept between runs is not kept in memory
+        // too: it is as cheap to ask again.
+        if let Some(c) = self.stored_answer(id, kind) {
+            return c;
         }
         let checked = self.check_object_uncached(id, kind);
         self.cache.insert(id, checked.clone());
         checked
     }
 
-    fn check_object_uncached(&self, id: Oid, kind: ObjectType) -> Checked {
+    /// The answer the verification cache gives for `id`: the signature
+    /// verified with this keyring entry in an earlier run; what depends on
+    /// the time of the check is judged again here, exactly as
+    /// [`signature::verify`] would now. `None`: verify it.
+    fn stored_answer(&self, id: Oid, kind: ObjectType) -> Option<Checked> {
+        let e = self.store.as_ref().filter(|s| s.is_loaded())?.get(&id)?;
+        if !e.is(kind) {
+            return None;
+        }
+        let key = e.key as usize;
+        let result = match &self.policy.keyring.get(key)?.material {
+            crate::policy::keys::Material::Ssh(_) => Ok(key),
+            crate::policy::keys::Material::OpenPgp(_) => {
+                // A signature must not be from the future, nor expired,
+                // at the time of this check: otherwise verify afresh, so
+                // the answer is the verifier's own.
+                let created = e.created?;
+                if created > self.now || e.expires.is_some_and(|x| x <= self.now) {
+                    return None;
+                }
+                let fpr = e.signing_key.as_deref()?;
+                signature::recheck_openpgp(&self.policy.keyring, key, fpr, self.now)
+                    .map(|()| key)
+                    .map_err(|err| {
+                        diags::signature_failure(err, kind_name(kind), &self.policy.path)
+                    })
+            }
+        };
+        let signed_at = match (e.created, self.history) {
+            (Some(c), _) => Some(c),
+            (None, false) => None,
+            (None, true) => Some(e.object_time?),
+        };
+        let (hits, verified) = self.stats.get();
+        self.stats.set((hits + 1, verified));
+        Some(Checked {
+            subject: None,
+            result,
+            signed_at,
+        })
+    }
+
+    /// Whether the verification cache holds `id` (as a `kind`).
+    fn in_store(&self, id: &Oid, kind: ObjectType) -> bool {
+        self.store
+            .as_ref()
+            .and_then(|s| s.get(id))
+            .is_some_and(|e| e.is(kind))
+    }
+
+    fn check_object_uncached(&mut self, id: Oid, kind: ObjectType) -> Checked {
         match self.prepare(id, kind) {
             Prepared::Done(c) => c,
             Prepared::Verify(job) => {
@@ -833,7 +957,7 @@ impl<'a> Verifier<'a> {
                     GIT_NAMESPACE,
                     self.now,
                 );
-                self.finish(job, result)
+                self.finish(id, job, result)
             }
         }
     }
@@ -847,6 +971,7 @@ impl<'a> Verifier<'a> {
     pub(crate) fn prefetch(&mut self, ids: &[Oid], kind: ObjectType) {
         // Few objects (a change of a report, a small push) are not worth a
         // thread; the count of CPUs is only asked for when it matters.
+        self.asking(ids.len());
         let threads = if ids.len() < PARALLEL_MIN {
             1
         } else {
@@ -887,7 +1012,7 @@ impl<'a> Verifier<'a> {
         let done: Vec<Done> = std::thread::scope(|scope| {
             let pool: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
             for &id in ids {
-                if self.cache.contains_key(&id) {
+                if self.cache.contains_key(&id) || self.in_store(&id, kind) {
                     continue;
                 }
                 match self.prepare(id, kind) {
@@ -899,7 +1024,8 @@ impl<'a> Verifier<'a> {
                         if let Err(std::sync::mpsc::SendError((id, job))) = to_pool.send((id, job))
                         {
                             let r = verify(&job);
-                            self.cache.insert(id, self.finish(job, r));
+                            let c = self.finish(id, job, r);
+                            self.cache.insert(id, c);
                         }
                     }
                 }
@@ -917,7 +1043,7 @@ impl<'a> Verifier<'a> {
             done
         });
         for (id, job, r) in done {
-            let checked = self.finish(job, r);
+            let checked = self.finish(id, job, r);
             self.cache.insert(id, checked);
         }
     }
@@ -927,7 +1053,7 @@ impl<'a> Verifier<'a> {
     fn prepare(&self, id: Oid, kind: ObjectType) -> Prepared {
         if let Err(f) = self.size_check(id) {
             return Prepared::Done(Checked {
-                subject: String::new(),
+                subject: Some(String::new()),
                 result: Err((f.code, f.message, f.help)),
                 signed_at: None,
             });
@@ -936,7 +1062,7 @@ impl<'a> Verifier<'a> {
         let fail = |subject: String, code: Code, msg: String, help: &str| {
             Prepared::Done(Checked {
                 signed_at: None,
-                subject,
+                subject: Some(subject),
                 result: Err((code, msg, help.to_string())),
             })
         };
@@ -1020,9 +1146,10 @@ impl<'a> Verifier<'a> {
         }
         // Only history mode judges retirement by signing time (the
         // OpenPGP signature's, else this one); the hook's hot path does
-        // not look for it. A commit's time comes from the bytes already
-        // read.
+        // not look for it beyond the bytes already read (kept for the
+        // verification cache, which history mode shares).
         let object_time = match kind {
+            ObjectType::Commit if !self.history => committer_time(raw, self.format()),
             _ if !self.history => None,
             ObjectType::Tag => self
                 .repo
@@ -1045,23 +1172,43 @@ impl<'a> Verifier<'a> {
         })
     }
 
-    /// The answer for a prepared object from its signature check.
+    /// The answer for a prepared object from its signature check; a
+    /// signature that verified is remembered in the verification cache.
     fn finish(
-        &self,
+        &mut self,
+        id: Oid,
         job: Job,
         result: Result<signature::Verified, signature::SigError>,
     ) -> Checked {
+        let (hits, verified) = self.stats.get();
+        self.stats.set((hits, verified + 1));
         let mut created = None;
         let result = result
             .map(|v| {
                 created = v.created;
+                if let (Some(store), Ok(key)) = (self.store.as_mut(), u32::try_from(v.key)) {
+                    store.put(
+                        id,
+                        sigcache::Entry {
+                            tag: job.what == "tag",
+                            key,
+                            created: v.created,
+                            expires: v.expires,
+                            object_time: job.object_time,
+                            signing_key: v.signing_key.map(String::into_boxed_str),
+                        },
+                    );
+                }
                 v.key
             })
             .map_err(|e| diags::signature_failure(e, job.what, &self.policy.path));
+        // Push mode never judges by signing time: as before, only the
+        // OpenPGP signature's own.
+        let object_time = if self.history { job.object_time } else { None };
         Checked {
-            subject: job.subject,
+            subject: Some(job.subject),
             result,
-            signed_at: created.or(job.object_time),
+            signed_at: created.or(object_time),
         }
     }
 
@@ -1149,23 +1296,27 @@ impl<'a> Verifier<'a> {
         outcome: &mut UpdateOutcome,
         found: &mut Vec<Finding>,
     ) -> Option<Signer> {
-        let subject = Some(checked.subject.clone());
+        // Read only when a finding needs it (a cached answer has none).
+        let subject = || match &checked.subject {
+            Some(s) => Some(s.clone()),
+            None => self.subject_of(id),
+        };
         let key_idx = match &checked.result {
             Ok(k) => *k,
             Err((code, msg, help)) => {
-                found.push(Finding::new(*code, msg.clone(), help.clone()).at_object(id, subject));
+                found.push(Finding::new(*code, msg.clone(), help.clone()).at_object(id, subject()));
                 return None;
             }
         };
         let (key, person) = match self.signer_of(key_idx) {
             Ok(x) => x,
             Err(f) => {
-                found.push(f.at_object(id, subject));
+                found.push(f.at_object(id, subject()));
                 return None;
             }
         };
         if let Some(f) = self.date_problem(key, person, what, checked.signed_at) {
-            found.push(f.at_object(id, subject));
+            found.push(f.at_object(id, subject()));
             return None;
         }
         let matching: Vec<String> = roles
@@ -1176,7 +1327,7 @@ impl<'a> Verifier<'a> {
         if matching.is_empty() {
             found.push(
                 diags::signer_lacks_role(what, person, &key.describe(), roles)
-                    .at_object(id, subject),
+                    .at_object(id, subject()),
             );
             return None;
         }
@@ -1262,6 +1413,9 @@ pub(crate) enum Prepared {
 const FIRST_BATCH: usize = 32;
 /// Most commits read ahead of the one being judged.
 const MAX_BATCH: usize = 1024;
+
+/// Objects a run checks before it reads the verification cache.
+const STORE_AFTER: usize = 64;
 
 /// Fewer signatures than this are checked in the calling thread.
 const PARALLEL_MIN: usize = 16;

@@ -899,7 +899,11 @@ pub fn decide(
 ) -> Decision {
     let policy = &in_force.policy;
     let ref_mode = in_force.chain.is_some();
-    let mut verifier = Verifier::new(repo, policy, now).started_at(started);
+    // The hook's verification cache: signatures verified by an earlier
+    // push or `verify` are not verified again (see the engine).
+    let mut verifier = Verifier::new(repo, policy, now)
+        .started_at(started)
+        .with_cache();
     if updates.len() > policy.limits.updates {
         // The engine counts only the refs it judges; proposals and
         // reserved refs count too.
@@ -916,6 +920,8 @@ pub fn decide(
         .map(|(u, _)| u.clone())
         .collect();
     let mut decision = verifier.decide(&ordinary);
+    // Only later pushes' time depends on it.
+    let _ = verifier.persist_cache();
     for (u, kind) in updates.iter().zip(kinds) {
         match kind {
             Kind::Ordinary => {}

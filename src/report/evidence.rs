@@ -475,6 +475,7 @@ pub struct LandedUnder {
 
 /// Build the report for `refname` from the history, under `policy`, judged
 /// at `now`. `since`: see [`parse_since`]; `None` goes back to the root.
+/// `cache`: use (and fill) the repository's verification cache.
 ///
 /// # Errors
 ///
@@ -486,7 +487,16 @@ pub fn build(
     since: Option<&str>,
     now: Timestamp,
     landed: Option<&LandedUnder>,
+    cache: bool,
 ) -> Result<Evidence, EvidenceError> {
+    let verifier_for = |p| {
+        let v = Verifier::new(repo, p, now).for_history();
+        if cache {
+            v.with_cache()
+        } else {
+            v
+        }
+    };
     let (target, resolved_from, tip) = resolve_ref(repo, refname)?;
     let since = since.map(|s| parse_since(repo, s)).transpose()?;
 
@@ -508,7 +518,7 @@ pub fn build(
     }
     let chain: Vec<Oid> = walk.collect::<Result<_, _>>().map_err(git_err)?;
 
-    let mut verifier = Verifier::new(repo, policy, now).for_history();
+    let mut verifier = verifier_for(policy);
     let mut earlier: Vec<Option<Verifier<'_>>> = landed
         .map(|l| l.policies.iter().map(|_| None).collect())
         .unwrap_or_default();
@@ -581,7 +591,7 @@ pub fn build(
         });
         let (decision, judged_by) = match under {
             Some((i, (p, name))) => {
-                let v = earlier[i].get_or_insert_with(|| Verifier::new(repo, p, now).for_history());
+                let v = earlier[i].get_or_insert_with(|| verifier_for(p));
                 (v.decide(&update), Some(name.clone()))
             }
             None => (verifier.decide(&update), None),
@@ -685,6 +695,12 @@ pub fn build(
             findings,
             judged_by,
         });
+    }
+    // The cache only saves later runs time: a failure to write it changes
+    // nothing in this report.
+    let _ = verifier.persist_cache();
+    for v in earlier.iter_mut().flatten() {
+        let _ = v.persist_cache();
     }
     let summary = summarize(&changes);
     Ok(Evidence {

@@ -48,6 +48,8 @@ pub struct Verified {
     pub created: Option<Timestamp>,
     /// The OpenPGP (sub)key that made the signature (hex fingerprint).
     pub signing_key: Option<String>,
+    /// When the signature itself expires, where it says (OpenPGP).
+    pub expires: Option<Timestamp>,
 }
 
 /// Why a signature does not count.
@@ -196,6 +198,7 @@ fn verify_ssh(
             format: Format::Ssh,
             created: None,
             signing_key: None,
+            expires: None,
         });
     }
     public
@@ -229,6 +232,7 @@ fn verify_ssh(
         format: Format::Ssh,
         created: None,
         signing_key: None,
+        expires: None,
     })
 }
 
@@ -332,6 +336,10 @@ impl Helper<'_> {
                     created: good
                         .sig
                         .signature_creation_time()
+                        .map(time::from_system_time),
+                    expires: good
+                        .sig
+                        .signature_expiration_time()
                         .map(time::from_system_time),
                 })
             }
@@ -440,6 +448,35 @@ fn verify_openpgp(
         .cert_checks
         .get_or(memo, || check_openpgp_now(keyring, &verified, &policy, now))?;
     Ok(verified)
+}
+
+/// The checks of an OpenPGP signature verified earlier (see
+/// [`crate::engine`]'s verification cache) that depend on the time of the
+/// check: the certificate and the very signing key must be valid, alive
+/// and unrevoked `now`, as [`verify`] requires. Memoized like there.
+///
+/// # Errors
+///
+/// [`SigError`]: expired or revoked now.
+pub fn recheck_openpgp(
+    keyring: &Keyring,
+    key: usize,
+    signing_key: &str,
+    now: Timestamp,
+) -> Result<(), SigError> {
+    let policy = StandardPolicy::new();
+    let verified = Verified {
+        key,
+        format: Format::OpenPgp,
+        created: None,
+        signing_key: Some(signing_key.to_string()),
+        expires: None,
+    };
+    keyring
+        .cert_checks
+        .get_or((key, signing_key.to_string(), now), || {
+            check_openpgp_now(keyring, &verified, &policy, now)
+        })
 }
 
 const PGP_BEGIN: &[u8] = b"-----BEGIN PGP SIGNATURE-----";

@@ -16,6 +16,7 @@ mod admin;
 mod approvals;
 mod audit;
 mod audit_disk;
+mod cache;
 mod gitolite;
 mod golden;
 mod gov_attack;

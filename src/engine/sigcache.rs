@@ -1,0 +1,652 @@
+//! The verification cache: which key's signature verified over which
+//! object, remembered between runs in `$GIT_DIR/countersign/cache/`.
+//!
+//! What is kept is only what does not depend on the time of the check or
+//! on the rule: "object X (a commit or tag) carries a signature that
+//! verifies with keyring entry K" (for OpenPGP also the signature's
+//! creation and expiry times and the signing subkey). Everything that can
+//! change with time — key and person dates, roles, OpenPGP certificate
+//! validity and revocation *now*, signature expiry — is judged again on
+//! every run from the policy in force, so a cached answer gives exactly
+//! the finding a fresh verification would. Failures are never kept: a bad
+//! signature is verified again (and reported again) every time.
+//!
+//! **Keyed by the verification context.** One file per context: a digest
+//! of this program's version, the object format, the per-object limits and
+//! every key of the keyring in order (its person, fingerprint and public
+//! material, certificates in full). Any change of the keys or limits is a
+//! new context and starts empty; an answer is never used across policy
+//! versions that differ in anything verification depends on. Old context
+//! files are removed, keeping the few most recently used.
+//!
+//! **Authenticated.** Each appended chunk carries an HMAC-SHA256 under a
+//! random key in `cache/key`, readable by its owner only. Anyone who can
+//! write the cache files but not read that key (a group member of a
+//! shared repository) cannot forge an entry: a chunk that does not verify
+//! ends the file there and the rest is ignored (and rewritten). A user who
+//! cannot read the key runs without the cache.
+//!
+//! **Bounded.** A file is read only up to [`MAX_FILE_BYTES`]; a larger or
+//! damaged file is ignored and replaced. Nothing here ever changes a
+//! decision: a cache that cannot be read or written only costs time.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Oid};
+use sha2::{Digest, Sha256};
+
+use crate::policy::keys::Material;
+use crate::policy::Policy;
+use crate::time::Timestamp;
+
+/// The cache directory, relative to the git directory.
+pub const DIR: &str = "countersign/cache";
+/// Largest cache file read (and written: a larger one starts again).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+/// Context files kept (most recently used first).
+const KEEP_FILES: usize = 4;
+/// Entries in one appended chunk at most (a reader refuses more).
+const MAX_CHUNK: usize = 1 << 20;
+/// New entries remembered by one run at most (beyond, not remembered).
+const MAX_FRESH: usize = 4 << 20;
+/// Longest OpenPGP signing-key fingerprint kept (hex).
+const MAX_FPR: usize = 128;
+const MAGIC: &[u8] = b"countersign verification cache 1\n";
+const FILE_PREFIX: &str = "v1-";
+
+/// One remembered verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// Commit or tag.
+    pub(crate) tag: bool,
+    /// The keyring index that verified.
+    pub(crate) key: u32,
+    /// OpenPGP signature creation time.
+    pub(crate) created: Option<Timestamp>,
+    /// OpenPGP signature expiry time.
+    pub(crate) expires: Option<Timestamp>,
+    /// Committer or tagger time, where it was read.
+    pub(crate) object_time: Option<Timestamp>,
+    /// The OpenPGP (sub)key that signed (hex fingerprint).
+    pub(crate) signing_key: Option<Box<str>>,
+}
+
+impl Entry {
+    /// Whether it describes an object of `kind`.
+    pub(crate) fn is(&self, kind: ObjectType) -> bool {
+        self.tag == (kind == ObjectType::Tag)
+    }
+}
+
+/// The cache of one verification context, loaded; new entries are added
+/// in memory and written by [`SigCache::persist`].
+pub(crate) struct SigCache {
+    dir: PathBuf,
+    file: PathBuf,
+    context: [u8; 32],
+    mac_key: [u8; 32],
+    oid_len: usize,
+    entries: HashMap<Oid, Entry>,
+    fresh: Vec<(Oid, Entry)>,
+    /// The file was read (see [`Self::load`]).
+    loaded: bool,
+    /// The file on disk is missing or damaged: write it whole.
+    rewrite: bool,
+    /// Bytes of the file as read.
+    size: u64,
+}
+
+/// The digest naming the verification context of `policy`.
+pub(crate) fn context_of(policy: &Policy, format: git2::ObjectFormat) -> [u8; 32] {
+    use sequoia_openpgp::serialize::MarshalInto;
+    let mut h = Sha256::new();
+    let mut field = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    field(MAGIC);
+    field(env!("CARGO_PKG_VERSION").as_bytes());
+    field(format!("{format:?}").as_bytes());
+    field(super::GIT_NAMESPACE.as_bytes());
+    let l = &policy.limits;
+    field(format!("{} {}", l.object_bytes, l.signature_bytes).as_bytes());
+    let mut i = 0;
+    while let Some(k) = policy.keyring.get(i) {
+        field(k.person.as_bytes());
+        field(k.fingerprint.as_bytes());
+        match &k.material {
+            Material::Ssh(p) => {
+                field(b"ssh");
+                field(&p.to_bytes().unwrap_or_default());
+            }
+            Material::OpenPgp(c) => {
+                field(b"openpgp");
+                field(&c.to_vec().unwrap_or_default());
+            }
+        }
+        i += 1;
+    }
+    h.finalize().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// HMAC-SHA256 (RFC 2104).
+fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let mut ipad = [0x36u8; 64];
+    let mut opad = [0x5cu8; 64];
+    for (i, k) in key.iter().enumerate() {
+        ipad[i] ^= k;
+        opad[i] ^= k;
+    }
+    let mut inner = Sha256::new();
+    inner.update(ipad);
+    for p in parts {
+        inner.update(p);
+    }
+    let inner = inner.finalize();
+    let mut outer = Sha256::new();
+    outer.update(opad);
+    outer.update(inner);
+    outer.finalize().into()
+}
+
+/// The owner-only MAC key, made when missing.
+fn mac_key(dir: &Path) -> Option<[u8; 32]> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let path = dir.join("key");
+    let read = |path: &Path| -> Option<[u8; 32]> {
+        let mut f = File::open(path).ok()?;
+        let meta = f.metadata().ok()?;
+        // Only a key nobody else can read or have written counts.
+        if !meta.is_file()
+            || meta.permissions().mode() & 0o077 != 0
+            || meta.uid() != current_uid(dir)?
+            || meta.len() != 32
+        {
+            return None;
+        }
+        let mut k = [0u8; 32];
+        f.read_exact(&mut k).ok()?;
+        Some(k)
+    };
+    if let Some(k) = read(&path) {
+        return Some(k);
+    }
+    if path.symlink_metadata().is_ok() {
+        return None;
+    }
+    let mut k = [0u8; 32];
+    File::open("/dev/urandom").ok()?.read_exact(&mut k).ok()?;
+    let tmp = dir.join(format!("key.{}", std::process::id()));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .ok()?;
+    let _ = f.set_permissions(fs::Permissions::from_mode(0o600));
+    if f.write_all(&k).and_then(|()| f.sync_all()).is_err() {
+        let _ = fs::remove_file(&tmp);
+        return None;
+    }
+    // Another run may have made one meanwhile: theirs wins.
+    let linked = fs::hard_link(&tmp, &path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Some(k),
+        Err(_) => read(&path),
+    }
+}
+
+/// The uid this process runs as: the owner of a file it just made.
+fn current_uid(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    static UID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UID.get_or_init(|| {
+        let probe = dir.join(format!(".uid.{}", std::process::id()));
+        let f = File::create(&probe).ok()?;
+        let uid = f.metadata().ok().map(|m| m.uid());
+        let _ = fs::remove_file(&probe);
+        uid
+    })
+}
+
+impl SigCache {
+    /// The cache of `policy`'s context in `git_dir`, loaded; `None` when
+    /// the directory cannot be made or its key cannot be had (no cache).
+    pub(crate) fn open(
+        git_dir: &Path,
+        policy: &Policy,
+        format: git2::ObjectFormat,
+    ) -> Option<Self> {
+        let dir = git_dir.join(DIR);
+        if fs::create_dir_all(&dir).is_err() {
+            return None;
+        }
+        let mac_key = mac_key(&dir)?;
+        let context = context_of(policy, format);
+        let file = dir.join(format!("{FILE_PREFIX}{}", hex(&context[..16])));
+        let oid_len = match format {
+            git2::ObjectFormat::Sha1 => 20,
+            git2::ObjectFormat::Sha256 => 32,
+        };
+        let cache = SigCache {
+            dir,
+            file,
+            context,
+            mac_key,
+            oid_len,
+            entries: HashMap::new(),
+            fresh: Vec::new(),
+            loaded: false,
+            rewrite: true,
+            size: 0,
+        };
+        if fs::symlink_metadata(&cache.file).is_ok_and(|m| !m.is_file()) {
+            return None;
+        }
+        Some(cache)
+    }
+
+    /// Whether the file has been read.
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
+    fn header(&self) -> Vec<u8> {
+        let mut h = MAGIC.to_vec();
+        h.extend_from_slice(&self.context);
+        h.push(self.oid_len as u8);
+        h
+    }
+
+    /// Read the file: a run that checks a handful of objects (most
+    /// pushes) never pays for reading a large cache; it only appends.
+    pub(crate) fn load(&mut self) {
+        if self.loaded {
+            return;
+        }
+        self.loaded = true;
+        let Ok(f) = File::open(&self.file) else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        if f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).is_err()
+            || bytes.len() as u64 > MAX_FILE_BYTES
+        {
+            return;
+        }
+        let header = self.header();
+        let Some(mut rest) = bytes.strip_prefix(header.as_slice()) else {
+            return;
+        };
+        let mut damaged = false;
+        while !rest.is_empty() {
+            match self.chunk(rest) {
+                Some((entries, used)) => {
+                    for (id, e) in entries {
+                        self.entries.insert(id, e);
+                    }
+                    rest = &rest[used..];
+                }
+                None => {
+                    damaged = true;
+                    break;
+                }
+            }
+        }
+        self.size = bytes.len() as u64;
+        self.rewrite = damaged;
+    }
+
+    /// One chunk: `count u32`, `length u32`, records, HMAC of the context
+    /// and everything before it in the chunk. `None` if damaged.
+    fn chunk(&self, bytes: &[u8]) -> Option<(Vec<(Oid, Entry)>, usize)> {
+        let count = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?) as usize;
+        let len = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?) as usize;
+        if count > MAX_CHUNK {
+            return None;
+        }
+        let body_end = 8usize.checked_add(len)?;
+        let body = bytes.get(8..body_end)?;
+        let mac = bytes.get(body_end..body_end.checked_add(32)?)?;
+        let want = hmac(&self.mac_key, &[&self.context, bytes.get(..body_end)?]);
+        if !constant_eq(mac, &want) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(count);
+        let mut r = Reader(body);
+        for _ in 0..count {
+            let id = Oid::from_bytes(r.take(self.oid_len)?).ok()?;
+            let flags = r.take(1)?[0];
+            let key = u32::from_le_bytes(r.take(4)?.try_into().ok()?);
+            let mut time = |bit: u8| -> Option<Option<Timestamp>> {
+                if flags & bit == 0 {
+                    return Some(None);
+                }
+                Some(Some(i64::from_le_bytes(r.take(8)?.try_into().ok()?)))
+            };
+            let created = time(2)?;
+            let expires = time(4)?;
+            let object_time = time(8)?;
+            let signing_key = if flags & 16 != 0 {
+                let n = r.take(1)?[0] as usize;
+                let s = std::str::from_utf8(r.take(n)?).ok()?;
+                Some(s.into())
+            } else {
+                None
+            };
+            out.push((
+                id,
+                Entry {
+                    tag: flags & 1 != 0,
+                    key,
+                    created,
+                    expires,
+                    object_time,
+                    signing_key,
+                },
+            ));
+        }
+        if !r.0.is_empty() {
+            return None;
+        }
+        Some((out, body_end + 32))
+    }
+
+    fn encode_chunk(&self, entries: &[(Oid, Entry)]) -> Vec<u8> {
+        let mut body = Vec::with_capacity(entries.len() * (self.oid_len + 16));
+        for (id, e) in entries {
+            let mut flags = u8::from(e.tag);
+            let fpr = e.signing_key.as_deref().filter(|s| s.len() <= MAX_FPR);
+            for (bit, present) in [
+                (2, e.created.is_some()),
+                (4, e.expires.is_some()),
+                (8, e.object_time.is_some()),
+                (16, fpr.is_some()),
+            ] {
+                if present {
+                    flags |= bit;
+                }
+            }
+            body.extend_from_slice(id.as_bytes());
+            body.push(flags);
+            body.extend_from_slice(&e.key.to_le_bytes());
+            for t in [e.created, e.expires, e.object_time].into_iter().flatten() {
+                body.extend_from_slice(&t.to_le_bytes());
+            }
+            if let Some(s) = fpr {
+                body.push(s.len() as u8);
+                body.extend_from_slice(s.as_bytes());
+            }
+        }
+        let mut out = Vec::with_capacity(body.len() + 40);
+        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        let mac = hmac(&self.mac_key, &[&self.context, &out]);
+        out.extend_from_slice(&mac);
+        out
+    }
+
+    /// What is remembered of `id`.
+    pub(crate) fn get(&self, id: &Oid) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+
+    /// Remember a verification (written by [`Self::persist`]).
+    pub(crate) fn put(&mut self, id: Oid, entry: Entry) {
+        if self.fresh.len() >= MAX_FRESH {
+            return;
+        }
+        if self.entries.contains_key(&id) {
+            return;
+        }
+        // Only the new entries are kept twice (in `fresh`, until written).
+        self.entries.insert(id, entry.clone());
+        self.fresh.push((id, entry));
+    }
+
+    /// Entries remembered in all.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Write what was learnt: appended as one chunk (under a lock), or
+    /// the whole file written anew when it was missing or damaged.
+    pub(crate) fn persist(&mut self) -> Result<(), String> {
+        if self.fresh.is_empty() && !self.rewrite {
+            return Ok(());
+        }
+        let lock = File::create(self.dir.join("lock")).map_err(|e| e.to_string())?;
+        lock.lock().map_err(|e| e.to_string())?;
+        let fresh = std::mem::take(&mut self.fresh);
+        let mut chunks = Vec::new();
+        for part in fresh.chunks(MAX_CHUNK) {
+            chunks.extend(self.encode_chunk(part));
+        }
+        let current = fs::metadata(&self.file).map(|m| m.len()).ok();
+        // Appending is right onto the very file that was read (its size
+        // unchanged or grown by other runs' appends, still valid), or onto
+        // one not read at all (a damaged one is rewritten by the next run
+        // that reads it); each chunk stands on its own.
+        let append = current.is_some_and(|n| !self.loaded || (!self.rewrite && n >= self.size))
+            && current.unwrap_or(0) + chunks.len() as u64 <= MAX_FILE_BYTES;
+        let result = if append {
+            OpenOptions::new()
+                .append(true)
+                .open(&self.file)
+                .and_then(|mut f| f.write_all(&chunks))
+                .map_err(|e| e.to_string())
+        } else {
+            self.write_whole(&chunks)
+        };
+        if result.is_ok() {
+            self.rewrite = false;
+            self.size = fs::metadata(&self.file).map(|m| m.len()).unwrap_or(0);
+            self.prune();
+        }
+        drop(lock);
+        result
+    }
+
+    /// The file anew: header, every entry known (when it fits), `fresh`.
+    fn write_whole(&self, fresh: &[u8]) -> Result<(), String> {
+        let mut out = self.header();
+        let known: Vec<(Oid, Entry)> = self
+            .entries
+            .iter()
+            .map(|(id, e)| (*id, e.clone()))
+            .collect();
+        let mut all = Vec::new();
+        for part in known.chunks(MAX_CHUNK) {
+            all.extend(self.encode_chunk(part));
+        }
+        if (out.len() + all.len()) as u64 <= MAX_FILE_BYTES {
+            out.extend(all);
+        } else if (out.len() + fresh.len()) as u64 <= MAX_FILE_BYTES {
+            out.extend_from_slice(fresh);
+        }
+        let tmp = self.dir.join(format!(".tmp.{}", std::process::id()));
+        let written = File::create(&tmp)
+            .and_then(|mut f| f.write_all(&out).and_then(|()| f.sync_all()))
+            .and_then(|()| fs::rename(&tmp, &self.file));
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written.map_err(|e| e.to_string())
+    }
+
+    /// Remove all but the [`KEEP_FILES`] most recently written contexts.
+    fn prune(&self) {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = dir
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(FILE_PREFIX))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        if files.len() <= KEEP_FILES {
+            return;
+        }
+        files.sort_by_key(|f| std::cmp::Reverse(f.0));
+        for (_, path) in files.into_iter().skip(KEEP_FILES) {
+            if path != self.file {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(dir: &Path) -> SigCache {
+        let mut c = SigCache {
+            dir: dir.to_path_buf(),
+            file: dir.join("v1-test"),
+            context: [7; 32],
+            mac_key: mac_key(dir).unwrap_or([1; 32]),
+            oid_len: 20,
+            entries: HashMap::new(),
+            fresh: Vec::new(),
+            loaded: false,
+            rewrite: true,
+            size: 0,
+        };
+        c.load();
+        c
+    }
+
+    fn entry(i: u8) -> (Oid, Entry) {
+        let id = Oid::from_bytes(&[i; 20]).unwrap_or(Oid::ZERO_SHA1);
+        (
+            id,
+            Entry {
+                tag: i.is_multiple_of(2),
+                key: u32::from(i),
+                created: i.is_multiple_of(3).then_some(1_700_000_000 + i64::from(i)),
+                expires: i.is_multiple_of(5).then_some(1_800_000_000),
+                object_time: Some(-5),
+                signing_key: i.is_multiple_of(3).then(|| "ABCDEF0123".into()),
+            },
+        )
+    }
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "countersign-sigcache-{name}-{}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap_or_default();
+        d
+    }
+
+    #[test]
+    fn entries_survive_a_round_trip_and_appends() {
+        let d = tmpdir("round");
+        let mut c = cache(&d);
+        for i in 1..10 {
+            let (id, e) = entry(i);
+            c.put(id, e);
+        }
+        assert!(c.persist().is_ok());
+        let mut c2 = cache(&d);
+        assert_eq!(c2.len(), 9);
+        for i in 1..10 {
+            let (id, e) = entry(i);
+            assert_eq!(c2.get(&id), Some(&e));
+        }
+        // A second run appends.
+        let (id, e) = entry(42);
+        c2.put(id, e.clone());
+        assert!(c2.persist().is_ok());
+        let c3 = cache(&d);
+        assert_eq!(c3.len(), 10);
+        assert_eq!(c3.get(&id), Some(&e));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_forged_or_damaged_chunk_ends_the_file() {
+        let d = tmpdir("forged");
+        let mut c = cache(&d);
+        let (id1, e1) = entry(1);
+        c.put(id1, e1);
+        assert!(c.persist().is_ok());
+        // Someone who can write the file but not read the key appends an
+        // entry with a MAC under another key: it is not believed.
+        let mut forger = cache(&d);
+        forger.mac_key = [9; 32];
+        let (id2, e2) = entry(2);
+        let chunk = forger.encode_chunk(&[(id2, e2)]);
+        let mut f = OpenOptions::new().append(true).open(d.join("v1-test")).ok();
+        if let Some(f) = f.as_mut() {
+            let _ = f.write_all(&chunk);
+        }
+        let c2 = cache(&d);
+        assert!(c2.get(&id1).is_some());
+        assert!(c2.get(&id2).is_none(), "a forged entry was believed");
+        assert!(c2.rewrite);
+        // A flipped byte inside the genuine chunk: nothing is believed.
+        let mut bytes = fs::read(d.join("v1-test")).unwrap_or_default();
+        let at = MAGIC.len() + 33 + 8;
+        bytes[at] ^= 1;
+        let _ = fs::write(d.join("v1-test"), &bytes);
+        let c3 = cache(&d);
+        assert_eq!(c3.len(), 0);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_key_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tmpdir("key");
+        let k = mac_key(&d);
+        assert!(k.is_some());
+        assert_eq!(mac_key(&d), k, "the key is kept");
+        let _ = fs::set_permissions(d.join("key"), fs::Permissions::from_mode(0o644));
+        assert_eq!(mac_key(&d), None, "a key others can read is not used");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231 test case 2 uses a short key; ours is always 32 bytes,
+        // so check against the construction with the key zero-padded:
+        // HMAC pads keys shorter than the block size with zeros.
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        let mac = hmac(&key, &[b"what do ya want ", b"for nothing?"]);
+        assert_eq!(
+            hex(&mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}
