@@ -828,44 +828,67 @@ impl<'a> Verifier<'a> {
                 return;
             }
         }
-        // The walk is read ahead in batches whose signatures are checked
-        // on every core; each commit is then judged in walk order exactly
-        // as before (the checks are cached), so the findings are the same.
+        // The walk is read while a pool verifies the signatures of what it
+        // yields, on every core; each commit is then judged in walk order
+        // (the answers are cached), so the findings are those of judging
+        // one commit after the other. In the hook the walk stops one past
+        // the `commits` budget, where judging stops too.
+        let cap = if self.budget.counted {
+            self.budget
+                .limits
+                .commits
+                .saturating_sub(self.budget.commits)
+                .saturating_add(1)
+        } else {
+            usize::MAX
+        };
         let mut walk = walk.fuse();
-        let mut ahead = std::collections::VecDeque::new();
-        let mut batch = FIRST_BATCH;
-        loop {
-            if ahead.is_empty() {
-                for r in walk.by_ref().take(batch) {
-                    let stop = r.is_err();
-                    ahead.push_back(r);
-                    if stop {
-                        break;
+        let mut head: Vec<Oid> = Vec::new();
+        let mut walk_error = None;
+        for r in walk.by_ref() {
+            match r {
+                Ok(id) => head.push(id),
+                Err(e) => {
+                    walk_error = Some(e);
+                    break;
+                }
+            }
+            if head.len() >= PARALLEL_MIN.min(cap) {
+                break;
+            }
+        }
+        let mut ids = head.clone();
+        if walk_error.is_some() || head.len() < PARALLEL_MIN.min(cap) || head.len() >= cap {
+            self.prefetch(&head, ObjectType::Commit);
+        } else {
+            let rest = std::iter::from_fn(|| {
+                if ids.len() >= cap || walk_error.is_some() {
+                    return None;
+                }
+                match walk.next()? {
+                    Ok(id) => {
+                        ids.push(id);
+                        Some(id)
+                    }
+                    Err(e) => {
+                        walk_error = Some(e);
+                        None
                     }
                 }
-                let ids: Vec<Oid> = ahead
-                    .iter()
-                    .filter_map(|r| r.as_ref().ok().copied())
-                    .collect();
-                self.prefetch(&ids, ObjectType::Commit);
-                batch = (batch * 2).min(MAX_BATCH);
-            }
-            let Some(id) = ahead.pop_front() else {
-                return;
-            };
+            });
+            let all = head.into_iter().chain(rest);
+            self.prefetch_iter(all, cap, ObjectType::Commit);
+        }
+        for id in ids {
             if !self.budget.commit() || self.budget.full(found.len()) {
                 return;
             }
-            let id = match id {
-                Ok(id) => id,
-                Err(e) => {
-                    found.push(missing(new, &e));
-                    return;
-                }
-            };
             outcome.commits_checked += 1;
             let checked = self.check_object(id, ObjectType::Commit);
             self.authorize(id, &checked, roles, "commit", outcome, found);
+        }
+        if let Some(e) = walk_error {
+            found.push(missing(new, &e));
         }
     }
 
@@ -957,7 +980,7 @@ impl<'a> Verifier<'a> {
                     GIT_NAMESPACE,
                     self.now,
                 );
-                self.finish(id, job, result)
+                self.finish(id, job.meta(), result)
             }
         }
     }
@@ -969,16 +992,27 @@ impl<'a> Verifier<'a> {
     /// each signature to a pool of verifying threads as soon as it is
     /// read, then verifies what is left itself.
     pub(crate) fn prefetch(&mut self, ids: &[Oid], kind: ObjectType) {
+        self.prefetch_iter(ids.iter().copied(), ids.len(), kind);
+    }
+
+    /// [`Self::prefetch`] of the objects `ids` yields as it is pulled
+    /// (a revision walk: the walk goes on while the pool verifies), about
+    /// `hint` of them (few: this thread only). Jobs waiting for the pool
+    /// are bounded ([`QUEUE`]): when the pool is behind, this thread
+    /// verifies too. Answers are taken back as they come, so memory holds
+    /// answers, not the objects read. In the hook, the `seconds` budget is
+    /// looked at as it goes; past it, nothing more is pulled.
+    fn prefetch_iter(&mut self, ids: impl Iterator<Item = Oid>, hint: usize, kind: ObjectType) {
         // Few objects (a change of a report, a small push) are not worth a
         // thread; the count of CPUs is only asked for when it matters.
-        self.asking(ids.len());
-        let threads = if ids.len() < PARALLEL_MIN {
+        self.asking(hint);
+        let threads = if hint < PARALLEL_MIN {
             1
         } else {
             verify_threads()
         };
         if threads < 2 {
-            for &id in ids {
+            for id in ids {
                 self.check_object(id, kind);
             }
             return;
@@ -994,24 +1028,45 @@ impl<'a> Verifier<'a> {
                 now,
             )
         };
-        type Done = (Oid, Job, Result<signature::Verified, signature::SigError>);
-        let (to_pool, jobs) = std::sync::mpsc::channel::<(Oid, Job)>();
+        type Answer = (
+            Oid,
+            JobMeta,
+            Result<signature::Verified, signature::SigError>,
+        );
+        let (to_pool, jobs) = std::sync::mpsc::sync_channel::<(Oid, Job)>(QUEUE);
+        let (to_main, answers) = std::sync::mpsc::channel::<Answer>();
         let jobs = std::sync::Mutex::new(jobs);
         let next = || match jobs.lock() {
             Ok(rx) => rx.recv().ok(),
             Err(p) => p.into_inner().recv().ok(),
         };
-        let work = || {
-            let mut out = Vec::new();
+        let work = |to_main: std::sync::mpsc::Sender<Answer>| {
             while let Some((id, job)) = next() {
                 let r = verify(&job);
-                out.push((id, job, r));
+                if to_main.send((id, job.meta(), r)).is_err() {
+                    break;
+                }
             }
-            out
         };
-        let done: Vec<Done> = std::thread::scope(|scope| {
-            let pool: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-            for &id in ids {
+        std::thread::scope(|scope| {
+            let pool: Vec<_> = (1..threads)
+                .map(|_| {
+                    let tx = to_main.clone();
+                    scope.spawn(move || work(tx))
+                })
+                .collect();
+            let mut pulled = 0usize;
+            for id in ids {
+                pulled += 1;
+                if pulled.is_multiple_of(256) {
+                    if self.budget.remaining().is_some_and(|d| d.is_zero()) {
+                        break;
+                    }
+                    while let Ok((id, meta, r)) = answers.try_recv() {
+                        let c = self.finish(id, meta, r);
+                        self.cache.insert(id, c);
+                    }
+                }
                 if self.cache.contains_key(&id) || self.in_store(&id, kind) {
                     continue;
                 }
@@ -1020,31 +1075,34 @@ impl<'a> Verifier<'a> {
                         self.cache.insert(id, c);
                     }
                     Prepared::Verify(job) => {
-                        // The pool only stops once `to_pool` is dropped.
-                        if let Err(std::sync::mpsc::SendError((id, job))) = to_pool.send((id, job))
+                        // The pool only stops once `to_pool` is dropped; a
+                        // full queue means this thread verifies this one.
+                        if let Err(
+                            std::sync::mpsc::TrySendError::Full((id, job))
+                            | std::sync::mpsc::TrySendError::Disconnected((id, job)),
+                        ) = to_pool.try_send((id, job))
                         {
                             let r = verify(&job);
-                            let c = self.finish(id, job, r);
+                            let c = self.finish(id, job.meta(), r);
                             self.cache.insert(id, c);
                         }
                     }
                 }
             }
             drop(to_pool);
-            let mut done = work();
+            work(to_main.clone());
+            drop(to_main);
             for h in pool {
-                match h.join() {
-                    Ok(part) => done.extend(part),
+                if let Err(panic) = h.join() {
                     // A panic in a worker is a panic here, as it would
                     // have been without threads.
-                    Err(panic) => std::panic::resume_unwind(panic),
+                    std::panic::resume_unwind(panic);
                 }
             }
-            done
         });
-        for (id, job, r) in done {
-            let checked = self.finish(id, job, r);
-            self.cache.insert(id, checked);
+        for (id, meta, r) in answers.try_iter() {
+            let c = self.finish(id, meta, r);
+            self.cache.insert(id, c);
         }
     }
 
@@ -1177,7 +1235,7 @@ impl<'a> Verifier<'a> {
     fn finish(
         &mut self,
         id: Oid,
-        job: Job,
+        job: JobMeta,
         result: Result<signature::Verified, signature::SigError>,
     ) -> Checked {
         let (hits, verified) = self.stats.get();
@@ -1205,8 +1263,11 @@ impl<'a> Verifier<'a> {
         // Push mode never judges by signing time: as before, only the
         // OpenPGP signature's own.
         let object_time = if self.history { job.object_time } else { None };
+        // A good signature's subject is read again only if a finding
+        // needs it (a role or a date): a million subjects are not kept.
+        let subject = result.is_err().then_some(job.subject);
         Checked {
-            subject: Some(job.subject),
+            subject,
             result,
             signed_at: created.or(object_time),
         }
@@ -1400,6 +1461,26 @@ pub(crate) struct Job {
     object_time: Option<Timestamp>,
 }
 
+/// What is kept of a [`Job`] once its signature is checked.
+pub(crate) struct JobMeta {
+    what: &'static str,
+    subject: String,
+    object_time: Option<Timestamp>,
+}
+
+impl Job {
+    fn meta(&self) -> JobMeta {
+        JobMeta {
+            what: self.what,
+            subject: self.subject.clone(),
+            object_time: self.object_time,
+        }
+    }
+}
+
+/// Objects read ahead and waiting for a verifying thread, at most.
+const QUEUE: usize = 1024;
+
 /// What reading one object gave.
 pub(crate) enum Prepared {
     /// Its final answer; no signature to check.
@@ -1407,12 +1488,6 @@ pub(crate) enum Prepared {
     /// A signature to check.
     Verify(Job),
 }
-
-/// Commits read ahead by the first batch of a walk; each next batch
-/// doubles, up to [`MAX_BATCH`] (a push of a few commits stays cheap).
-const FIRST_BATCH: usize = 32;
-/// Most commits read ahead of the one being judged.
-const MAX_BATCH: usize = 1024;
 
 /// Objects a run checks before it reads the verification cache.
 const STORE_AFTER: usize = 64;
