@@ -1006,7 +1006,7 @@ fn verify(
     };
     let mut verifier = Verifier::new(&repo, &policy, time::now()).for_history();
     if cache {
-        verifier = verifier.with_cache();
+        verifier = verifier.with_cache().with_walk_memo();
     }
     let decision = verifier.decide(&updates);
     // Only later runs' time depends on it.

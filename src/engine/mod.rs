@@ -265,6 +265,8 @@ pub struct Verifier<'a> {
     store: Option<sigcache::SigCache>,
     /// Objects asked for so far (the cache is read once there are many).
     asked: usize,
+    /// Remember whole walks in the cache (see [`Self::with_walk_memo`]).
+    walk_memo: bool,
     /// Answers taken from the verification cache, signatures verified.
     pub(crate) stats: std::cell::Cell<(usize, usize)>,
     pub(crate) budget: Budget,
@@ -296,6 +298,7 @@ impl<'a> Verifier<'a> {
             cache: HashMap::new(),
             store: None,
             asked: 0,
+            walk_memo: false,
             stats: std::cell::Cell::new((0, 0)),
             budget: Budget::new(policy.limits),
         }
@@ -318,6 +321,16 @@ impl<'a> Verifier<'a> {
                 s.load();
             }
         }
+        self
+    }
+
+    /// Also remember, in the cache, the list of commits a walk of the
+    /// history gave (history mode): re-verifying the same tip, or a tip
+    /// that adds a line of commits to one verified before, does not walk
+    /// the whole history again. For `verify`, which walks whole histories;
+    /// not for `report`, whose walks are one change each.
+    pub fn with_walk_memo(mut self) -> Self {
+        self.walk_memo = true;
         self
     }
 
@@ -822,11 +835,25 @@ impl<'a> Verifier<'a> {
             }
         }
         hide.extend(baseline);
-        for h in hide {
+        for &h in &hide {
             if let Err(e) = walk.hide(h) {
                 found.push(missing(h, &e));
                 return;
             }
+        }
+        // A walk remembered for this tip, or one this tip extends by a
+        // line of commits, is not walked again (`verify` with the cache).
+        if let Some(ids) = self.remembered_walk(new, &hide) {
+            self.prefetch(&ids, ObjectType::Commit);
+            for id in ids {
+                if !self.budget.commit() || self.budget.full(found.len()) {
+                    return;
+                }
+                outcome.commits_checked += 1;
+                let checked = self.check_object(id, ObjectType::Commit);
+                self.authorize(id, &checked, roles, "commit", outcome, found);
+            }
+            return;
         }
         // The walk is read while a pool verifies the signatures of what it
         // yields, on every core; each commit is then judged in walk order
@@ -879,7 +906,7 @@ impl<'a> Verifier<'a> {
             let all = head.into_iter().chain(rest);
             self.prefetch_iter(all, cap, ObjectType::Commit);
         }
-        for id in ids {
+        for &id in &ids {
             if !self.budget.commit() || self.budget.full(found.len()) {
                 return;
             }
@@ -887,9 +914,87 @@ impl<'a> Verifier<'a> {
             let checked = self.check_object(id, ObjectType::Commit);
             self.authorize(id, &checked, roles, "commit", outcome, found);
         }
-        if let Some(e) = walk_error {
-            found.push(missing(new, &e));
+        match walk_error {
+            Some(e) => found.push(missing(new, &e)),
+            None => self.remember_walk(new, &hide, ids),
         }
+    }
+
+    /// The commits a walk from `new` hiding `hides` gives, in its order,
+    /// as remembered by an earlier `verify` (only with
+    /// [`Self::with_walk_memo`]): the same walk, or one whose tip `new`
+    /// extends by a line of commits each with one parent, when the walk
+    /// remembered was such a line too (then the order is forced: child
+    /// before parent, so the walk from `new` is the new line followed by
+    /// the remembered one). `None`: walk.
+    fn remembered_walk(&self, new: Oid, hides: &[Oid]) -> Option<Vec<Oid>> {
+        if !self.walk_memo || self.budget.counted {
+            return None;
+        }
+        let store = self.store.as_ref().filter(|s| s.is_loaded())?;
+        let memo = store.walk(self.repo.path(), hides)?;
+        if memo.tip == new {
+            return Some(memo.ids);
+        }
+        if !memo.linear {
+            return None;
+        }
+        let mut walk = self.repo.revwalk().ok()?;
+        walk.push(new).ok()?;
+        for &h in hides.iter().chain([&memo.tip]) {
+            walk.hide(h).ok()?;
+        }
+        // Longer than this, walking afresh costs about the same.
+        let most = memo.ids.len() / 2 + 1000;
+        let mut line = Vec::new();
+        let mut expected = new;
+        for r in walk {
+            let id = r.ok()?;
+            if id != expected || line.len() >= most {
+                return None;
+            }
+            let c = self.repo.find_commit(id).ok()?;
+            if c.parent_count() != 1 {
+                return None;
+            }
+            expected = c.parent_id(0).ok()?;
+            line.push(id);
+        }
+        if expected != memo.tip {
+            return None;
+        }
+        line.extend(memo.ids);
+        Some(line)
+    }
+
+    /// Remember the walk from `new` hiding `hides` (see
+    /// [`Self::remembered_walk`]): whether every commit in it has at most
+    /// one parent is known from the cache or read.
+    fn remember_walk(&self, new: Oid, hides: &[Oid], ids: Vec<Oid>) {
+        if !self.walk_memo || self.budget.counted || ids.len() < STORE_AFTER {
+            return;
+        }
+        let Some(store) = self.store.as_ref().filter(|s| s.is_loaded()) else {
+            return;
+        };
+        let linear = ids
+            .iter()
+            .all(|id| match store.get(id).and_then(|e| e.parents) {
+                Some(p) => p <= 1,
+                None => self
+                    .repo
+                    .find_commit(*id)
+                    .is_ok_and(|c| c.parent_count() <= 1),
+            });
+        store.remember_walk(
+            self.repo.path(),
+            hides,
+            &sigcache::Walk {
+                tip: new,
+                linear,
+                ids,
+            },
+        );
     }
 
     /// Count `n` more objects to check; read the verification cache once
@@ -1227,6 +1332,7 @@ impl<'a> Verifier<'a> {
             signature: sig,
             payload: signed.payload,
             object_time,
+            parents: (kind == ObjectType::Commit).then(|| parent_count(raw)),
         })
     }
 
@@ -1254,6 +1360,7 @@ impl<'a> Verifier<'a> {
                             expires: v.expires,
                             object_time: job.object_time,
                             signing_key: v.signing_key.map(String::into_boxed_str),
+                            parents: job.parents,
                         },
                     );
                 }
@@ -1459,6 +1566,8 @@ pub(crate) struct Job {
     payload: Vec<u8>,
     /// Committer or tagger time (history mode only).
     object_time: Option<Timestamp>,
+    /// A commit's count of parents.
+    parents: Option<u8>,
 }
 
 /// What is kept of a [`Job`] once its signature is checked.
@@ -1466,6 +1575,7 @@ pub(crate) struct JobMeta {
     what: &'static str,
     subject: String,
     object_time: Option<Timestamp>,
+    parents: Option<u8>,
 }
 
 impl Job {
@@ -1474,6 +1584,7 @@ impl Job {
             what: self.what,
             subject: self.subject.clone(),
             object_time: self.object_time,
+            parents: self.parents,
         }
     }
 }
@@ -1516,6 +1627,20 @@ fn verify_threads() -> usize {
 /// `committer` with `<email> <seconds> <zone>`): the value libgit2 would
 /// give, without reading the commit again. `None` for anything else: the
 /// caller then asks libgit2.
+/// The `parent` header lines of a raw commit (at most 255 counted).
+fn parent_count(raw: &[u8]) -> u8 {
+    let mut n = 0u8;
+    for line in raw.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with(b"parent ") {
+            n = n.saturating_add(1);
+        }
+    }
+    n
+}
+
 fn committer_time(raw: &[u8], format: object::HashFormat) -> Option<Timestamp> {
     let hex_len = match format {
         object::HashFormat::Sha1 => 40,

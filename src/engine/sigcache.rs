@@ -72,6 +72,8 @@ pub(crate) struct Entry {
     pub(crate) object_time: Option<Timestamp>,
     /// The OpenPGP (sub)key that signed (hex fingerprint).
     pub(crate) signing_key: Option<Box<str>>,
+    /// A commit's count of parents (at most 255), where it was read.
+    pub(crate) parents: Option<u8>,
 }
 
 impl Entry {
@@ -342,6 +344,11 @@ impl SigCache {
             } else {
                 None
             };
+            let parents = if flags & 32 != 0 {
+                Some(r.take(1)?[0])
+            } else {
+                None
+            };
             out.push((
                 id,
                 Entry {
@@ -351,6 +358,7 @@ impl SigCache {
                     expires,
                     object_time,
                     signing_key,
+                    parents,
                 },
             ));
         }
@@ -370,6 +378,7 @@ impl SigCache {
                 (4, e.expires.is_some()),
                 (8, e.object_time.is_some()),
                 (16, fpr.is_some()),
+                (32, e.parents.is_some()),
             ] {
                 if present {
                     flags |= bit;
@@ -384,6 +393,9 @@ impl SigCache {
             if let Some(s) = fpr {
                 body.push(s.len() as u8);
                 body.extend_from_slice(s.as_bytes());
+            }
+            if let Some(p) = e.parents {
+                body.push(p);
             }
         }
         let mut out = Vec::with_capacity(body.len() + 40);
@@ -505,6 +517,125 @@ impl SigCache {
     }
 }
 
+/// A remembered revision walk: the commits `tip` brings beyond a set of
+/// hidden commits, in the order libgit2's walk gave them.
+pub(crate) struct Walk {
+    /// Where the walk started.
+    pub(crate) tip: Oid,
+    /// Every commit walked had at most one parent: the order is forced
+    /// (child before parent), so a walk from a linear extension of `tip`
+    /// is that extension followed by `ids`.
+    pub(crate) linear: bool,
+    /// The commits, in walk order.
+    pub(crate) ids: Vec<Oid>,
+}
+
+/// Most commits of a remembered walk.
+const MAX_WALK: usize = 20_000_000;
+const WALK_MAGIC: &[u8] = b"countersign walk 1\n";
+
+impl SigCache {
+    /// The file of walks hiding `hides` in this repository state: the
+    /// commits hidden and the files that change what a walk sees
+    /// (`shallow`, `info/grafts`) name it, so a deepened clone walks anew.
+    fn walk_file(&self, git_dir: &Path, hides: &[Oid]) -> PathBuf {
+        let mut sorted: Vec<&Oid> = hides.iter().collect();
+        sorted.sort();
+        let mut h = Sha256::new();
+        h.update(WALK_MAGIC);
+        for id in sorted {
+            h.update(id.as_bytes());
+        }
+        for f in ["shallow", "info/grafts"] {
+            let bytes = fs::File::open(git_dir.join(f))
+                .and_then(|f| {
+                    let mut b = Vec::new();
+                    f.take(MAX_FILE_BYTES).read_to_end(&mut b).map(|_| b)
+                })
+                .unwrap_or_default();
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+        }
+        let d: [u8; 32] = h.finalize().into();
+        self.dir.join(format!("walk-{}", hex(&d[..16])))
+    }
+
+    /// The walk remembered for `hides`, if any (and authentic).
+    pub(crate) fn walk(&self, git_dir: &Path, hides: &[Oid]) -> Option<Walk> {
+        let f = File::open(self.walk_file(git_dir, hides)).ok()?;
+        let mut bytes = Vec::new();
+        f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).ok()?;
+        if bytes.len() < 32 || bytes.len() as u64 > MAX_FILE_BYTES {
+            return None;
+        }
+        let (body, mac) = bytes.split_at(bytes.len() - 32);
+        if !constant_eq(mac, &hmac(&self.mac_key, &[WALK_MAGIC, body])) {
+            return None;
+        }
+        let mut r = Reader(body.strip_prefix(WALK_MAGIC)?);
+        if usize::from(r.take(1)?[0]) != self.oid_len {
+            return None;
+        }
+        let tip = Oid::from_bytes(r.take(self.oid_len)?).ok()?;
+        let linear = r.take(1)?[0] == 1;
+        let count = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
+        let count = usize::try_from(count).ok().filter(|n| *n <= MAX_WALK)?;
+        if r.0.len() != count.checked_mul(self.oid_len)? {
+            return None;
+        }
+        let ids =
+            r.0.chunks_exact(self.oid_len)
+                .map(Oid::from_bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?;
+        Some(Walk { tip, linear, ids })
+    }
+
+    /// Remember `walk` for `hides` (replacing the one before).
+    pub(crate) fn remember_walk(&self, git_dir: &Path, hides: &[Oid], walk: &Walk) {
+        if walk.ids.len() > MAX_WALK
+            || (walk.ids.len() * self.oid_len) as u64 + 128 > MAX_FILE_BYTES
+        {
+            return;
+        }
+        let mut out = WALK_MAGIC.to_vec();
+        out.push(self.oid_len as u8);
+        out.extend_from_slice(walk.tip.as_bytes());
+        out.push(u8::from(walk.linear));
+        out.extend_from_slice(&(walk.ids.len() as u64).to_le_bytes());
+        for id in &walk.ids {
+            out.extend_from_slice(id.as_bytes());
+        }
+        let mac = hmac(&self.mac_key, &[WALK_MAGIC, &out]);
+        out.extend_from_slice(&mac);
+        let path = self.walk_file(git_dir, hides);
+        let tmp = self.dir.join(format!(".walk.{}", std::process::id()));
+        let written = File::create(&tmp)
+            .and_then(|mut f| f.write_all(&out))
+            .and_then(|()| fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        self.prune_walks();
+    }
+
+    /// Keep the [`KEEP_FILES`] walks used last.
+    fn prune_walks(&self) {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = dir
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("walk-"))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        files.sort_by_key(|f| std::cmp::Reverse(f.0));
+        for (_, path) in files.into_iter().skip(KEEP_FILES) {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
 fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -554,6 +685,7 @@ mod tests {
                 expires: i.is_multiple_of(5).then_some(1_800_000_000),
                 object_time: Some(-5),
                 signing_key: i.is_multiple_of(3).then(|| "ABCDEF0123".into()),
+                parents: i.is_multiple_of(4).then_some(i),
             },
         )
     }

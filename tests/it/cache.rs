@@ -201,3 +201,107 @@ fn cache_is_filled_by_the_hook_and_a_forged_entry_is_not_believed() {
     let out = sb.push(&["main"]);
     assert_rejected_with(&out, "unsigned-commit");
 }
+
+/// `verify --format json` of main in `dir` with or without the cache.
+fn verify_in(sb: &Sandbox, dir: &std::path::Path, cache: bool) -> (Option<i32>, String, String) {
+    let policy = sb.policy.to_str().unwrap_or_default().to_string();
+    let mut c = sb.cmd(BIN);
+    c.current_dir(dir)
+        .args(["verify", "main", "--ref", MAIN, "--policy", &policy])
+        .args(["--format", "json"])
+        .env("COUNTERSIGN_CACHE_STATS", "1");
+    if !cache {
+        c.arg("--no-cache");
+    }
+    let out = run(c, None);
+    let stats = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("verification cache:"))
+        .unwrap_or_default()
+        .to_string();
+    (out.code, out.stdout, stats)
+}
+
+#[test]
+fn cache_walk_is_extended_by_a_line_and_walked_anew_after_a_merge() {
+    let mut sb = Sandbox::new();
+    let dev = sb.ssh_key("dev");
+    sb.write_policy(&standard_policy(&[simple_person(
+        "dev",
+        &["developer"],
+        &dev,
+    )]));
+    history(&mut sb, &dev);
+    let work = sb.work.clone();
+    let (code, _, _) = verify_in(&sb, &work, true);
+    assert_eq!(code, Some(0));
+
+    // Five more commits on top: only those are verified, and the answer
+    // is the one a fresh run gives.
+    for i in 0..5 {
+        sb.commit_as(Some(&dev), &format!("on top {i}"));
+    }
+    let (code, warm, stats) = verify_in(&sb, &work, true);
+    assert_eq!(code, Some(0), "{warm}");
+    assert!(
+        stats.starts_with(&format!(
+            "verification cache: {COMMITS} from the cache, 5 verified"
+        )),
+        "{stats}"
+    );
+    let (_, cold, _) = verify_in(&sb, &work, false);
+    assert_eq!(warm, cold);
+
+    // A merge of a side branch holding an unsigned commit: not a line, so
+    // the history is walked again and the unsigned commit is found.
+    sb.git_ok(["checkout", "-q", "-b", "side", "main~3"]);
+    sb.commit_in(&work, None, "side.txt", "unsigned on the side");
+    sb.commit_in(&work, Some(&dev), "side.txt", "signed on the side");
+    sb.git_ok(["checkout", "-q", "main"]);
+    let mut args = dev.sign_config();
+    args.extend(
+        ["merge", "-q", "--no-ff", "-S", "--no-edit", "side"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let out = sb.git_out_in(&work, Some(&dev), &args);
+    assert!(out.success, "{out}");
+    sb.commit_as(Some(&dev), "after the merge");
+    let (code, warm, _) = verify_in(&sb, &work, true);
+    assert_eq!(code, Some(1), "the unsigned side commit is found\n{warm}");
+    assert!(warm.contains("unsigned-commit"), "{warm}");
+    let (_, cold, _) = verify_in(&sb, &work, false);
+    assert_eq!(warm, cold);
+    // And the walk with the merge, remembered, gives the same again.
+    let (_, again, stats) = verify_in(&sb, &work, true);
+    assert_eq!(again, cold, "{stats}");
+}
+
+#[test]
+fn cache_walk_of_a_shallow_clone_is_not_used_once_it_is_deepened() {
+    let mut sb = Sandbox::new();
+    let dev = sb.ssh_key("dev");
+    sb.write_policy(&standard_policy(&[simple_person(
+        "dev",
+        &["developer"],
+        &dev,
+    )]));
+    sb.commit_as(None, "an old unsigned commit");
+    history(&mut sb, &dev);
+    let shallow = sb.root().join("shallow");
+    let url = format!("file://{}", sb.work.display());
+    let depth = COMMITS.to_string();
+    let shallow_s = shallow.to_str().unwrap_or_default();
+    sb.git_ok(["clone", "-q", "--depth", &depth, &url, shallow_s]);
+    let (code, out, _) = verify_in(&sb, &shallow, true);
+    assert_eq!(code, Some(0), "the shallow part is all signed\n{out}");
+    sb.git_ok_in(&shallow, ["fetch", "-q", "--unshallow"]);
+    let (code, out, _) = verify_in(&sb, &shallow, true);
+    assert_eq!(
+        code,
+        Some(1),
+        "deepened, the old unsigned commit must be found\n{out}"
+    );
+    assert!(out.contains("unsigned-commit"), "{out}");
+}
