@@ -290,7 +290,7 @@ impl<'a> Verifier<'a> {
                 outcome,
                 found,
             )
-            .map(|s| s.person);
+            .map(str::to_string);
 
         let values = approval::trailers(&message);
         let max = self.budget.limits.trailers;

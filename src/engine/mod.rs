@@ -10,6 +10,7 @@
 
 mod diags;
 pub mod merge;
+mod oidmap;
 mod sigcache;
 
 pub use sigcache::DIR as CACHE_DIR;
@@ -260,13 +261,15 @@ pub struct Verifier<'a> {
     pub(crate) now: Timestamp,
     ignore_case: bool,
     history: bool,
-    cache: HashMap<Oid, Checked>,
+    cache: oidmap::OidMap<Checked>,
     /// The verification cache kept between runs, when enabled.
     store: Option<sigcache::SigCache>,
     /// Objects asked for so far (the cache is read once there are many).
     asked: usize,
     /// Remember whole walks in the cache (see [`Self::with_walk_memo`]).
     walk_memo: bool,
+    /// Keys as messages name them, by keyring index.
+    descriptions: std::cell::RefCell<Vec<Option<String>>>,
     /// Answers taken from the verification cache, signatures verified.
     pub(crate) stats: std::cell::Cell<(usize, usize)>,
     pub(crate) budget: Budget,
@@ -295,10 +298,11 @@ impl<'a> Verifier<'a> {
             now,
             ignore_case,
             history: false,
-            cache: HashMap::new(),
+            cache: oidmap::map(),
             store: None,
             asked: 0,
             walk_memo: false,
+            descriptions: std::cell::RefCell::new(Vec::new()),
             stats: std::cell::Cell::new((0, 0)),
             budget: Budget::new(policy.limits),
         }
@@ -528,7 +532,10 @@ impl<'a> Verifier<'a> {
             // signers rather than cloning each one (twice the memory of
             // the list at 100k commits).
             let first: Vec<bool> = {
-                let mut seen = std::collections::HashSet::new();
+                let mut seen = std::collections::HashSet::with_capacity_and_hasher(
+                    outcome.signers.len(),
+                    oidmap::keyed(),
+                );
                 outcome.signers.iter().map(|s| seen.insert(s)).collect()
             };
             let mut first = first.into_iter();
@@ -844,13 +851,28 @@ impl<'a> Verifier<'a> {
         // A walk remembered for this tip, or one this tip extends by a
         // line of commits, is not walked again (`verify` with the cache).
         if let Some(ids) = self.remembered_walk(new, &hide) {
-            self.prefetch(&ids, ObjectType::Commit);
-            for id in ids {
+            // One look into the cache per commit; what it lacks is
+            // verified on every core, then all is judged in walk order.
+            let answers: Vec<Option<Checked>> = ids
+                .iter()
+                .map(|id| self.stored_answer(*id, ObjectType::Commit))
+                .collect();
+            let unknown: Vec<Oid> = ids
+                .iter()
+                .zip(&answers)
+                .filter(|(_, a)| a.is_none())
+                .map(|(id, _)| *id)
+                .collect();
+            self.prefetch(&unknown, ObjectType::Commit);
+            for (id, answer) in ids.into_iter().zip(answers) {
                 if !self.budget.commit() || self.budget.full(found.len()) {
                     return;
                 }
                 outcome.commits_checked += 1;
-                let checked = self.check_object(id, ObjectType::Commit);
+                let checked = match answer {
+                    Some(c) => c,
+                    None => self.check_object(id, ObjectType::Commit),
+                };
                 self.authorize(id, &checked, roles, "commit", outcome, found);
             }
             return;
@@ -1010,7 +1032,7 @@ impl<'a> Verifier<'a> {
 
     /// Verify the signature of one object (cached).
     pub(crate) fn check_object(&mut self, id: Oid, kind: ObjectType) -> Checked {
-        if let Some(c) = self.cache.get(&id) {
+        if let Some(c) = self.cache.get(&oidmap::Key::of(&id)) {
             return c.clone();
         }
         self.asking(1);
@@ -1020,7 +1042,7 @@ impl<'a> Verifier<'a> {
             return c;
         }
         let checked = self.check_object_uncached(id, kind);
-        self.cache.insert(id, checked.clone());
+        self.cache.insert(oidmap::Key::of(&id), checked.clone());
         checked
     }
 
@@ -1169,15 +1191,15 @@ impl<'a> Verifier<'a> {
                     }
                     while let Ok((id, meta, r)) = answers.try_recv() {
                         let c = self.finish(id, meta, r);
-                        self.cache.insert(id, c);
+                        self.cache.insert(oidmap::Key::of(&id), c);
                     }
                 }
-                if self.cache.contains_key(&id) || self.in_store(&id, kind) {
+                if self.in_store(&id, kind) || self.cache.contains_key(&oidmap::Key::of(&id)) {
                     continue;
                 }
                 match self.prepare(id, kind) {
                     Prepared::Done(c) => {
-                        self.cache.insert(id, c);
+                        self.cache.insert(oidmap::Key::of(&id), c);
                     }
                     Prepared::Verify(job) => {
                         // The pool only stops once `to_pool` is dropped; a
@@ -1189,7 +1211,7 @@ impl<'a> Verifier<'a> {
                         {
                             let r = verify(&job);
                             let c = self.finish(id, job.meta(), r);
-                            self.cache.insert(id, c);
+                            self.cache.insert(oidmap::Key::of(&id), c);
                         }
                     }
                 }
@@ -1207,7 +1229,7 @@ impl<'a> Verifier<'a> {
         });
         for (id, meta, r) in answers.try_iter() {
             let c = self.finish(id, meta, r);
-            self.cache.insert(id, c);
+            self.cache.insert(oidmap::Key::of(&id), c);
         }
     }
 
@@ -1414,7 +1436,7 @@ impl<'a> Verifier<'a> {
                 return Some(diags::key_retired(what, &person.id, &key.describe(), r));
             }
         }
-        let who = format!("{} ({}) with {}", person.id, person.name, key.describe());
+        let who = || format!("{} ({}) with {}", person.id, person.name, key.describe());
         let date_checks = [
             (
                 key.dates.revoked,
@@ -1447,14 +1469,18 @@ impl<'a> Verifier<'a> {
                 let t = date.filter(|t| *t <= self.now)?;
                 Some(Finding::new(
                     code,
-                    format!("{what} signed by {who}, which {verb} {}", time::format(t)),
+                    format!(
+                        "{what} signed by {}, which {verb} {}",
+                        who(),
+                        time::format(t)
+                    ),
                     help,
                 ))
             })
     }
 
     /// Check dates and roles of the key that signed `id`; on success the
-    /// signer is recorded in `outcome` and returned.
+    /// signer is recorded in `outcome` and the person's id returned.
     pub(crate) fn authorize(
         &self,
         id: Oid,
@@ -1463,7 +1489,7 @@ impl<'a> Verifier<'a> {
         what: &str,
         outcome: &mut UpdateOutcome,
         found: &mut Vec<Finding>,
-    ) -> Option<Signer> {
+    ) -> Option<&'a str> {
         // Read only when a finding needs it (a cached answer has none).
         let subject = || match &checked.subject {
             Some(s) => Some(s.clone()),
@@ -1500,15 +1526,24 @@ impl<'a> Verifier<'a> {
             return None;
         }
         let signer = Signer {
-            object: id.to_string(),
+            object: hex_of(id),
             person: person.id.clone(),
-            key: key.describe(),
+            key: self.described(key_idx, key),
             roles: matching,
         };
         // Duplicates (one object under several rules) are removed once per
         // update in `decide`: a `contains` here was quadratic in commits.
-        outcome.signers.push(signer.clone());
-        Some(signer)
+        outcome.signers.push(signer);
+        Some(&person.id)
+    }
+
+    /// [`PolicyKey::describe`] of keyring entry `idx`, formatted once.
+    fn described(&self, idx: usize, key: &PolicyKey) -> String {
+        let mut memo = self.descriptions.borrow_mut();
+        if memo.len() <= idx {
+            memo.resize(idx + 1, None);
+        }
+        memo[idx].get_or_insert_with(|| key.describe()).clone()
     }
 }
 
@@ -1535,6 +1570,18 @@ pub fn parse_oid(hex: &str, format: git2::ObjectFormat) -> Option<Oid> {
 }
 
 /// Short id for messages.
+/// The full hex of `id` (as its `Display`, without the formatting
+/// machinery: once per commit of a history).
+fn hex_of(id: Oid) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(id.as_bytes().len() * 2);
+    for b in id.as_bytes() {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
+}
+
 pub fn short(id: Oid) -> String {
     let s = id.to_string();
     s[..s.len().min(12)].to_string()

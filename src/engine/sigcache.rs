@@ -30,7 +30,6 @@
 //! damaged file is ignored and replaced. Nothing here ever changes a
 //! decision: a cache that cannot be read or written only costs time.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -38,6 +37,7 @@ use std::path::{Path, PathBuf};
 use git2::{ObjectType, Oid};
 use sha2::{Digest, Sha256};
 
+use super::oidmap::{Key, OidMap};
 use crate::policy::keys::Material;
 use crate::policy::Policy;
 use crate::time::Timestamp;
@@ -91,7 +91,7 @@ pub(crate) struct SigCache {
     context: [u8; 32],
     mac_key: [u8; 32],
     oid_len: usize,
-    entries: HashMap<Oid, Entry>,
+    entries: OidMap<Entry>,
     fresh: Vec<(Oid, Entry)>,
     /// The file was read (see [`Self::load`]).
     loaded: bool,
@@ -244,7 +244,7 @@ impl SigCache {
             context,
             mac_key,
             oid_len,
-            entries: HashMap::new(),
+            entries: super::oidmap::map(),
             fresh: Vec::new(),
             loaded: false,
             rewrite: true,
@@ -289,11 +289,13 @@ impl SigCache {
             return;
         };
         let mut damaged = false;
+        self.entries
+            .reserve(rest.len() / (self.oid_len + 14).max(1));
         while !rest.is_empty() {
             match self.chunk(rest) {
                 Some((entries, used)) => {
                     for (id, e) in entries {
-                        self.entries.insert(id, e);
+                        self.entries.insert(Key::of(&id), e);
                     }
                     rest = &rest[used..];
                 }
@@ -409,7 +411,7 @@ impl SigCache {
 
     /// What is remembered of `id`.
     pub(crate) fn get(&self, id: &Oid) -> Option<&Entry> {
-        self.entries.get(id)
+        self.entries.get(&Key::of(id))
     }
 
     /// Remember a verification (written by [`Self::persist`]).
@@ -417,11 +419,11 @@ impl SigCache {
         if self.fresh.len() >= MAX_FRESH {
             return;
         }
-        if self.entries.contains_key(&id) {
+        if self.entries.contains_key(&Key::of(&id)) {
             return;
         }
         // Only the new entries are kept twice (in `fresh`, until written).
-        self.entries.insert(id, entry.clone());
+        self.entries.insert(Key::of(&id), entry.clone());
         self.fresh.push((id, entry));
     }
 
@@ -474,7 +476,7 @@ impl SigCache {
         let known: Vec<(Oid, Entry)> = self
             .entries
             .iter()
-            .map(|(id, e)| (*id, e.clone()))
+            .filter_map(|(k, e)| Some((k.oid(self.oid_len)?, e.clone())))
             .collect();
         let mut all = Vec::new();
         for part in known.chunks(MAX_CHUNK) {
@@ -664,7 +666,7 @@ mod tests {
             context: [7; 32],
             mac_key: mac_key(dir).unwrap_or([1; 32]),
             oid_len: 20,
-            entries: HashMap::new(),
+            entries: crate::engine::oidmap::map(),
             fresh: Vec::new(),
             loaded: false,
             rewrite: true,
