@@ -4,7 +4,8 @@
 //! cargo run --release --example gen_history -- \
 //!     --repo DIR --kind ssh|openpgp|merges --count N --key FILE \
 //!     [--maintainer-key FILE --reviewer-key FILE --reviewer-key FILE] \
-//!     [--repo-id ID] [--ref REF] [--base-time SECS]
+//!     [--repo-id ID] [--ref REF] [--base-time SECS] \
+//!     [--parent REV --start I] [--tree-file NAME=FILE ...]
 //! ```
 //!
 //! The commits are the bytes `git commit-tree -S` writes: the same headers
@@ -22,6 +23,19 @@
 //!
 //! Kinds:
 //! - `ssh`, `openpgp`: a linear history of N commits signed by `--key`.
+//!   With `--parent REV --start I` the N commits are appended on top of
+//!   REV (a ref or commit id of this repository) as commits I..I+N of the
+//!   same history (times, messages and trees continue from I), and
+//!   `--ref` is set to the new tip: on top of a history of I commits made
+//!   by this generator with the same key, the result is byte for byte the
+//!   history a single run with `--count I+N` makes (for deterministic
+//!   signatures: SSH ed25519). `run.py` uses it for its incremental rows.
+//!
+//! `--tree-file NAME=FILE` (repeatable) adds a file NAME with FILE's
+//! content to the root tree of every commit (the trees are shared, so it
+//! costs nothing per commit); `run.py` puts sequoia-git's in-band policy
+//! `openpgp-policy.toml` there so that `sq-git log` can check the same
+//! OpenPGP history.
 //! - `merges`: a signed root commit, then N changes, each a topic commit
 //!   signed by `--key` (developer) and a `--no-ff` merge of it signed by
 //!   `--maintainer-key`, carrying one `Countersign-Approval:` trailer per
@@ -273,12 +287,36 @@ fn commit_bytes(
     Ok(out.into_bytes())
 }
 
-/// A tree holding one file `f` with `content`.
-fn one_file_tree(pack: &mut PackOut, content: &str) -> Res<Oid> {
-    let blob = pack.object(ObjectType::Blob, content.as_bytes())?;
-    let mut tree = b"100644 f\0".to_vec();
-    tree.extend_from_slice(blob.as_bytes());
+/// Files added to every root tree (`--tree-file`): name and content.
+type Extra = [(String, Vec<u8>)];
+
+/// A tree holding one file `f` with `content`, plus the `extra` files.
+/// The extra blobs are written again for every tree (git's index-pack
+/// accepts duplicate objects); only the 64 trees of a linear history and
+/// the per-change trees of `merges` pay for it, never a commit.
+fn one_file_tree(pack: &mut PackOut, content: &str, extra: &Extra) -> Res<Oid> {
+    let mut entries = vec![(
+        "f".to_string(),
+        pack.object(ObjectType::Blob, content.as_bytes())?,
+    )];
+    for (name, data) in extra {
+        entries.push((name.clone(), pack.object(ObjectType::Blob, data)?));
+    }
+    // Git orders the entries of a tree by name, bytewise (files only).
+    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut tree = Vec::new();
+    for (name, blob) in entries {
+        tree.extend_from_slice(b"100644 ");
+        tree.extend_from_slice(name.as_bytes());
+        tree.push(0);
+        tree.extend_from_slice(blob.as_bytes());
+    }
     pack.object(ObjectType::Tree, &tree)
+}
+
+/// Objects one `one_file_tree` writes.
+fn tree_objects(extra: &Extra) -> u32 {
+    2 + u32::try_from(extra.len()).unwrap_or(u32::MAX)
 }
 
 struct Args {
@@ -291,6 +329,9 @@ struct Args {
     repo_id: String,
     refname: String,
     base_time: i64,
+    parent: Option<String>,
+    start: u32,
+    tree_files: Vec<(String, Vec<u8>)>,
 }
 
 fn parse_args() -> Res<Args> {
@@ -304,6 +345,9 @@ fn parse_args() -> Res<Args> {
         repo_id: "bench/repo".into(),
         refname: "refs/heads/main".into(),
         base_time: 1_700_000_000,
+        parent: None,
+        start: 0,
+        tree_files: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -318,11 +362,28 @@ fn parse_args() -> Res<Args> {
             "--repo-id" => a.repo_id = value()?,
             "--ref" => a.refname = value()?,
             "--base-time" => a.base_time = value()?.parse().map_err(err("--base-time"))?,
+            "--parent" => a.parent = Some(value()?),
+            "--start" => a.start = value()?.parse().map_err(err("--start"))?,
+            "--tree-file" => {
+                let v = value()?;
+                let (name, path) = v.split_once('=').ok_or("--tree-file needs NAME=FILE")?;
+                if name.is_empty() || name.contains('/') || name == "f" {
+                    return Err(format!("--tree-file: bad name {name:?}"));
+                }
+                let data = std::fs::read(path).map_err(err("--tree-file"))?;
+                a.tree_files.push((name.to_string(), data));
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
     if a.repo.as_os_str().is_empty() || a.key.as_os_str().is_empty() {
         return Err("--repo and --key are required".into());
+    }
+    if a.parent.is_some() != (a.start > 0) {
+        return Err("--parent and --start (> 0) go together".into());
+    }
+    if a.parent.is_some() && a.kind == "merges" {
+        return Err("--parent is for the linear kinds (ssh, openpgp)".into());
     }
     Ok(a)
 }
@@ -337,12 +398,24 @@ fn run() -> Res<()> {
         "ssh" | "openpgp" => {
             // 64 distinct one-file trees, used in turn.
             let trees = 64u32;
-            let mut pack = PackOut::start(&git_dir, 2 * trees + n)?;
+            let mut pack = PackOut::start(&git_dir, tree_objects(&a.tree_files) * trees + n)?;
             let tree_ids = (0..trees)
-                .map(|j| one_file_tree(&mut pack, &format!("change {j}\n")))
+                .map(|j| one_file_tree(&mut pack, &format!("change {j}\n"), &a.tree_files))
                 .collect::<Res<Vec<Oid>>>()?;
-            let mut parent: Option<Oid> = None;
-            for i in 0..n {
+            let mut parent: Option<Oid> = match &a.parent {
+                Some(rev) => Some(
+                    repo.revparse_single(rev)
+                        .and_then(|o| o.peel_to_commit())
+                        .map_err(err("--parent"))?
+                        .id(),
+                ),
+                None => None,
+            };
+            let end = a
+                .start
+                .checked_add(n)
+                .ok_or("--start + --count overflows")?;
+            for i in a.start..end {
                 let tree = tree_ids[(i % trees) as usize];
                 let parents: Vec<Oid> = parent.into_iter().collect();
                 let time = a.base_time + i64::from(i);
@@ -359,9 +432,11 @@ fn run() -> Res<()> {
                 .iter()
                 .map(|p| Signer::load(p, false))
                 .collect::<Res<Vec<_>>>()?;
-            // Per change: blob, tree, topic commit, merge; plus the root.
-            let mut pack = PackOut::start(&git_dir, 3 + 4 * n)?;
-            let root_tree = one_file_tree(&mut pack, "root\n")?;
+            // Per change: a tree (with its blobs), topic commit, merge;
+            // plus the root's tree and commit.
+            let per_tree = tree_objects(&a.tree_files);
+            let mut pack = PackOut::start(&git_dir, per_tree + 1 + (per_tree + 2) * n)?;
+            let root_tree = one_file_tree(&mut pack, "root\n", &a.tree_files)?;
             let root = pack.object(
                 ObjectType::Commit,
                 &commit_bytes(root_tree, &[], a.base_time, "root\n", &dev)?,
@@ -369,7 +444,7 @@ fn run() -> Res<()> {
             let mut main = root;
             for i in 0..n {
                 let t = a.base_time + 2 * i64::from(i) + 1;
-                let tree = one_file_tree(&mut pack, &format!("change {i}\n"))?;
+                let tree = one_file_tree(&mut pack, &format!("change {i}\n"), &a.tree_files)?;
                 let topic = pack.object(
                     ObjectType::Commit,
                     &commit_bytes(tree, &[main], t, &format!("change {i}\n"), &dev)?,
