@@ -5,6 +5,7 @@ mod cli;
 
 fn main() {
     quiet_library_backtraces();
+    bound_libgit2_memory();
     let code = cli::run();
     std::process::exit(code.into());
 }
@@ -24,5 +25,26 @@ fn quiet_library_backtraces() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
         let _ = std::backtrace::Backtrace::capture();
         std::env::remove_var("RUST_LIB_BACKTRACE");
+    }
+}
+
+/// How much of a pack libgit2 maps at once, and in what pieces. Its
+/// defaults (windows of 1 GiB, up to 8 GiB mapped) made a walk of a
+/// million commits hold the whole pack (387 MB) in memory; with these,
+/// older windows are unmapped as the walk goes on (1.9 GB → 0.96 GB at a
+/// million commits, with the signer changes of the same work). libgit2's
+/// object cache keeps its default: at 32 MiB its evictions cost 60% more
+/// CPU over a million commits.
+const MWINDOW_SIZE: usize = 32 << 20;
+const MWINDOW_MAPPED_LIMIT: usize = 128 << 20;
+
+fn bound_libgit2_memory() {
+    // SAFETY: libgit2's global options are written once, here, before any
+    // repository is opened and before any thread exists, so nothing reads
+    // them at the same time (the reason these setters are `unsafe`).
+    #[allow(unsafe_code)]
+    unsafe {
+        let _ = git2::opts::set_mwindow_size(MWINDOW_SIZE);
+        let _ = git2::opts::set_mwindow_mapped_limit(MWINDOW_MAPPED_LIMIT);
     }
 }

@@ -55,12 +55,19 @@ pub struct Signer {
     /// Commit or tag id.
     pub object: String,
     /// Person id.
-    pub person: String,
+    pub person: std::sync::Arc<str>,
     /// Key description.
-    pub key: String,
+    pub key: std::sync::Arc<str>,
     /// The roles of the person that the rule accepts.
-    pub roles: Vec<String>,
+    pub roles: std::sync::Arc<[String]>,
 }
+
+/// Person, key description and matching roles, shared by many signers.
+type SignerParts = (
+    std::sync::Arc<str>,
+    std::sync::Arc<str>,
+    std::sync::Arc<[String]>,
+);
 
 /// What happened to one ref update.
 #[derive(Debug, Clone, Serialize)]
@@ -268,8 +275,8 @@ pub struct Verifier<'a> {
     asked: usize,
     /// Remember whole walks in the cache (see [`Self::with_walk_memo`]).
     walk_memo: bool,
-    /// Keys as messages name them, by keyring index.
-    descriptions: std::cell::RefCell<Vec<Option<String>>>,
+    /// Signer parts by (keyring index, rule's roles), made once.
+    descriptions: std::cell::RefCell<HashMap<(usize, usize, usize), Option<SignerParts>>>,
     /// Answers taken from the verification cache, signatures verified.
     pub(crate) stats: std::cell::Cell<(usize, usize)>,
     pub(crate) budget: Budget,
@@ -302,7 +309,7 @@ impl<'a> Verifier<'a> {
             store: None,
             asked: 0,
             walk_memo: false,
-            descriptions: std::cell::RefCell::new(Vec::new()),
+            descriptions: std::cell::RefCell::new(HashMap::new()),
             stats: std::cell::Cell::new((0, 0)),
             budget: Budget::new(policy.limits),
         }
@@ -1513,22 +1520,20 @@ impl<'a> Verifier<'a> {
             found.push(f.at_object(id, subject()));
             return None;
         }
-        let matching: Vec<String> = roles
-            .iter()
-            .filter(|r| person.roles.contains(*r))
-            .cloned()
-            .collect();
-        if matching.is_empty() {
+        let Some((who, described, matching)) = self.signer_parts(key_idx, key, person, roles)
+        else {
             found.push(
                 diags::signer_lacks_role(what, person, &key.describe(), roles)
                     .at_object(id, subject()),
             );
             return None;
-        }
+        };
+        // The parts shared by every commit of one signer under one rule
+        // are shared, not copied: a million commits make a million signers.
         let signer = Signer {
             object: hex_of(id),
-            person: person.id.clone(),
-            key: self.described(key_idx, key),
+            person: who,
+            key: described,
             roles: matching,
         };
         // Duplicates (one object under several rules) are removed once per
@@ -1537,13 +1542,34 @@ impl<'a> Verifier<'a> {
         Some(&person.id)
     }
 
-    /// [`PolicyKey::describe`] of keyring entry `idx`, formatted once.
-    fn described(&self, idx: usize, key: &PolicyKey) -> String {
+    /// The person, key description and matching roles of a signer by
+    /// keyring entry `idx` under a rule naming `roles`, made once per run
+    /// (`None`: the person has none of the roles).
+    fn signer_parts(
+        &self,
+        idx: usize,
+        key: &PolicyKey,
+        person: &Person,
+        roles: &[String],
+    ) -> Option<SignerParts> {
+        let memo_key = (idx, roles.as_ptr() as usize, roles.len());
         let mut memo = self.descriptions.borrow_mut();
-        if memo.len() <= idx {
-            memo.resize(idx + 1, None);
-        }
-        memo[idx].get_or_insert_with(|| key.describe()).clone()
+        memo.entry(memo_key)
+            .or_insert_with(|| {
+                let matching: Vec<String> = roles
+                    .iter()
+                    .filter(|r| person.roles.contains(*r))
+                    .cloned()
+                    .collect();
+                (!matching.is_empty()).then(|| {
+                    (
+                        std::sync::Arc::from(person.id.as_str()),
+                        std::sync::Arc::from(key.describe()),
+                        std::sync::Arc::from(matching),
+                    )
+                })
+            })
+            .clone()
     }
 }
 

@@ -166,9 +166,11 @@ fn mac_key(dir: &Path) -> Option<[u8; 32]> {
         let mut f = File::open(path).ok()?;
         let meta = f.metadata().ok()?;
         // Only a key nobody else can read or have written counts.
+        // (root may use the key of the repository's owner.)
+        let uid = current_uid(dir)?;
         if !meta.is_file()
             || meta.permissions().mode() & 0o077 != 0
-            || meta.uid() != current_uid(dir)?
+            || (meta.uid() != uid && uid != 0)
             || meta.len() != 32
         {
             return None;
@@ -201,7 +203,10 @@ fn mac_key(dir: &Path) -> Option<[u8; 32]> {
     let linked = fs::hard_link(&tmp, &path);
     let _ = fs::remove_file(&tmp);
     match linked {
-        Ok(()) => Some(k),
+        Ok(()) => {
+            adopt(&path);
+            Some(k)
+        }
         Err(_) => read(&path),
     }
 }
@@ -231,6 +236,10 @@ impl SigCache {
         if fs::create_dir_all(&dir).is_err() {
             return None;
         }
+        if let Some(parent) = dir.parent() {
+            adopt(parent);
+        }
+        adopt(&dir);
         let mac_key = mac_key(&dir)?;
         let context = context_of(policy, format);
         let file = dir.join(format!("{FILE_PREFIX}{}", hex(&context[..16])));
@@ -422,14 +431,14 @@ impl SigCache {
         if self.entries.contains_key(&Key::of(&id)) {
             return;
         }
-        // Only the new entries are kept twice (in `fresh`, until written).
-        self.entries.insert(Key::of(&id), entry.clone());
+        // Not looked up in this run: the run keeps its own answers (the
+        // engine verifies each object once), so they are kept once, here.
         self.fresh.push((id, entry));
     }
 
     /// Entries remembered in all.
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.fresh.len()
     }
 
     /// Write what was learnt: appended as one chunk (under a lock), or
@@ -439,6 +448,7 @@ impl SigCache {
             return Ok(());
         }
         let lock = File::create(self.dir.join("lock")).map_err(|e| e.to_string())?;
+        adopt(&self.dir.join("lock"));
         lock.lock().map_err(|e| e.to_string())?;
         let fresh = std::mem::take(&mut self.fresh);
         let mut chunks = Vec::new();
@@ -462,6 +472,7 @@ impl SigCache {
             self.write_whole(&chunks)
         };
         if result.is_ok() {
+            adopt(&self.file);
             self.rewrite = false;
             self.size = fs::metadata(&self.file).map(|m| m.len()).unwrap_or(0);
             self.prune();
@@ -482,9 +493,10 @@ impl SigCache {
         for part in known.chunks(MAX_CHUNK) {
             all.extend(self.encode_chunk(part));
         }
-        if (out.len() + all.len()) as u64 <= MAX_FILE_BYTES {
+        if (out.len() + all.len() + fresh.len()) as u64 <= MAX_FILE_BYTES {
             out.extend(all);
-        } else if (out.len() + fresh.len()) as u64 <= MAX_FILE_BYTES {
+        }
+        if (out.len() + fresh.len()) as u64 <= MAX_FILE_BYTES {
             out.extend_from_slice(fresh);
         }
         let tmp = self.dir.join(format!(".tmp.{}", std::process::id()));
@@ -618,6 +630,7 @@ impl SigCache {
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
         }
+        adopt(&path);
         self.prune_walks();
     }
 
@@ -635,6 +648,22 @@ impl SigCache {
         for (_, path) in files.into_iter().skip(KEEP_FILES) {
             let _ = fs::remove_file(path);
         }
+    }
+}
+
+/// A file root made in a repository it does not own goes to the owner of
+/// its directory (as the audit log's files do), so the hook user can
+/// still use the cache after an admin ran `verify` as root.
+fn adopt(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(meta), Some(parent)) = (fs::symlink_metadata(path), path.parent()) else {
+        return;
+    };
+    let Ok(dir) = fs::metadata(parent) else {
+        return;
+    };
+    if meta.uid() == 0 && dir.uid() != 0 {
+        let _ = std::os::unix::fs::lchown(path, Some(dir.uid()), Some(dir.gid()));
     }
 }
 

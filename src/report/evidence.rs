@@ -785,7 +785,7 @@ fn signed_by(signers: &[Signer], object: &str) -> Option<SignedBy> {
     let first = mine.first()?;
     let roles: BTreeSet<String> = mine.iter().flat_map(|s| s.roles.iter().cloned()).collect();
     Some(SignedBy {
-        person: first.person.clone(),
+        person: first.person.to_string(),
         roles: roles.into_iter().collect(),
     })
 }
