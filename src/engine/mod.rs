@@ -258,6 +258,8 @@ pub struct Verifier<'a> {
     history: bool,
     cache: HashMap<Oid, Checked>,
     pub(crate) budget: Budget,
+    /// One `git merge-tree --stdin` child for the run's clean merges.
+    pub(crate) merge_tree: merge::MergeTreeServer,
 }
 
 impl<'a> Verifier<'a> {
@@ -285,6 +287,7 @@ impl<'a> Verifier<'a> {
             history: false,
             cache: HashMap::new(),
             budget: Budget::new(policy.limits),
+            merge_tree: merge::MergeTreeServer::new(),
         }
     }
 
