@@ -180,7 +180,10 @@ impl<'a> Verifier<'a> {
     /// computes it, within what is left of the time budget.
     fn clean_merge_of(&mut self, base: Oid, topic: Oid) -> Result<CleanMerge, Finding> {
         let timeout = self.budget.remaining();
-        let result = clean_merge(self.repo, base, topic, timeout).map_err(|e| internal(&e))?;
+        let result = self
+            .merge_tree
+            .clean_merge(self.repo, base, topic, timeout)
+            .map_err(|e| internal(&e))?;
         if result == CleanMerge::TimedOut {
             self.budget.timed_out();
         }
@@ -764,8 +767,52 @@ pub enum MergeTreeError {
     Failed(std::process::ExitStatus, String),
 }
 
-/// Bytes of `git merge-tree` output kept (the tree id is on the first line).
+/// Bytes of `git merge-tree` output kept: of the one-shot child's output
+/// (the tree id is on the first line), of each field of a server's answer,
+/// and of a server's standard error (its last bytes: a dying git's last
+/// words).
 const MERGE_TREE_OUTPUT: usize = 4096;
+
+/// The oldest git whose `merge-tree --stdin` takes the merge base on each
+/// input line (2.40) and reads `core.useReplaceRefs` as a repository
+/// setting, so that it holds in `--stdin` mode as it does for one merge
+/// (2.42). An older git gets one process per merge.
+const STDIN_GIT: (u32, u32) = (2, 42);
+
+/// The oldest git whose `merge-tree --stdin` flushes each answer (2.49,
+/// "merge-tree --stdin: flush stdout to avoid deadlock"). An older one
+/// keeps its answers in its stdio buffer while it waits for the next line,
+/// so it runs under `stdbuf -o0` (coreutils), which unbuffers its stdout.
+const FLUSHING_GIT: (u32, u32) = (2, 49);
+
+/// How long a new `--stdin` child may take to answer a trivial merge
+/// before it is deemed unable to serve (one process per merge from then).
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Set once a `--stdin` child of the `git` on `PATH` failed its probe: the
+/// servers started later in this process do not try again.
+static STDIN_UNUSABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What the merge bases of two commits leave to compute.
+enum Bases {
+    /// Exactly one: git merges from it.
+    One(Oid),
+    /// The answer, without asking git.
+    Answer(CleanMerge),
+}
+
+/// Exactly one merge base (libgit2), or the answer when there is not.
+fn single_base(repo: &git2::Repository, ours: Oid, theirs: Oid) -> Result<Bases, MergeTreeError> {
+    match repo.merge_bases(ours, theirs) {
+        Ok(bases) if bases.len() > 1 => Ok(Bases::Answer(CleanMerge::MultipleBases(bases.len()))),
+        Ok(bases) => Ok(match bases.first() {
+            Some(base) => Bases::One(*base),
+            None => Bases::Answer(CleanMerge::Unrelated),
+        }),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(Bases::Answer(CleanMerge::Unrelated)),
+        Err(e) => Err(MergeTreeError::Bases(e.message().to_string())),
+    }
+}
 
 /// The clean merge of `theirs` into `ours`, computed by the `git` binary on
 /// this machine (`git merge-tree --write-tree`, merge-ort, git >= 2.38), so
@@ -774,7 +821,8 @@ const MERGE_TREE_OUTPUT: usize = 4096;
 /// virtual ones recursively, which costs exponential time on a crafted
 /// criss-cross history. The child is killed when `timeout` runs out. The
 /// result tree is written to the object database (the quarantine, in a
-/// hook), where nothing references it.
+/// hook), where nothing references it. One process per call: for many
+/// merges, [`MergeTreeServer`] gives the same answers from one process.
 ///
 /// # Errors
 ///
@@ -786,19 +834,27 @@ pub fn clean_merge(
     theirs: Oid,
     timeout: Option<std::time::Duration>,
 ) -> Result<CleanMerge, MergeTreeError> {
-    use std::io::Read;
-    use std::process::{Command, Stdio};
-    match repo.merge_bases(ours, theirs) {
-        Ok(bases) if bases.len() == 1 => {}
-        Ok(bases) if bases.len() > 1 => return Ok(CleanMerge::MultipleBases(bases.len())),
-        Ok(_) => return Ok(CleanMerge::Unrelated),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(CleanMerge::Unrelated),
-        Err(e) => return Err(MergeTreeError::Bases(e.message().to_string())),
+    if let Bases::Answer(answer) = single_base(repo, ours, theirs)? {
+        return Ok(answer);
     }
     if timeout.is_some_and(|t| t.is_zero()) {
         return Ok(CleanMerge::TimedOut);
     }
-    let mut child = Command::new("git")
+    one_shot(std::ffi::OsStr::new("git"), repo, ours, theirs, timeout)
+}
+
+/// One `git merge-tree --write-tree --no-messages <ours> <theirs>` child,
+/// once the merge bases are known to be one.
+fn one_shot(
+    program: &std::ffi::OsStr,
+    repo: &git2::Repository,
+    ours: Oid,
+    theirs: Oid,
+    timeout: Option<std::time::Duration>,
+) -> Result<CleanMerge, MergeTreeError> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(program)
         .arg("--git-dir")
         .arg(repo.path())
         .args(["merge-tree", "--write-tree", "--no-messages"])
@@ -868,5 +924,991 @@ pub fn clean_merge(
             status,
             crate::sanitize::escape(String::from_utf8_lossy(&err).trim()),
         )),
+    }
+}
+
+/// Clean merges for a whole run from one long-lived
+/// `git merge-tree --write-tree --stdin` child, rather than a process per
+/// merge (process start-up is most of the cost of a small merge). The
+/// answers are those of [`clean_merge`]: the merge bases are decided with
+/// libgit2 first, and git is handed the one base on each input line
+/// (`<base> -- <ours> <theirs>`), so it never merges bases recursively.
+/// The child is started on the first merge that needs git, with
+/// `--git-dir` and the environment of this process (in a hook, the
+/// quarantine), and must first answer a trivial merge within
+/// [`PROBE_WAIT`]. A merge whose answer does not come within its time
+/// budget kills the child, and a later merge starts another; a child that
+/// dies is an error for the merge it was answering, and is replaced. With
+/// a git older than 2.42, or a child that fails its probe (a git that
+/// keeps its answers buffered, one that lacks `--stdin`, no `stdbuf` where
+/// it is needed), every merge is one process, as with [`clean_merge`].
+/// Dropping the server kills and reaps its child.
+pub struct MergeTreeServer {
+    /// The git binary: `git` from `PATH` (a stand-in in tests).
+    program: std::ffi::OsString,
+    mode: Mode,
+    /// Whether `mode` was decided here from `git version` (a probe that
+    /// fails then tells the servers started later).
+    auto: bool,
+    probe_wait: std::time::Duration,
+    child: Option<Served>,
+    spawns: usize,
+}
+
+/// How a [`MergeTreeServer`] asks git.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Not yet known: `git version` is asked on the first merge.
+    Unknown,
+    /// One long-lived `--stdin` child, under `stdbuf -o0` if `unbuffer`.
+    Stdin { unbuffer: bool },
+    /// One process per merge.
+    OneShot,
+}
+
+/// A running `git merge-tree --stdin` child and the threads reading it.
+struct Served {
+    /// The repository it was started for.
+    git_dir: std::path::PathBuf,
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    /// Answers as the stdout thread parses them; disconnected once the
+    /// child's stdout closes.
+    answers: std::sync::mpsc::Receiver<Answer>,
+    /// The last [`MERGE_TREE_OUTPUT`] bytes of its standard error.
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stderr_thread: std::thread::JoinHandle<()>,
+}
+
+impl Served {
+    /// Hand `line` to the child and wait for its answer until `wait` has
+    /// passed (`None`: for as long as it takes).
+    fn exchange(
+        &mut self,
+        line: &str,
+        wait: Option<std::time::Duration>,
+    ) -> Result<Answer, std::sync::mpsc::RecvTimeoutError> {
+        use std::io::Write;
+        use std::sync::mpsc::RecvTimeoutError;
+        if self
+            .stdin
+            .write_all(line.as_bytes())
+            .and_then(|()| self.stdin.flush())
+            .is_err()
+        {
+            return Err(RecvTimeoutError::Disconnected);
+        }
+        match wait {
+            Some(w) => self.answers.recv_timeout(w),
+            None => self
+                .answers
+                .recv()
+                .map_err(|_| RecvTimeoutError::Disconnected),
+        }
+    }
+}
+
+/// How starting a `--stdin` child went.
+enum Start {
+    /// It answered its probe.
+    Ready,
+    /// The merge's time budget ran out first.
+    TimedOut,
+    /// It cannot serve: one process per merge instead.
+    Unusable,
+}
+
+impl Default for MergeTreeServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for MergeTreeServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl MergeTreeServer {
+    /// A server that starts nothing until a merge needs git.
+    pub fn new() -> Self {
+        MergeTreeServer {
+            program: "git".into(),
+            mode: Mode::Unknown,
+            auto: false,
+            probe_wait: PROBE_WAIT,
+            child: None,
+            spawns: 0,
+        }
+    }
+
+    /// How many git processes computed merges so far (a `--stdin` child
+    /// counts once however many merges it answered).
+    pub fn spawns(&self) -> usize {
+        self.spawns
+    }
+
+    /// The clean merge of `theirs` into `ours`, as [`clean_merge`]
+    /// computes it, within `timeout` (counted from this call).
+    ///
+    /// # Errors
+    ///
+    /// [`MergeTreeError`] when git cannot be run or fails in a way other
+    /// than a conflict.
+    pub fn clean_merge(
+        &mut self,
+        repo: &git2::Repository,
+        ours: Oid,
+        theirs: Oid,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<CleanMerge, MergeTreeError> {
+        let started = std::time::Instant::now();
+        let base = match single_base(repo, ours, theirs)? {
+            Bases::One(base) => base,
+            Bases::Answer(answer) => return Ok(answer),
+        };
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Ok(CleanMerge::TimedOut);
+        }
+        let deadline = timeout.and_then(|t| started.checked_add(t));
+        if self.mode == Mode::Unknown {
+            self.mode = if STDIN_UNUSABLE.load(std::sync::atomic::Ordering::Relaxed) {
+                Mode::OneShot
+            } else {
+                mode_for(git_version(&self.program))
+            };
+            self.auto = true;
+        }
+        match self.mode {
+            Mode::Stdin { unbuffer } => self.ask(repo, base, ours, theirs, unbuffer, deadline),
+            Mode::Unknown | Mode::OneShot => self.one_shot(repo, ours, theirs, deadline),
+        }
+    }
+
+    /// One process for this merge, within what is left until `deadline`.
+    fn one_shot(
+        &mut self,
+        repo: &git2::Repository,
+        ours: Oid,
+        theirs: Oid,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<CleanMerge, MergeTreeError> {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        if left.is_some_and(|t| t.is_zero()) {
+            return Ok(CleanMerge::TimedOut);
+        }
+        self.spawns += 1;
+        one_shot(&self.program, repo, ours, theirs, left)
+    }
+
+    /// Hand one merge to the child (started if need be) and wait for its
+    /// answer until `deadline`.
+    fn ask(
+        &mut self,
+        repo: &git2::Repository,
+        base: Oid,
+        ours: Oid,
+        theirs: Oid,
+        unbuffer: bool,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<CleanMerge, MergeTreeError> {
+        use std::sync::mpsc::RecvTimeoutError;
+        let line = format!("{base} -- {ours} {theirs}\n");
+        for _ in 0..2 {
+            let fresh = self.child.as_ref().is_none_or(|s| s.git_dir != repo.path());
+            if fresh {
+                self.stop();
+                match self.start(repo, ours, unbuffer, deadline) {
+                    Start::Ready => {}
+                    Start::TimedOut => return Ok(CleanMerge::TimedOut),
+                    Start::Unusable => {
+                        self.mode = Mode::OneShot;
+                        if self.auto {
+                            STDIN_UNUSABLE.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        return self.one_shot(repo, ours, theirs, deadline);
+                    }
+                }
+            }
+            let Some(s) = self.child.as_mut() else {
+                break;
+            };
+            let wait = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            match s.exchange(&line, wait) {
+                Ok(answer) => return self.judge(repo, &answer),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.stop();
+                    return Ok(CleanMerge::TimedOut);
+                }
+                // A child started for an earlier merge has died since:
+                // start a fresh one, once.
+                Err(RecvTimeoutError::Disconnected) if !fresh => self.stop(),
+                Err(RecvTimeoutError::Disconnected) => return self.failure(deadline),
+            }
+        }
+        Err(MergeTreeError::Spawn(std::io::Error::other(
+            "the `git merge-tree --stdin` child could not be kept running",
+        )))
+    }
+
+    /// Start a child and check that it answers a trivial merge (`probe`
+    /// with itself) in time: a git that keeps its answers buffered never
+    /// would.
+    fn start(
+        &mut self,
+        repo: &git2::Repository,
+        probe: Oid,
+        unbuffer: bool,
+        deadline: Option<std::time::Instant>,
+    ) -> Start {
+        if self.spawn(repo, unbuffer).is_err() {
+            return Start::Unusable;
+        }
+        let Some(s) = self.child.as_mut() else {
+            return Start::Unusable;
+        };
+        let wait = match deadline {
+            Some(d) => d
+                .saturating_duration_since(std::time::Instant::now())
+                .min(self.probe_wait),
+            None => self.probe_wait,
+        };
+        let reply = s.exchange(&format!("{probe} -- {probe} {probe}\n"), Some(wait));
+        match reply {
+            Ok(answer) if answer.status == b"1" => Start::Ready,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) =>
+            {
+                self.stop();
+                Start::TimedOut
+            }
+            _ => {
+                self.stop();
+                Start::Unusable
+            }
+        }
+    }
+
+    /// What one answer of the child says.
+    fn judge(
+        &mut self,
+        repo: &git2::Repository,
+        answer: &Answer,
+    ) -> Result<CleanMerge, MergeTreeError> {
+        let tree = String::from_utf8_lossy(&answer.tree);
+        match answer.status.as_slice() {
+            b"1" => match crate::engine::parse_oid(&tree, repo.object_format()) {
+                Some(t) => Ok(CleanMerge::Tree(t)),
+                None => {
+                    self.stop();
+                    Err(MergeTreeError::NoTree(crate::sanitize::escape(&tree)))
+                }
+            },
+            b"0" => Ok(CleanMerge::Conflicts),
+            // Not an answer git gives: out of step; start afresh next time.
+            status => {
+                self.stop();
+                Err(MergeTreeError::NoTree(crate::sanitize::escape(&format!(
+                    "merge status `{}`, then `{tree}`",
+                    String::from_utf8_lossy(status)
+                ))))
+            }
+        }
+    }
+
+    /// The child closed its output without answering: wait for it to exit
+    /// (within `deadline`) and report its exit status and standard error.
+    fn failure(
+        &mut self,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<CleanMerge, MergeTreeError> {
+        use std::time::{Duration, Instant};
+        let Some(mut s) = self.child.take() else {
+            return Err(MergeTreeError::Spawn(std::io::Error::other(
+                "no `git merge-tree --stdin` child",
+            )));
+        };
+        drop(s.stdin);
+        let mut pause = Duration::from_millis(1);
+        let status = loop {
+            match s.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = s.child.kill();
+                    let _ = s.child.wait();
+                    return Err(MergeTreeError::Spawn(e));
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let _ = s.child.kill();
+                let _ = s.child.wait();
+                return Ok(CleanMerge::TimedOut);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        };
+        // Its last words, once drained; only briefly, as something the
+        // child started may still hold the pipe open.
+        let grace = Instant::now() + Duration::from_millis(200);
+        while !s.stderr_thread.is_finished() && Instant::now() < grace {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let err = match s.stderr.lock() {
+            Ok(kept) => kept.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        Err(MergeTreeError::Failed(
+            status,
+            crate::sanitize::escape(String::from_utf8_lossy(&err).trim()),
+        ))
+    }
+
+    /// Start a `--stdin` child for `repo`, with a thread parsing its
+    /// answers and one draining its standard error.
+    fn spawn(&mut self, repo: &git2::Repository, unbuffer: bool) -> Result<(), MergeTreeError> {
+        use std::process::{Command, Stdio};
+        let mut command = if unbuffer {
+            let mut c = Command::new("stdbuf");
+            c.arg("-o0").arg(&self.program);
+            c
+        } else {
+            Command::new(&self.program)
+        };
+        let mut child = command
+            .arg("--git-dir")
+            .arg(repo.path())
+            .args([
+                "merge-tree",
+                "--write-tree",
+                "--stdin",
+                "-z",
+                "--no-messages",
+                "--name-only",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(MergeTreeError::Spawn)?;
+        self.spawns += 1;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(abandon(
+                child,
+                std::io::Error::other("no pipe to the child"),
+            ));
+        };
+        let (tx, answers) = std::sync::mpsc::channel();
+        let reader = std::thread::Builder::new()
+            .name("merge-tree-out".into())
+            .spawn(move || read_answers(stdout, &tx));
+        if let Err(e) = reader {
+            return Err(abandon(child, e));
+        }
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let drain = std::thread::Builder::new()
+            .name("merge-tree-err".into())
+            .spawn({
+                let kept = std::sync::Arc::clone(&kept);
+                move || drain_tail(stderr, &kept)
+            });
+        let stderr_thread = match drain {
+            Ok(h) => h,
+            Err(e) => return Err(abandon(child, e)),
+        };
+        self.child = Some(Served {
+            git_dir: repo.path().to_path_buf(),
+            child,
+            stdin,
+            answers,
+            stderr: kept,
+            stderr_thread,
+        });
+        Ok(())
+    }
+
+    /// Kill and reap the child, if any. Its threads end as its pipes close.
+    fn stop(&mut self) {
+        if let Some(Served {
+            mut child, stdin, ..
+        }) = self.child.take()
+        {
+            drop(stdin);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Kill and reap a child that cannot be used; `e` says why.
+fn abandon(mut child: std::process::Child, e: std::io::Error) -> MergeTreeError {
+    let _ = child.kill();
+    let _ = child.wait();
+    MergeTreeError::Spawn(e)
+}
+
+/// The version of the git `program` (major, minor), if it says.
+fn git_version(program: &std::ffi::OsStr) -> Option<(u32, u32)> {
+    let out = std::process::Command::new(program)
+        .arg("version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    parse_version(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// (major, minor) from `git version` output.
+fn parse_version(version: &str) -> Option<(u32, u32)> {
+    let v = version.trim().strip_prefix("git version ")?;
+    let mut parts = v.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse::<u32>().ok()?;
+    let minor = parts.next()?.parse::<u32>().ok()?;
+    Some((major, minor))
+}
+
+/// How to ask a git of `version` for merges.
+fn mode_for(version: Option<(u32, u32)>) -> Mode {
+    match version {
+        Some(v) if v >= FLUSHING_GIT => Mode::Stdin { unbuffer: false },
+        Some(v) if v >= STDIN_GIT => Mode::Stdin { unbuffer: true },
+        _ => Mode::OneShot,
+    }
+}
+
+/// One answer of a `--stdin` child: the merge status (`1` clean, `0`
+/// conflicts) and the tree id, each cut to [`MERGE_TREE_OUTPUT`] bytes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Answer {
+    status: Vec<u8>,
+    tree: Vec<u8>,
+}
+
+/// Splits the output of `git merge-tree --write-tree --stdin -z
+/// --no-messages --name-only` into answers. Each is `<status> NUL <tree>
+/// NUL`, then one `<path> NUL` per conflicted path (never empty), then
+/// `NUL`: the first empty field after the tree ends the answer. Only
+/// bounded prefixes of the status and the tree are kept, whatever the
+/// child prints.
+#[derive(Debug, Default)]
+struct AnswerParser {
+    /// Which field of the answer is being read (2: a conflicted path).
+    field: usize,
+    /// Whether that field has a byte yet.
+    filled: bool,
+    answer: Answer,
+}
+
+impl AnswerParser {
+    fn feed(&mut self, bytes: &[u8], done: &mut dyn FnMut(Answer)) {
+        for &b in bytes {
+            if b == 0 {
+                if self.field >= 2 && !self.filled {
+                    done(std::mem::take(&mut self.answer));
+                    self.field = 0;
+                } else {
+                    self.field = (self.field + 1).min(2);
+                }
+                self.filled = false;
+                continue;
+            }
+            self.filled = true;
+            let kept = match self.field {
+                0 => &mut self.answer.status,
+                1 => &mut self.answer.tree,
+                _ => continue,
+            };
+            if kept.len() < MERGE_TREE_OUTPUT {
+                kept.push(b);
+            }
+        }
+    }
+}
+
+/// Parse a `--stdin` child's output into answers until it closes (or no
+/// one listens any more).
+fn read_answers(mut out: impl std::io::Read, tx: &std::sync::mpsc::Sender<Answer>) {
+    let mut parser = AnswerParser::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match out.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        let mut gone = false;
+        parser.feed(buf.get(..n).unwrap_or_default(), &mut |a| {
+            gone |= tx.send(a).is_err();
+        });
+        if gone {
+            return;
+        }
+    }
+}
+
+/// Read `pipe` to its end, keeping its last [`MERGE_TREE_OUTPUT`] bytes.
+fn drain_tail(mut pipe: impl std::io::Read, kept: &std::sync::Mutex<Vec<u8>>) {
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match pipe.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        let mut k = kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        k.extend_from_slice(buf.get(..n).unwrap_or_default());
+        if k.len() > MERGE_TREE_OUTPUT {
+            let cut = k.len() - MERGE_TREE_OUTPUT;
+            k.drain(..cut);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    const LONG: Option<Duration> = Some(Duration::from_secs(120));
+
+    /// A bare repository under the temp dir, removed when dropped.
+    struct Repo {
+        dir: PathBuf,
+        repo: git2::Repository,
+    }
+
+    impl Drop for Repo {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn temp_repo(tag: &str) -> Repo {
+        let dir = std::env::temp_dir().join(format!("cs-merge-tree-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let repo = git2::Repository::init_bare(&dir).unwrap();
+        Repo { dir, repo }
+    }
+
+    fn commit(repo: &git2::Repository, parents: &[Oid], files: &[(&str, &str)]) -> Oid {
+        let mut b = repo.treebuilder(None).unwrap();
+        for (name, text) in files {
+            let id = repo.blob(text.as_bytes()).unwrap();
+            b.insert(name, id, 0o100644).unwrap();
+        }
+        let tree = repo.find_tree(b.write().unwrap()).unwrap();
+        let sig = git2::Signature::new("t", "t@t", &git2::Time::new(1_700_000_000, 0)).unwrap();
+        let parents: Vec<git2::Commit> = parents
+            .iter()
+            .map(|p| repo.find_commit(*p).unwrap())
+            .collect();
+        let parents: Vec<&git2::Commit> = parents.iter().collect();
+        repo.commit(None, &sig, &sig, "m", &tree, &parents).unwrap()
+    }
+
+    /// Pairs to merge, with what each must give (`None`: the tree
+    /// `git merge-tree --write-tree` prints when run by hand).
+    fn cases(repo: &git2::Repository) -> Vec<(Oid, Oid, Option<CleanMerge>)> {
+        let lines = |first: &str, last: &str| format!("{first}\n2\n3\n4\n5\n6\n7\n{last}\n");
+        let root = commit(repo, &[], &[("f", &lines("1", "8"))]);
+        let a = commit(repo, &[root], &[("f", &lines("one", "8"))]);
+        let b = commit(repo, &[root], &[("f", &lines("1", "eight")), ("g", "g\n")]);
+        let c = commit(repo, &[root], &[("f", &lines("uno", "8"))]);
+        let d = commit(repo, &[a], &[("f", &lines("one", "8")), ("h", "h\n")]);
+        let lone = commit(repo, &[], &[("x", "x\n")]);
+        let both = [("f", lines("one", "eight")), ("g", "g\n".to_string())];
+        let both: Vec<(&str, &str)> = both.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        let m1 = commit(repo, &[a, b], &both);
+        let m2 = commit(repo, &[b, a], &both);
+        vec![
+            (a, b, None),
+            (a, c, Some(CleanMerge::Conflicts)),
+            (d, b, None),
+            (a, lone, Some(CleanMerge::Unrelated)),
+            (m1, m2, Some(CleanMerge::MultipleBases(2))),
+            (b, a, None),
+            (c, a, Some(CleanMerge::Conflicts)),
+            (d, b, None),
+        ]
+    }
+
+    /// `git merge-tree --write-tree` run by hand: the tree it prints, which
+    /// must be a clean merge (exit 0).
+    fn by_hand(dir: &Path, ours: Oid, theirs: Oid) -> CleanMerge {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(dir)
+            .args(["merge-tree", "--write-tree"])
+            .arg(ours.to_string())
+            .arg(theirs.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        CleanMerge::Tree(Oid::from_str(text.lines().next().unwrap()).unwrap())
+    }
+
+    /// Every case with the answer it must give.
+    fn by_hand_all(r: &Repo) -> Vec<(Oid, Oid, CleanMerge)> {
+        cases(&r.repo)
+            .into_iter()
+            .map(|(o, t, want)| (o, t, want.unwrap_or_else(|| by_hand(&r.dir, o, t))))
+            .collect()
+    }
+
+    /// Whether the git here can serve merges over `--stdin` (it must be
+    /// 2.42 or later, and older than 2.49 needs `stdbuf`).
+    fn stdin_git() -> bool {
+        let yes = match mode_for(git_version(std::ffi::OsStr::new("git"))) {
+            Mode::Stdin { unbuffer: false } => true,
+            Mode::Stdin { unbuffer: true } => std::process::Command::new("stdbuf")
+                .args(["-o0", "true"])
+                .status()
+                .is_ok_and(|s| s.success()),
+            _ => false,
+        };
+        if !yes {
+            eprintln!("no git 2.42 or later (with stdbuf before 2.49) here: the --stdin server is not tested");
+        }
+        yes
+    }
+
+    fn alive(pid: u32) -> bool {
+        // A zombie keeps its /proc entry: gone means killed and reaped.
+        Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    fn pid(server: &MergeTreeServer) -> u32 {
+        server.child.as_ref().map(|s| s.child.id()).unwrap()
+    }
+
+    /// A stand-in's answer to the probe, the first line it reads.
+    const PROBED: &str =
+        "read -r line; printf '1\\0%s\\0\\0' 0123456789abcdef0123456789abcdef01234567\n";
+
+    /// A stand-in for git: a shell script.
+    fn fake_git(tag: &str, script: &str) -> (PathBuf, MergeTreeServer) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("cs-fake-git-{tag}-{}", std::process::id()));
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut server = MergeTreeServer::new();
+        server.program = path.clone().into();
+        server.mode = Mode::Stdin { unbuffer: false };
+        (path, server)
+    }
+
+    #[test]
+    fn one_child_answers_every_merge_as_git_does_by_hand() {
+        if !stdin_git() {
+            return;
+        }
+        let r = temp_repo("one-child");
+        let mut server = MergeTreeServer::new();
+        for (ours, theirs, want) in cases(&r.repo) {
+            let want = want.unwrap_or_else(|| by_hand(&r.dir, ours, theirs));
+            let got = server.clean_merge(&r.repo, ours, theirs, LONG).unwrap();
+            assert_eq!(got, want, "{ours} {theirs}");
+            assert_eq!(clean_merge(&r.repo, ours, theirs, LONG).unwrap(), want);
+            if let CleanMerge::Tree(t) = got {
+                assert!(r.repo.find_tree(t).is_ok(), "the tree was written");
+            }
+        }
+        assert!(matches!(server.mode, Mode::Stdin { .. }));
+        assert_eq!(server.spawns(), 1, "one child for every merge");
+        let child = pid(&server);
+        assert!(alive(child));
+        drop(server);
+        assert!(
+            !alive(child),
+            "dropping the server kills and reaps its child"
+        );
+    }
+
+    #[test]
+    fn without_stdin_every_merge_is_its_own_process_with_the_same_answers() {
+        let r = temp_repo("one-shot");
+        let mut server = MergeTreeServer::new();
+        server.mode = Mode::OneShot;
+        let mut asked = 0;
+        for (ours, theirs, want) in cases(&r.repo) {
+            if !matches!(
+                want,
+                Some(CleanMerge::Unrelated | CleanMerge::MultipleBases(_))
+            ) {
+                asked += 1;
+            }
+            let want = want.unwrap_or_else(|| by_hand(&r.dir, ours, theirs));
+            assert_eq!(
+                server.clean_merge(&r.repo, ours, theirs, LONG).unwrap(),
+                want
+            );
+        }
+        assert_eq!(server.spawns(), asked);
+        assert!(server.child.is_none());
+    }
+
+    #[test]
+    fn a_late_answer_kills_the_child_and_a_later_merge_starts_another() {
+        if !stdin_git() {
+            return;
+        }
+        let r = temp_repo("timeout");
+        let (ours, theirs, _) = cases(&r.repo)[0];
+        let want = by_hand(&r.dir, ours, theirs);
+        let mut server = MergeTreeServer::new();
+        assert_eq!(
+            server.clean_merge(&r.repo, ours, theirs, LONG).unwrap(),
+            want
+        );
+        let first = pid(&server);
+        let tiny = Some(Duration::from_nanos(1));
+        assert_eq!(
+            server.clean_merge(&r.repo, ours, theirs, tiny).unwrap(),
+            CleanMerge::TimedOut
+        );
+        assert!(server.child.is_none());
+        assert!(!alive(first), "the child was killed and reaped");
+        assert_eq!(
+            server.clean_merge(&r.repo, ours, theirs, LONG).unwrap(),
+            want
+        );
+        assert_eq!(server.spawns(), 2);
+        // A zero budget asks nobody.
+        let zero = Some(Duration::ZERO);
+        assert_eq!(
+            server.clean_merge(&r.repo, ours, theirs, zero).unwrap(),
+            CleanMerge::TimedOut
+        );
+        assert_eq!(server.spawns(), 2);
+    }
+
+    #[test]
+    fn a_child_that_died_between_merges_is_replaced() {
+        if !stdin_git() {
+            return;
+        }
+        let r = temp_repo("died");
+        let (ours, theirs, _) = cases(&r.repo)[0];
+        let want = by_hand(&r.dir, ours, theirs);
+        let mut server = MergeTreeServer::new();
+        assert_eq!(
+            server.clean_merge(&r.repo, ours, theirs, LONG).unwrap(),
+            want
+        );
+        let s = server.child.as_mut().unwrap();
+        s.child.kill().unwrap();
+        s.child.wait().unwrap();
+        assert_eq!(
+            server.clean_merge(&r.repo, ours, theirs, LONG).unwrap(),
+            want
+        );
+        assert_eq!(server.spawns(), 2);
+    }
+
+    #[test]
+    fn a_failing_git_is_an_error_with_its_exit_status_and_last_words() {
+        let r = temp_repo("fails");
+        let (ours, theirs, _) = cases(&r.repo)[0];
+        let (path, mut server) = fake_git(
+            "fails",
+            &format!("{PROBED}read -r line; echo chatter >&2; echo 'fatal: boom' >&2; exit 128"),
+        );
+        for n in 1..=2 {
+            match server.clean_merge(&r.repo, ours, theirs, LONG) {
+                Err(MergeTreeError::Failed(status, err)) => {
+                    assert_eq!(status.code(), Some(128));
+                    assert!(err.ends_with("fatal: boom"), "{err}");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(server.child.is_none());
+            assert_eq!(server.spawns(), n);
+        }
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn the_childs_stderr_is_drained_while_it_answers() {
+        let r = temp_repo("stderr");
+        let (ours, theirs, _) = cases(&r.repo)[0];
+        let tree = "0123456789abcdef0123456789abcdef01234567";
+        // 1 MiB on stderr first: far more than a pipe holds.
+        let (path, mut server) = fake_git(
+            "stderr",
+            &format!(
+                "head -c 1048576 /dev/zero | tr '\\0' e >&2\n\
+                 while read -r line; do printf '1\\0%s\\0\\0' {tree}; done"
+            ),
+        );
+        for _ in 0..3 {
+            let got = server.clean_merge(&r.repo, ours, theirs, LONG).unwrap();
+            assert_eq!(got, CleanMerge::Tree(Oid::from_str(tree).unwrap()));
+        }
+        assert_eq!(server.spawns(), 1);
+        let kept = server.child.as_ref().unwrap().stderr.lock().unwrap().len();
+        assert!(kept <= MERGE_TREE_OUTPUT, "{kept}");
+        drop(server);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn the_child_inherits_this_processs_environment() {
+        // In a hook, the environment carries the quarantine.
+        let path = std::env::var("PATH").unwrap();
+        if path.contains('\'') {
+            return;
+        }
+        let r = temp_repo("environment");
+        let (ours, theirs, _) = cases(&r.repo)[0];
+        let (script, mut server) = fake_git(
+            "environment",
+            &format!(
+                "{PROBED}read -r line\n\
+                 if [ \"$PATH\" = '{path}' ]; then s=1; else s=0; fi\n\
+                 printf '%s\\0%s\\0\\0' $s 0123456789abcdef0123456789abcdef01234567"
+            ),
+        );
+        let got = server.clean_merge(&r.repo, ours, theirs, LONG).unwrap();
+        assert!(matches!(got, CleanMerge::Tree(_)), "{got:?}");
+        let _ = std::fs::remove_file(script);
+    }
+
+    #[test]
+    fn a_child_that_prints_endlessly_times_out() {
+        let r = temp_repo("endless");
+        let (ours, theirs, _) = cases(&r.repo)[0];
+        let (path, mut server) = fake_git("endless", &format!("{PROBED}exec yes"));
+        let started = Instant::now();
+        let budget = Some(Duration::from_millis(300));
+        assert_eq!(
+            server.clean_merge(&r.repo, ours, theirs, budget).unwrap(),
+            CleanMerge::TimedOut
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert!(server.child.is_none());
+        // A status git never gives is an error, not an answer.
+        let (path2, mut server) = fake_git(
+            "garbled",
+            &format!("{PROBED}while read -r line; do printf '2\\0%s\\0\\0' abc; done"),
+        );
+        assert!(matches!(
+            server.clean_merge(&r.repo, ours, theirs, LONG),
+            Err(MergeTreeError::NoTree(_))
+        ));
+        assert!(server.child.is_none());
+        assert_eq!(server.mode, Mode::Stdin { unbuffer: false });
+        assert_eq!(server.spawns(), 1);
+        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(path2);
+    }
+
+    #[test]
+    fn answers_are_split_wherever_reads_end_and_kept_bounded() {
+        let tree = "0123456789abcdef0123456789abcdef01234567";
+        let stream = format!("1\0{tree}\0\00\0{tree}\0a\0b c\0\00\0{tree}\0\01\0{tree}\0\0");
+        let want = |status: &str| Answer {
+            status: status.as_bytes().to_vec(),
+            tree: tree.as_bytes().to_vec(),
+        };
+        let want = vec![want("1"), want("0"), want("0"), want("1")];
+        for cut in 0..=stream.len() {
+            let (head, tail) = stream.as_bytes().split_at(cut);
+            let mut got = Vec::new();
+            let mut parser = AnswerParser::default();
+            parser.feed(head, &mut |a| got.push(a));
+            parser.feed(tail, &mut |a| got.push(a));
+            assert_eq!(got, want, "cut at {cut}");
+        }
+        // Endless fields keep a bounded prefix and answer nothing.
+        let mut parser = AnswerParser::default();
+        let mut got = Vec::new();
+        for field in 0..3 {
+            for _ in 0..1000 {
+                parser.feed(&[b'y'; 1024], &mut |a| got.push(a));
+            }
+            if field < 2 {
+                parser.feed(b"\0", &mut |a| got.push(a));
+            }
+        }
+        assert!(got.is_empty());
+        assert_eq!(parser.answer.status.len(), MERGE_TREE_OUTPUT);
+        assert_eq!(parser.answer.tree.len(), MERGE_TREE_OUTPUT);
+    }
+
+    #[test]
+    fn a_child_that_cannot_serve_falls_back_to_one_process_per_merge() {
+        let r = temp_repo("unusable");
+        let real = by_hand_all(&r);
+        for (tag, script) in [
+            // Keeps its answers to itself (as git before 2.49 does).
+            ("mute", "case \"$*\" in *--stdin*) exec cat >/dev/null;; esac\nexec git \"$@\""),
+            // Knows no `--stdin` (git before 2.39).
+            ("old", "case \"$*\" in *--stdin*) echo \"error: unknown option \\`stdin'\" >&2; exit 129;; esac\nexec git \"$@\""),
+        ] {
+            let (path, mut server) = fake_git(tag, script);
+            server.probe_wait = Duration::from_millis(300);
+            let mut asked = 1;
+            for (ours, theirs, want) in &real {
+                if !matches!(want, CleanMerge::Unrelated | CleanMerge::MultipleBases(_)) {
+                    asked += 1;
+                }
+                let got = server.clean_merge(&r.repo, *ours, *theirs, LONG).unwrap();
+                assert_eq!(&got, want, "{tag}");
+            }
+            assert_eq!(server.mode, Mode::OneShot, "{tag}");
+            assert_eq!(server.spawns(), asked, "{tag}: one --stdin child, then one per merge");
+            assert!(server.child.is_none());
+            let _ = std::fs::remove_file(path);
+        }
+        // The git here, unbuffered or not: before 2.49 only `stdbuf` makes
+        // it answer while it waits for the next merge.
+        let version = git_version(std::ffi::OsStr::new("git"));
+        if mode_for(version) != Mode::OneShot {
+            let mut server = MergeTreeServer::new();
+            server.mode = Mode::Stdin { unbuffer: false };
+            server.probe_wait = Duration::from_millis(500);
+            for (ours, theirs, want) in &real {
+                assert_eq!(
+                    &server.clean_merge(&r.repo, *ours, *theirs, LONG).unwrap(),
+                    want
+                );
+            }
+            let flushes = version.is_some_and(|v| v >= FLUSHING_GIT);
+            assert_eq!(server.mode == Mode::OneShot, !flushes, "{version:?}");
+        }
+    }
+
+    #[test]
+    fn git_2_42_serves_merges_over_stdin_and_before_2_49_unbuffered() {
+        for (version, mode) in [
+            ("git version 2.47.3\n", Mode::Stdin { unbuffer: true }),
+            ("git version 2.42.0", Mode::Stdin { unbuffer: true }),
+            (
+                "git version 2.48.1.windows.1",
+                Mode::Stdin { unbuffer: true },
+            ),
+            ("git version 2.49.0", Mode::Stdin { unbuffer: false }),
+            ("git version 2.51.0.rc1", Mode::Stdin { unbuffer: false }),
+            ("git version 3.0.0", Mode::Stdin { unbuffer: false }),
+            ("git version 2.41.2", Mode::OneShot),
+            ("git version 2.40.0", Mode::OneShot),
+            ("git version 2.39.5 (Apple Git-154)", Mode::OneShot),
+            ("git version 2", Mode::OneShot),
+            ("git version x.y", Mode::OneShot),
+            ("", Mode::OneShot),
+            ("hub version 2.49.0", Mode::OneShot),
+        ] {
+            assert_eq!(mode_for(parse_version(version)), mode, "{version}");
+        }
     }
 }

@@ -280,6 +280,8 @@ pub struct Verifier<'a> {
     /// Answers taken from the verification cache, signatures verified.
     pub(crate) stats: std::cell::Cell<(usize, usize)>,
     pub(crate) budget: Budget,
+    /// One `git merge-tree --stdin` child for the run's clean merges.
+    pub(crate) merge_tree: merge::MergeTreeServer,
 }
 
 impl<'a> Verifier<'a> {
@@ -312,6 +314,7 @@ impl<'a> Verifier<'a> {
             descriptions: std::cell::RefCell::new(HashMap::new()),
             stats: std::cell::Cell::new((0, 0)),
             budget: Budget::new(policy.limits),
+            merge_tree: merge::MergeTreeServer::new(),
         }
     }
 

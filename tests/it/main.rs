@@ -30,6 +30,7 @@ mod install;
 mod install_cmd;
 mod ledger;
 mod ledger_attack;
+mod merge_server;
 mod policy;
 mod push;
 mod report;
