@@ -5,7 +5,7 @@
                       [--kinds ssh-ed25519,openpgp-ed25519,ssh-rsa3072,merges]
                       [--bin LABEL=PATH ...] [--runs 3] [--work DIR]
                       [--json FILE] [--backtrace] [--hook]
-                      [--no-warm] [--no-incremental]
+                      [--no-warm] [--no-incremental] [--cold-only LABEL]
                       [--sq-git PATH | --no-sq-git]
 
 For each kind and size it makes a history with examples/gen_history.rs
@@ -581,6 +581,8 @@ def main():
                     help="also time `hook pre-receive` deciding the whole history as one push")
     ap.add_argument("--hook-max", type=int, default=10000,
                     help="largest history pushed to the hook (its `commits` limit is 20000)")
+    ap.add_argument("--cold-only", action="append", default=[], metavar="LABEL",
+                    help="time only cold runs of this --bin (a build without the cache)")
     ap.add_argument("--warm", action=argparse.BooleanOptionalAction, default=True,
                     help="also time with the cache one untimed run left (default: on)")
     ap.add_argument("--incremental", action=argparse.BooleanOptionalAction, default=True,
@@ -645,7 +647,10 @@ def main():
             if a.hook and kind != "merges" and n <= a.hook_max:
                 whats.append("hook")
             for what in whats:
-                for state in states + (["plus"] if plus and what == "verify" else []):
+                mine = states + (["plus"] if plus and what == "verify" else [])
+                if label in a.cold_only:
+                    mine = ["cold"]
+                for state in mine:
                     configs.append((label, binary, what, state, env))
                 if a.backtrace and what == "verify":
                     configs.append((label + " RUST_BACKTRACE=1", binary, what, "cold",

@@ -936,7 +936,7 @@ impl<'a> Verifier<'a> {
                 }
             });
             let all = head.into_iter().chain(rest);
-            self.prefetch_iter(all, cap, ObjectType::Commit);
+            self.prefetch_iter(all, cap, ObjectType::Commit, true);
         }
         for &id in &ids {
             if !self.budget.commit() || self.budget.full(found.len()) {
@@ -1129,7 +1129,8 @@ impl<'a> Verifier<'a> {
     /// each signature to a pool of verifying threads as soon as it is
     /// read, then verifies what is left itself.
     pub(crate) fn prefetch(&mut self, ids: &[Oid], kind: ObjectType) {
-        self.prefetch_iter(ids.iter().copied(), ids.len(), kind);
+        self.asking(ids.len());
+        self.prefetch_iter(ids.iter().copied(), ids.len(), kind, false);
     }
 
     /// [`Self::prefetch`] of the objects `ids` yields as it is pulled
@@ -1139,10 +1140,17 @@ impl<'a> Verifier<'a> {
     /// verifies too. Answers are taken back as they come, so memory holds
     /// answers, not the objects read. In the hook, the `seconds` budget is
     /// looked at as it goes; past it, nothing more is pulled.
-    fn prefetch_iter(&mut self, ids: impl Iterator<Item = Oid>, hint: usize, kind: ObjectType) {
+    /// `count`: count each object pulled as asked for (the cache is read
+    /// once there are enough, see [`Self::asking`]).
+    fn prefetch_iter(
+        &mut self,
+        ids: impl Iterator<Item = Oid>,
+        hint: usize,
+        kind: ObjectType,
+        count: bool,
+    ) {
         // Few objects (a change of a report, a small push) are not worth a
         // thread; the count of CPUs is only asked for when it matters.
-        self.asking(hint);
         let threads = if hint < PARALLEL_MIN {
             1
         } else {
@@ -1195,6 +1203,9 @@ impl<'a> Verifier<'a> {
             let mut pulled = 0usize;
             for id in ids {
                 pulled += 1;
+                if count {
+                    self.asking(1);
+                }
                 if pulled.is_multiple_of(256) {
                     if self.budget.remaining().is_some_and(|d| d.is_zero()) {
                         break;
