@@ -149,6 +149,8 @@ pub(crate) struct Checked {
     /// When it was signed: the OpenPGP signature time, else the committer
     /// or tagger time (only used to honour key retirement in history).
     pub(crate) signed_at: Option<Timestamp>,
+    /// A commit's count of parents, where it was read.
+    pub(crate) parents: Option<u8>,
 }
 
 /// What one run may still spend; see [`crate::policy::limits`].
@@ -1009,15 +1011,21 @@ impl<'a> Verifier<'a> {
         let Some(store) = self.store.as_ref().filter(|s| s.is_loaded()) else {
             return;
         };
-        let linear = ids
-            .iter()
-            .all(|id| match store.get(id).and_then(|e| e.parents) {
+        // From this run's answers, else the cache's, else read.
+        let linear = ids.iter().all(|id| {
+            let known = self
+                .cache
+                .get(&oidmap::Key::of(id))
+                .and_then(|c| c.parents)
+                .or_else(|| store.get(id).and_then(|e| e.parents));
+            match known {
                 Some(p) => p <= 1,
                 None => self
                     .repo
                     .find_commit(*id)
                     .is_ok_and(|c| c.parent_count() <= 1),
-            });
+            }
+        });
         store.remember_walk(
             self.repo.path(),
             hides,
@@ -1095,6 +1103,7 @@ impl<'a> Verifier<'a> {
             subject: None,
             result,
             signed_at,
+            parents: e.parents,
         })
     }
 
@@ -1262,12 +1271,14 @@ impl<'a> Verifier<'a> {
                 subject: Some(String::new()),
                 result: Err((f.code, f.message, f.help)),
                 signed_at: None,
+                parents: None,
             });
         }
         let what = kind_name(kind);
         let fail = |subject: String, code: Code, msg: String, help: &str| {
             Prepared::Done(Checked {
                 signed_at: None,
+                parents: None,
                 subject: Some(subject),
                 result: Err((code, msg, help.to_string())),
             })
@@ -1420,6 +1431,7 @@ impl<'a> Verifier<'a> {
             subject,
             result,
             signed_at: created.or(object_time),
+            parents: job.parents,
         }
     }
 

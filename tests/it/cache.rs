@@ -15,11 +15,17 @@ fn history(sb: &mut Sandbox, dev: &Key) {
     }
 }
 
-/// `verify` of all of main: (exit code, stdout, the cache's stats line).
+/// `verify` of all of main in the work clone with `extra` arguments:
+/// (exit code, stdout, the cache's stats line).
 fn verify(sb: &Sandbox, extra: &[&str]) -> (Option<i32>, String, String) {
+    verify_in(sb, &sb.work, extra)
+}
+
+/// `verify --format json` of main in `dir`: (exit code, stdout, stats).
+fn verify_in(sb: &Sandbox, dir: &std::path::Path, extra: &[&str]) -> (Option<i32>, String, String) {
     let policy = sb.policy.to_str().unwrap_or_default().to_string();
     let mut c = sb.cmd(BIN);
-    c.current_dir(&sb.work)
+    c.current_dir(dir)
         .args(["verify", "main", "--ref", MAIN, "--policy", &policy])
         .args(["--format", "json"])
         .args(extra)
@@ -202,27 +208,6 @@ fn cache_is_filled_by_the_hook_and_a_forged_entry_is_not_believed() {
     assert_rejected_with(&out, "unsigned-commit");
 }
 
-/// `verify --format json` of main in `dir` with or without the cache.
-fn verify_in(sb: &Sandbox, dir: &std::path::Path, cache: bool) -> (Option<i32>, String, String) {
-    let policy = sb.policy.to_str().unwrap_or_default().to_string();
-    let mut c = sb.cmd(BIN);
-    c.current_dir(dir)
-        .args(["verify", "main", "--ref", MAIN, "--policy", &policy])
-        .args(["--format", "json"])
-        .env("COUNTERSIGN_CACHE_STATS", "1");
-    if !cache {
-        c.arg("--no-cache");
-    }
-    let out = run(c, None);
-    let stats = out
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("verification cache:"))
-        .unwrap_or_default()
-        .to_string();
-    (out.code, out.stdout, stats)
-}
-
 #[test]
 fn cache_walk_is_extended_by_a_line_and_walked_anew_after_a_merge() {
     let mut sb = Sandbox::new();
@@ -234,7 +219,7 @@ fn cache_walk_is_extended_by_a_line_and_walked_anew_after_a_merge() {
     )]));
     history(&mut sb, &dev);
     let work = sb.work.clone();
-    let (code, _, _) = verify_in(&sb, &work, true);
+    let (code, _, _) = verify_in(&sb, &work, &[]);
     assert_eq!(code, Some(0));
 
     // Five more commits on top: only those are verified, and the answer
@@ -242,7 +227,7 @@ fn cache_walk_is_extended_by_a_line_and_walked_anew_after_a_merge() {
     for i in 0..5 {
         sb.commit_as(Some(&dev), &format!("on top {i}"));
     }
-    let (code, warm, stats) = verify_in(&sb, &work, true);
+    let (code, warm, stats) = verify_in(&sb, &work, &[]);
     assert_eq!(code, Some(0), "{warm}");
     assert!(
         stats.starts_with(&format!(
@@ -250,7 +235,7 @@ fn cache_walk_is_extended_by_a_line_and_walked_anew_after_a_merge() {
         )),
         "{stats}"
     );
-    let (_, cold, _) = verify_in(&sb, &work, false);
+    let (_, cold, _) = verify_in(&sb, &work, &["--no-cache"]);
     assert_eq!(warm, cold);
 
     // A merge of a side branch holding an unsigned commit: not a line, so
@@ -268,13 +253,13 @@ fn cache_walk_is_extended_by_a_line_and_walked_anew_after_a_merge() {
     let out = sb.git_out_in(&work, Some(&dev), &args);
     assert!(out.success, "{out}");
     sb.commit_as(Some(&dev), "after the merge");
-    let (code, warm, _) = verify_in(&sb, &work, true);
+    let (code, warm, _) = verify_in(&sb, &work, &[]);
     assert_eq!(code, Some(1), "the unsigned side commit is found\n{warm}");
     assert!(warm.contains("unsigned-commit"), "{warm}");
-    let (_, cold, _) = verify_in(&sb, &work, false);
+    let (_, cold, _) = verify_in(&sb, &work, &["--no-cache"]);
     assert_eq!(warm, cold);
     // And the walk with the merge, remembered, gives the same again.
-    let (_, again, stats) = verify_in(&sb, &work, true);
+    let (_, again, stats) = verify_in(&sb, &work, &[]);
     assert_eq!(again, cold, "{stats}");
 }
 
@@ -294,10 +279,10 @@ fn cache_walk_of_a_shallow_clone_is_not_used_once_it_is_deepened() {
     let depth = COMMITS.to_string();
     let shallow_s = shallow.to_str().unwrap_or_default();
     sb.git_ok(["clone", "-q", "--depth", &depth, &url, shallow_s]);
-    let (code, out, _) = verify_in(&sb, &shallow, true);
+    let (code, out, _) = verify_in(&sb, &shallow, &[]);
     assert_eq!(code, Some(0), "the shallow part is all signed\n{out}");
     sb.git_ok_in(&shallow, ["fetch", "-q", "--unshallow"]);
-    let (code, out, _) = verify_in(&sb, &shallow, true);
+    let (code, out, _) = verify_in(&sb, &shallow, &[]);
     assert_eq!(
         code,
         Some(1),
