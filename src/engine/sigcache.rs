@@ -163,14 +163,20 @@ fn mac_key(dir: &Path) -> Option<[u8; 32]> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
     let path = dir.join("key");
     let read = |path: &Path| -> Option<[u8; 32]> {
-        let mut f = File::open(path).ok()?;
+        let mut f = open_regular(path)?;
         let meta = f.metadata().ok()?;
-        // Only a key nobody else can read or have written counts.
-        // (root may use the key of the repository's owner.)
+        // Only a key nobody else can read or have written counts. root
+        // may use the key of the repository's owner (the owner of the git
+        // directory), never one another user planted.
         let uid = current_uid(dir)?;
+        let owner_ok = if uid == 0 {
+            meta.uid() == 0 || repo_owner(dir) == Some(meta.uid())
+        } else {
+            meta.uid() == uid
+        };
         if !meta.is_file()
             || meta.permissions().mode() & 0o077 != 0
-            || (meta.uid() != uid && uid != 0)
+            || !owner_ok
             || meta.len() != 32
         {
             return None;
@@ -217,7 +223,7 @@ fn current_uid(dir: &Path) -> Option<u32> {
     static UID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
     *UID.get_or_init(|| {
         let probe = dir.join(format!(".uid.{}", std::process::id()));
-        let f = File::create(&probe).ok()?;
+        let f = create_fresh(&probe).ok()?;
         let uid = f.metadata().ok().map(|m| m.uid());
         let _ = fs::remove_file(&probe);
         uid
@@ -234,6 +240,12 @@ impl SigCache {
     ) -> Option<Self> {
         let dir = git_dir.join(DIR);
         if fs::create_dir_all(&dir).is_err() {
+            return None;
+        }
+        // Not through a link another user planted: every file below is
+        // made or written by this run.
+        let real_dir = |d: &Path| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir());
+        if !real_dir(&dir) || !dir.parent().is_some_and(real_dir) {
             return None;
         }
         if let Some(parent) = dir.parent() {
@@ -284,7 +296,7 @@ impl SigCache {
             return;
         }
         self.loaded = true;
-        let Ok(f) = File::open(&self.file) else {
+        let Some(f) = open_regular(&self.file) else {
             return;
         };
         let mut bytes = Vec::new();
@@ -447,7 +459,7 @@ impl SigCache {
         if self.fresh.is_empty() && !self.rewrite {
             return Ok(());
         }
-        let lock = File::create(self.dir.join("lock")).map_err(|e| e.to_string())?;
+        let lock = open_lock(&self.dir.join("lock")).map_err(|e| e.to_string())?;
         adopt(&self.dir.join("lock"));
         lock.lock().map_err(|e| e.to_string())?;
         let fresh = std::mem::take(&mut self.fresh);
@@ -455,7 +467,10 @@ impl SigCache {
         for part in fresh.chunks(MAX_CHUNK) {
             chunks.extend(self.encode_chunk(part));
         }
-        let current = fs::metadata(&self.file).map(|m| m.len()).ok();
+        let current = fs::symlink_metadata(&self.file)
+            .ok()
+            .filter(fs::Metadata::is_file)
+            .map(|m| m.len());
         // Appending is right onto the very file that was read (its size
         // unchanged or grown by other runs' appends, still valid), or onto
         // one not read at all (a damaged one is rewritten by the next run
@@ -463,9 +478,7 @@ impl SigCache {
         let append = current.is_some_and(|n| !self.loaded || (!self.rewrite && n >= self.size))
             && current.unwrap_or(0) + chunks.len() as u64 <= MAX_FILE_BYTES;
         let result = if append {
-            OpenOptions::new()
-                .append(true)
-                .open(&self.file)
+            open_append(&self.file)
                 .and_then(|mut f| f.write_all(&chunks))
                 .map_err(|e| e.to_string())
         } else {
@@ -474,7 +487,9 @@ impl SigCache {
         if result.is_ok() {
             adopt(&self.file);
             self.rewrite = false;
-            self.size = fs::metadata(&self.file).map(|m| m.len()).unwrap_or(0);
+            self.size = fs::symlink_metadata(&self.file)
+                .map(|m| m.len())
+                .unwrap_or(0);
             self.prune();
         }
         drop(lock);
@@ -500,7 +515,7 @@ impl SigCache {
             out.extend_from_slice(fresh);
         }
         let tmp = self.dir.join(format!(".tmp.{}", std::process::id()));
-        let written = File::create(&tmp)
+        let written = create_fresh(&tmp)
             .and_then(|mut f| f.write_all(&out).and_then(|()| f.sync_all()))
             .and_then(|()| fs::rename(&tmp, &self.file));
         if written.is_err() {
@@ -552,7 +567,11 @@ impl SigCache {
     /// The file of walks hiding `hides` in this repository state: the
     /// commits hidden and the files that change what a walk sees
     /// (`shallow`, `info/grafts`) name it, so a deepened clone walks anew.
-    fn walk_file(&self, git_dir: &Path, hides: &[Oid]) -> PathBuf {
+    ///
+    /// Returns the path and the digest naming it; the digest is part of
+    /// the walk's MAC, so a walk cannot be copied to another name (another
+    /// set of hidden commits, another `shallow`).
+    fn walk_file(&self, git_dir: &Path, hides: &[Oid]) -> (PathBuf, [u8; 32]) {
         let mut sorted: Vec<&Oid> = hides.iter().collect();
         sorted.sort();
         let mut h = Sha256::new();
@@ -571,19 +590,20 @@ impl SigCache {
             h.update(&bytes);
         }
         let d: [u8; 32] = h.finalize().into();
-        self.dir.join(format!("walk-{}", hex(&d[..16])))
+        (self.dir.join(format!("walk-{}", hex(&d[..16]))), d)
     }
 
     /// The walk remembered for `hides`, if any (and authentic).
     pub(crate) fn walk(&self, git_dir: &Path, hides: &[Oid]) -> Option<Walk> {
-        let f = File::open(self.walk_file(git_dir, hides)).ok()?;
+        let (path, digest) = self.walk_file(git_dir, hides);
+        let f = open_regular(&path)?;
         let mut bytes = Vec::new();
         f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).ok()?;
         if bytes.len() < 32 || bytes.len() as u64 > MAX_FILE_BYTES {
             return None;
         }
         let (body, mac) = bytes.split_at(bytes.len() - 32);
-        if !constant_eq(mac, &hmac(&self.mac_key, &[WALK_MAGIC, body])) {
+        if !constant_eq(mac, &hmac(&self.mac_key, &[WALK_MAGIC, &digest, body])) {
             return None;
         }
         let mut r = Reader(body.strip_prefix(WALK_MAGIC)?);
@@ -620,11 +640,11 @@ impl SigCache {
         for id in &walk.ids {
             out.extend_from_slice(id.as_bytes());
         }
-        let mac = hmac(&self.mac_key, &[WALK_MAGIC, &out]);
+        let (path, digest) = self.walk_file(git_dir, hides);
+        let mac = hmac(&self.mac_key, &[WALK_MAGIC, &digest, &out]);
         out.extend_from_slice(&mac);
-        let path = self.walk_file(git_dir, hides);
         let tmp = self.dir.join(format!(".walk.{}", std::process::id()));
-        let written = File::create(&tmp)
+        let written = create_fresh(&tmp)
             .and_then(|mut f| f.write_all(&out))
             .and_then(|()| fs::rename(&tmp, &path));
         if written.is_err() {
@@ -665,6 +685,76 @@ fn adopt(path: &Path) {
     if meta.uid() == 0 && dir.uid() != 0 {
         let _ = std::os::unix::fs::lchown(path, Some(dir.uid()), Some(dir.gid()));
     }
+}
+
+/// The owner of the git directory of the cache directory `dir`.
+fn repo_owner(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let git_dir = dir.parent()?.parent()?;
+    fs::metadata(git_dir).ok().map(|m| m.uid())
+}
+
+/// Whether `f` is the very file `path` names (not a link swapped in).
+fn same_file(f: &File, path_meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata()
+        .is_ok_and(|m| m.dev() == path_meta.dev() && m.ino() == path_meta.ino())
+}
+
+/// `path` opened for reading if it is a regular file, not a link (which
+/// another user of the directory may have planted), nor a FIFO.
+fn open_regular(path: &Path) -> Option<File> {
+    let meta = fs::symlink_metadata(path)
+        .ok()
+        .filter(fs::Metadata::is_file)?;
+    let f = File::open(path).ok()?;
+    same_file(&f, &meta).then_some(f)
+}
+
+/// `path` opened for appending if it is a regular file (never through a
+/// link: the write would land in the link's target).
+fn open_append(path: &Path) -> std::io::Result<File> {
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let f = OpenOptions::new().append(true).open(path)?;
+    if !same_file(&f, &meta) {
+        return Err(std::io::Error::other("the file changed while opened"));
+    }
+    Ok(f)
+}
+
+/// A new file at `path`, made by this call: `O_EXCL` never follows a
+/// link, and whatever was there (a link planted by another user, a file
+/// left by a run that died) is removed first.
+fn create_fresh(path: &Path) -> std::io::Result<File> {
+    let create = || OpenOptions::new().write(true).create_new(true).open(path);
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            fs::remove_file(path)?;
+            create()
+        }
+        other => other,
+    }
+}
+
+/// The lock file, opened without truncating it and never through a link:
+/// made if missing, replaced if it is not a regular file.
+fn open_lock(path: &Path) -> std::io::Result<File> {
+    match OpenOptions::new().write(true).create_new(true).open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        other => return other,
+    }
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.is_file() {
+        return create_fresh(path);
+    }
+    let f = OpenOptions::new().read(true).open(path)?;
+    if !same_file(&f, &meta) {
+        return Err(std::io::Error::other("the lock changed while opened"));
+    }
+    Ok(f)
 }
 
 fn constant_eq(a: &[u8], b: &[u8]) -> bool {
@@ -796,6 +886,74 @@ mod tests {
         assert_eq!(mac_key(&d), k, "the key is kept");
         let _ = fs::set_permissions(d.join("key"), fs::Permissions::from_mode(0o644));
         assert_eq!(mac_key(&d), None, "a key others can read is not used");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn planted_links_are_never_written_through() {
+        let d = tmpdir("links");
+        let victim = d.join("victim");
+        let _ = fs::write(&victim, b"precious");
+        let link = |name: &str| {
+            let p = d.join(name);
+            let _ = fs::remove_file(&p);
+            let _ = std::os::unix::fs::symlink(&victim, &p);
+        };
+        // The whole file written anew, through its temporary name.
+        link(&format!(".tmp.{}", std::process::id()));
+        link("lock");
+        let mut c = cache(&d);
+        let (id, e) = entry(1);
+        c.put(id, e);
+        assert!(c.persist().is_ok());
+        assert_eq!(fs::read(&victim).ok().as_deref(), Some(&b"precious"[..]));
+        assert!(d.join("lock").symlink_metadata().is_ok_and(|m| m.is_file()));
+        // The cache file swapped for a link after it was read: no append.
+        let mut c = cache(&d);
+        link("v1-test");
+        let (id, e) = entry(2);
+        c.put(id, e);
+        let _ = c.persist();
+        assert_eq!(fs::read(&victim).ok().as_deref(), Some(&b"precious"[..]));
+        // A walk, through its temporary name.
+        link(&format!(".walk.{}", std::process::id()));
+        let ids: Vec<Oid> = (1..=3).map(|i| entry(i).0).collect();
+        let walk = Walk {
+            tip: ids[0],
+            linear: true,
+            ids: ids.clone(),
+        };
+        c.remember_walk(&d, &[], &walk);
+        assert_eq!(fs::read(&victim).ok().as_deref(), Some(&b"precious"[..]));
+        // A key that is a link is not read.
+        let _ = fs::remove_file(d.join("key"));
+        let _ = fs::write(d.join("other"), [5u8; 32]);
+        let _ = std::os::unix::fs::symlink(d.join("other"), d.join("key"));
+        assert_eq!(mac_key(&d), None);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_walk_is_bound_to_the_hidden_commits() {
+        let d = tmpdir("walkbind");
+        let c = cache(&d);
+        let ids: Vec<Oid> = (1..=3).map(|i| entry(i).0).collect();
+        let walk = Walk {
+            tip: ids[0],
+            linear: true,
+            ids: ids.clone(),
+        };
+        let hide = [entry(9).0];
+        c.remember_walk(&d, &hide, &walk);
+        assert_eq!(c.walk(&d, &hide).map(|w| w.ids), Some(ids));
+        // Copied to the name of a walk hiding nothing: not believed.
+        let (from, _) = c.walk_file(&d, &hide);
+        let (to, _) = c.walk_file(&d, &[]);
+        let _ = fs::copy(from, to);
+        assert!(
+            c.walk(&d, &[]).is_none(),
+            "a walk was moved to another range"
+        );
         let _ = fs::remove_dir_all(&d);
     }
 

@@ -17,6 +17,7 @@ mod approvals;
 mod audit;
 mod audit_disk;
 mod cache;
+mod cache_attack;
 mod gitolite;
 mod golden;
 mod gov_attack;
