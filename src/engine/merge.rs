@@ -854,7 +854,10 @@ fn one_shot(
 ) -> Result<CleanMerge, MergeTreeError> {
     use std::io::Read;
     use std::process::{Command, Stdio};
+    // libgit2 (the engine's walks) ignores replace refs; git must too, or
+    // a planted `refs/replace/*` would change what "the clean merge" is.
     let mut child = Command::new(program)
+        .env("GIT_NO_REPLACE_OBJECTS", "1")
         .arg("--git-dir")
         .arg(repo.path())
         .args(["merge-tree", "--write-tree", "--no-messages"])
@@ -1276,7 +1279,9 @@ impl MergeTreeServer {
         } else {
             Command::new(&self.program)
         };
+        // As in the one-shot path: no replace refs, as libgit2 sees it.
         let mut child = command
+            .env("GIT_NO_REPLACE_OBJECTS", "1")
             .arg("--git-dir")
             .arg(repo.path())
             .args([

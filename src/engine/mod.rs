@@ -1043,7 +1043,7 @@ impl<'a> Verifier<'a> {
         self.asked = self.asked.saturating_add(n);
         if self.asked >= STORE_AFTER {
             if let Some(s) = self.store.as_mut().filter(|s| !s.is_loaded()) {
-                s.load();
+                s.load_up_to(sigcache::HOOK_MAX_LOAD);
             }
         }
     }

@@ -46,6 +46,8 @@ use crate::time::Timestamp;
 pub const DIR: &str = "countersign/cache";
 /// Largest cache file read (and written: a larger one starts again).
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
+/// Largest cache file the hook reads (about a million signatures).
+pub const HOOK_MAX_LOAD: u64 = 32 << 20;
 /// Context files kept (most recently used first).
 const KEEP_FILES: usize = 4;
 /// Entries in one appended chunk at most (a reader refuses more).
@@ -292,10 +294,25 @@ impl SigCache {
     /// Read the file: a run that checks a handful of objects (most
     /// pushes) never pays for reading a large cache; it only appends.
     pub(crate) fn load(&mut self) {
+        self.load_up_to(MAX_FILE_BYTES);
+    }
+
+    /// [`Self::load`], unless the file is larger than `most` bytes (then
+    /// the run goes without it: the hook's bound, so anyone able to grow
+    /// the cache cannot make every push pay for reading a large file).
+    pub(crate) fn load_up_to(&mut self, most: u64) {
         if self.loaded {
             return;
         }
         self.loaded = true;
+        if let Ok(m) = fs::symlink_metadata(&self.file) {
+            if m.len() > most {
+                // Not read, but not damaged either: appended to, as it is.
+                self.rewrite = false;
+                self.size = m.len();
+                return;
+            }
+        }
         let Some(f) = open_regular(&self.file) else {
             return;
         };
