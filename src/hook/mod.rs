@@ -709,15 +709,40 @@ fn fields_for(repository: &str, decision: &Decision, max: usize, policy: &Value)
     };
     let pusher = audit::pusher_with(FOUND_PUSHERS.get().cloned().unwrap_or_default());
     let findings_total = decision.findings.len() + decision.omitted;
-    let updates = serde_json::to_value(&decision.updates).unwrap_or(Value::Null);
+    // No record within `max` bytes can hold more signers or merges than
+    // this (each takes well over 64 bytes of JSON): serializing the rest
+    // of a large push's signers only to cut them was a third of the
+    // hook's time. The counts are the full ones.
+    // (At least the 64 the second try keeps, so every try sees what it
+    // saw before.)
+    let cap = (max / 64 + 1).max(64);
+    let totals: Vec<[usize; 2]> = decision
+        .updates
+        .iter()
+        .map(|u| [u.signers.len(), u.merges.len()])
+        .collect();
+    let trimmed: Vec<crate::engine::UpdateOutcome> = decision
+        .updates
+        .iter()
+        .map(|u| crate::engine::UpdateOutcome {
+            refname: u.refname.clone(),
+            old: u.old.clone(),
+            new: u.new.clone(),
+            rules: u.rules.clone(),
+            commits_checked: u.commits_checked,
+            signers: u.signers.iter().take(cap).cloned().collect(),
+            merges: u.merges.iter().take(cap).cloned().collect(),
+        })
+        .collect();
+    let updates = serde_json::to_value(&trimmed).unwrap_or(Value::Null);
     let mut keep = usize::MAX;
     loop {
         let mut upd = updates.clone();
         if let Value::Array(list) = &mut upd {
-            for u in list.iter_mut() {
+            for (i, u) in list.iter_mut().enumerate() {
                 if let Value::Object(map) = u {
-                    for key in ["signers", "merges"] {
-                        let total = map.get(key).and_then(Value::as_array).map_or(0, Vec::len);
+                    for (k, key) in ["signers", "merges"].into_iter().enumerate() {
+                        let total = totals.get(i).map_or(0, |t| t[k]);
                         if total > keep {
                             if let Some(Value::Array(a)) = map.get_mut(key) {
                                 a.truncate(keep);
@@ -830,6 +855,46 @@ mod tests {
             Err(LocateError::NoRepository)
         ));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A push with more signers than a record can hold keeps the first
+    /// ones and says how many there were in all (not how many were looked
+    /// at), at every size of the bound.
+    #[test]
+    fn a_large_push_record_counts_every_signer() {
+        use std::sync::Arc;
+        let signer = |i: usize| crate::engine::Signer {
+            object: format!("{i:040x}"),
+            person: Arc::from("dev"),
+            key: Arc::from("ssh key SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"),
+            roles: Arc::from(vec!["developer".to_string()]),
+        };
+        let decision = Decision {
+            updates: vec![crate::engine::UpdateOutcome {
+                refname: "refs/heads/main".into(),
+                old: Z.into(),
+                new: A.into(),
+                rules: vec!["main".into()],
+                commits_checked: 5000,
+                signers: (0..5000).map(signer).collect(),
+                merges: Vec::new(),
+            }],
+            findings: Vec::new(),
+            omitted: 0,
+            stopped: None,
+        };
+        for max in [2_000, 8_000, 64_000, 10_000_000] {
+            let v = fields_for("r", &decision, max, &Value::Null);
+            let u = &v["updates"][0];
+            let kept = u["signers"].as_array().map_or(0, Vec::len);
+            if max == 10_000_000 {
+                assert_eq!(kept, 5000, "everything fits");
+                assert!(u.get("signers_total").is_none());
+            } else {
+                assert!(kept <= 64, "{max}: {kept}");
+                assert_eq!(u["signers_total"], 5000, "{max}: {u}");
+            }
+        }
     }
 
     #[test]
