@@ -33,6 +33,7 @@ pub mod hook;
 pub mod ledger;
 #[cfg(test)]
 mod mutate;
+pub mod owner;
 pub mod policy;
 pub mod report;
 pub mod sanitize;

@@ -141,28 +141,7 @@ pub fn share(file: &File, sharing: Sharing, is_dir: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Give `path`, just created, to the owner of its directory when root
-/// created it in a directory root does not own: an admin command run as
-/// root must not leave a file (the audit log, a lock, the log key) that the
-/// user the hook runs as can no longer open. Best effort: a failure leaves
-/// the file as it is (the hook then reports it cannot open it).
-pub fn adopt_parent_owner(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let (Ok(meta), Some(parent)) = (std::fs::symlink_metadata(path), path.parent()) else {
-            return;
-        };
-        let Ok(dir) = std::fs::metadata(parent) else {
-            return;
-        };
-        if meta.uid() == 0 && dir.uid() != 0 {
-            let _ = std::os::unix::fs::lchown(path, Some(dir.uid()), Some(dir.gid()));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-}
+pub use crate::owner::adopt_parent_owner;
 
 /// Create `dir` and its missing parents, each with the mode `sharing`
 /// asks for (as git does for the directories it creates; directories that

@@ -278,7 +278,7 @@ pub struct Verifier<'a> {
     /// Remember whole walks in the cache (see [`Self::with_walk_memo`]).
     walk_memo: bool,
     /// Signer parts by (keyring index, rule's roles), made once.
-    descriptions: std::cell::RefCell<HashMap<(usize, usize, usize), Option<SignerParts>>>,
+    signer_parts_memo: std::cell::RefCell<HashMap<(usize, usize, usize), Option<SignerParts>>>,
     /// Answers taken from the verification cache, signatures verified.
     pub(crate) stats: std::cell::Cell<(usize, usize)>,
     pub(crate) budget: Budget,
@@ -313,7 +313,7 @@ impl<'a> Verifier<'a> {
             store: None,
             asked: 0,
             walk_memo: false,
-            descriptions: std::cell::RefCell::new(HashMap::new()),
+            signer_parts_memo: std::cell::RefCell::new(HashMap::new()),
             stats: std::cell::Cell::new((0, 0)),
             budget: Budget::new(policy.limits),
             merge_tree: merge::MergeTreeServer::new(),
@@ -1579,7 +1579,7 @@ impl<'a> Verifier<'a> {
         roles: &[String],
     ) -> Option<SignerParts> {
         let memo_key = (idx, roles.as_ptr() as usize, roles.len());
-        let mut memo = self.descriptions.borrow_mut();
+        let mut memo = self.signer_parts_memo.borrow_mut();
         memo.entry(memo_key)
             .or_insert_with(|| {
                 let matching: Vec<String> = roles
@@ -1625,9 +1625,14 @@ pub fn parse_oid(hex: &str, format: git2::ObjectFormat) -> Option<Oid> {
 /// The full hex of `id` (as its `Display`, without the formatting
 /// machinery: once per commit of a history).
 fn hex_of(id: Oid) -> String {
+    hex(id.as_bytes())
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(id.as_bytes().len() * 2);
-    for b in id.as_bytes() {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
         s.push(char::from(HEX[usize::from(b >> 4)]));
         s.push(char::from(HEX[usize::from(b & 15)]));
     }

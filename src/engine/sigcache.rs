@@ -37,7 +37,9 @@ use std::path::{Path, PathBuf};
 use git2::{ObjectType, Oid};
 use sha2::{Digest, Sha256};
 
+use super::hex;
 use super::oidmap::{Key, OidMap};
+use crate::owner::adopt_parent_owner;
 use crate::policy::keys::Material;
 use crate::policy::Policy;
 use crate::time::Timestamp;
@@ -136,10 +138,6 @@ pub(crate) fn context_of(policy: &Policy, format: git2::ObjectFormat) -> [u8; 32
     h.finalize().into()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// HMAC-SHA256 (RFC 2104).
 fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     let mut ipad = [0x36u8; 64];
@@ -212,18 +210,23 @@ fn mac_key(dir: &Path) -> Option<[u8; 32]> {
     let _ = fs::remove_file(&tmp);
     match linked {
         Ok(()) => {
-            adopt(&path);
+            adopt_parent_owner(&path);
             Some(k)
         }
         Err(_) => read(&path),
     }
 }
 
-/// The uid this process runs as: the owner of a file it just made.
+/// The uid this process runs as: the owner of `/proc/self`, else of a
+/// file it just made.
 fn current_uid(dir: &Path) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     static UID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
     *UID.get_or_init(|| {
+        // Linux says it without a file being written (once per hook run).
+        if let Ok(m) = fs::metadata("/proc/self") {
+            return Some(m.uid());
+        }
         let probe = dir.join(format!(".uid.{}", std::process::id()));
         let f = create_fresh(&probe).ok()?;
         let uid = f.metadata().ok().map(|m| m.uid());
@@ -251,9 +254,9 @@ impl SigCache {
             return None;
         }
         if let Some(parent) = dir.parent() {
-            adopt(parent);
+            adopt_parent_owner(parent);
         }
-        adopt(&dir);
+        adopt_parent_owner(&dir);
         let mac_key = mac_key(&dir)?;
         let context = context_of(policy, format);
         let file = dir.join(format!("{FILE_PREFIX}{}", hex(&context[..16])));
@@ -477,7 +480,7 @@ impl SigCache {
             return Ok(());
         }
         let lock = open_lock(&self.dir.join("lock")).map_err(|e| e.to_string())?;
-        adopt(&self.dir.join("lock"));
+        adopt_parent_owner(&self.dir.join("lock"));
         lock.lock().map_err(|e| e.to_string())?;
         let fresh = std::mem::take(&mut self.fresh);
         let mut chunks = Vec::new();
@@ -502,7 +505,7 @@ impl SigCache {
             self.write_whole(&chunks)
         };
         if result.is_ok() {
-            adopt(&self.file);
+            adopt_parent_owner(&self.file);
             self.rewrite = false;
             self.size = fs::symlink_metadata(&self.file)
                 .map(|m| m.len())
@@ -543,23 +546,7 @@ impl SigCache {
 
     /// Remove all but the [`KEEP_FILES`] most recently written contexts.
     fn prune(&self) {
-        let Ok(dir) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        let mut files: Vec<(std::time::SystemTime, PathBuf)> = dir
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(FILE_PREFIX))
-            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-            .collect();
-        if files.len() <= KEEP_FILES {
-            return;
-        }
-        files.sort_by_key(|f| std::cmp::Reverse(f.0));
-        for (_, path) in files.into_iter().skip(KEEP_FILES) {
-            if path != self.file {
-                let _ = fs::remove_file(path);
-            }
-        }
+        prune_prefix(&self.dir, FILE_PREFIX, &self.file);
     }
 }
 
@@ -667,40 +654,32 @@ impl SigCache {
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
         }
-        adopt(&path);
-        self.prune_walks();
+        adopt_parent_owner(&path);
+        self.prune_walks(&path);
     }
 
     /// Keep the [`KEEP_FILES`] walks used last.
-    fn prune_walks(&self) {
-        let Ok(dir) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        let mut files: Vec<(std::time::SystemTime, PathBuf)> = dir
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("walk-"))
-            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-            .collect();
-        files.sort_by_key(|f| std::cmp::Reverse(f.0));
-        for (_, path) in files.into_iter().skip(KEEP_FILES) {
-            let _ = fs::remove_file(path);
-        }
+    fn prune_walks(&self, written: &Path) {
+        prune_prefix(&self.dir, "walk-", written);
     }
 }
 
-/// A file root made in a repository it does not own goes to the owner of
-/// its directory (as the audit log's files do), so the hook user can
-/// still use the cache after an admin ran `verify` as root.
-fn adopt(path: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let (Ok(meta), Some(parent)) = (fs::symlink_metadata(path), path.parent()) else {
+/// Remove the files of `dir` named `prefix*` but the [`KEEP_FILES`] most
+/// recently written ones and `keep` (the one this run wrote).
+fn prune_prefix(dir: &Path, prefix: &str, keep: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
-    let Ok(dir) = fs::metadata(parent) else {
-        return;
-    };
-    if meta.uid() == 0 && dir.uid() != 0 {
-        let _ = std::os::unix::fs::lchown(path, Some(dir.uid()), Some(dir.gid()));
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
+    for (_, path) in files.into_iter().skip(KEEP_FILES) {
+        if path != keep {
+            let _ = fs::remove_file(path);
+        }
     }
 }
 
