@@ -12,6 +12,7 @@ mod diags;
 pub mod merge;
 mod oidmap;
 mod sigcache;
+mod walk;
 
 pub use sigcache::DIR as CACHE_DIR;
 
@@ -832,17 +833,6 @@ impl<'a> Verifier<'a> {
                 return;
             }
         };
-        let mut walk = match self.repo.revwalk() {
-            Ok(w) => w,
-            Err(e) => {
-                found.push(internal(&e));
-                return;
-            }
-        };
-        if let Err(e) = walk.push(new) {
-            found.push(missing(new, &e));
-            return;
-        }
         let mut hide = Vec::new();
         if !u.old.is_zero() {
             match self.peel_commit(u.old) {
@@ -854,12 +844,6 @@ impl<'a> Verifier<'a> {
             }
         }
         hide.extend(baseline);
-        for &h in &hide {
-            if let Err(e) = walk.hide(h) {
-                found.push(missing(h, &e));
-                return;
-            }
-        }
         // A walk remembered for this tip, or one this tip extends by a
         // line of commits, is not walked again (`verify` with the cache).
         if let Some(ids) = self.remembered_walk(new, &hide) {
@@ -903,6 +887,39 @@ impl<'a> Verifier<'a> {
         } else {
             usize::MAX
         };
+        // Nothing hidden: the walk that reads each commit once, when it
+        // can answer (else libgit2's, from the start).
+        if hide.is_empty() && !self.parents_rewritten() {
+            if let Some(ids) = self.walk_once(new, cap) {
+                for &id in &ids {
+                    if !self.budget.commit() || self.budget.full(found.len()) {
+                        return;
+                    }
+                    outcome.commits_checked += 1;
+                    let checked = self.check_object(id, ObjectType::Commit);
+                    self.authorize(id, &checked, roles, "commit", outcome, found);
+                }
+                self.remember_walk(new, &hide, ids);
+                return;
+            }
+        }
+        let mut walk = match self.repo.revwalk() {
+            Ok(w) => w,
+            Err(e) => {
+                found.push(internal(&e));
+                return;
+            }
+        };
+        if let Err(e) = walk.push(new) {
+            found.push(missing(new, &e));
+            return;
+        }
+        for &h in &hide {
+            if let Err(e) = walk.hide(h) {
+                found.push(missing(h, &e));
+                return;
+            }
+        }
         let mut walk = walk.fuse();
         let mut head: Vec<Oid> = Vec::new();
         let mut walk_error = None;
@@ -937,7 +954,7 @@ impl<'a> Verifier<'a> {
                     }
                 }
             });
-            let all = head.into_iter().chain(rest);
+            let all = head.into_iter().chain(rest).map(|id| (id, None));
             self.prefetch_iter(all, cap, ObjectType::Commit, true);
         }
         for &id in &ids {
@@ -952,6 +969,56 @@ impl<'a> Verifier<'a> {
             Some(e) => found.push(missing(new, &e)),
             None => self.remember_walk(new, &hide, ids),
         }
+    }
+
+    /// Whether libgit2 gives some commits other parents than their own
+    /// (`info/grafts`, or the cut of a shallow repository): then only
+    /// libgit2's walk answers as it always did.
+    fn parents_rewritten(&self) -> bool {
+        self.repo.is_shallow()
+            || std::fs::symlink_metadata(self.repo.path().join("info").join("grafts")).is_ok()
+    }
+
+    /// Every commit from `new` (nothing hidden) in libgit2's walk order,
+    /// up to `cap` of them, their signatures verified on the way (see
+    /// [`walk`]): each commit is read once, its bytes going from the walk
+    /// to the check. `None` when that walk gives up: what it verified is
+    /// kept, and libgit2 walks.
+    fn walk_once(&mut self, new: Oid, cap: usize) -> Option<Vec<Oid>> {
+        let mut w = walk::Walk::new(self.repo, self.budget.limits.object_bytes, new);
+        let ids = std::cell::RefCell::new(Vec::new());
+        let gave_up = std::cell::Cell::new(false);
+        let next = || {
+            if ids.borrow().len() >= cap || gave_up.get() {
+                return None;
+            }
+            match w.step() {
+                walk::Step::Commit(id, read) => {
+                    ids.borrow_mut().push(id);
+                    Some((id, read))
+                }
+                walk::Step::End => None,
+                walk::Step::GiveUp => {
+                    gave_up.set(true);
+                    None
+                }
+            }
+        };
+        let mut items = std::iter::from_fn(next);
+        // A few first: a short walk is not worth the pool.
+        let few = PARALLEL_MIN.min(cap);
+        let head: Vec<_> = items.by_ref().take(few).collect();
+        let hint = if head.len() < few { head.len() } else { cap };
+        self.prefetch_iter(
+            head.into_iter().chain(items),
+            hint,
+            ObjectType::Commit,
+            true,
+        );
+        if gave_up.get() {
+            return None;
+        }
+        Some(ids.into_inner())
     }
 
     /// The commits a walk from `new` hiding `hides` gives, in its order,
@@ -1059,9 +1126,23 @@ impl<'a> Verifier<'a> {
         if let Some(c) = self.stored_answer(id, kind) {
             return c;
         }
-        let checked = self.check_object_uncached(id, kind);
+        let checked = self.check_object_uncached(id, kind, None);
         self.cache.insert(oidmap::Key::of(&id), checked.clone());
         checked
+    }
+
+    /// [`Self::check_object`] of an object whose bytes were read already,
+    /// without handing back the answer.
+    fn check_object_read(&mut self, id: Oid, kind: ObjectType, read: Option<Box<[u8]>>) {
+        if self.cache.contains_key(&oidmap::Key::of(&id)) {
+            return;
+        }
+        self.asking(1);
+        if self.in_store(&id, kind) {
+            return;
+        }
+        let checked = self.check_object_uncached(id, kind, read);
+        self.cache.insert(oidmap::Key::of(&id), checked);
     }
 
     /// The answer the verification cache gives for `id`: the signature
@@ -1115,8 +1196,13 @@ impl<'a> Verifier<'a> {
             .is_some_and(|e| e.is(kind))
     }
 
-    fn check_object_uncached(&mut self, id: Oid, kind: ObjectType) -> Checked {
-        match self.prepare(id, kind) {
+    fn check_object_uncached(
+        &mut self,
+        id: Oid,
+        kind: ObjectType,
+        read: Option<Box<[u8]>>,
+    ) -> Checked {
+        match self.prepare(id, kind, read) {
             Prepared::Done(c) => c,
             Prepared::Verify(job) => {
                 let result = signature::verify(
@@ -1139,7 +1225,7 @@ impl<'a> Verifier<'a> {
     /// read, then verifies what is left itself.
     pub(crate) fn prefetch(&mut self, ids: &[Oid], kind: ObjectType) {
         self.asking(ids.len());
-        self.prefetch_iter(ids.iter().copied(), ids.len(), kind, false);
+        self.prefetch_iter(ids.iter().map(|id| (*id, None)), ids.len(), kind, false);
     }
 
     /// [`Self::prefetch`] of the objects `ids` yields as it is pulled
@@ -1153,7 +1239,7 @@ impl<'a> Verifier<'a> {
     /// once there are enough, see [`Self::asking`]).
     fn prefetch_iter(
         &mut self,
-        ids: impl Iterator<Item = Oid>,
+        ids: impl Iterator<Item = (Oid, Option<Box<[u8]>>)>,
         hint: usize,
         kind: ObjectType,
         count: bool,
@@ -1166,8 +1252,8 @@ impl<'a> Verifier<'a> {
             verify_threads()
         };
         if threads < 2 {
-            for id in ids {
-                self.check_object(id, kind);
+            for (id, read) in ids {
+                self.check_object_read(id, kind, read);
             }
             return;
         }
@@ -1210,7 +1296,7 @@ impl<'a> Verifier<'a> {
                 })
                 .collect();
             let mut pulled = 0usize;
-            for id in ids {
+            for (id, read) in ids {
                 pulled += 1;
                 if count {
                     self.asking(1);
@@ -1227,7 +1313,7 @@ impl<'a> Verifier<'a> {
                 if self.in_store(&id, kind) || self.cache.contains_key(&oidmap::Key::of(&id)) {
                     continue;
                 }
-                match self.prepare(id, kind) {
+                match self.prepare(id, kind, read) {
                     Prepared::Done(c) => {
                         self.cache.insert(oidmap::Key::of(&id), c);
                     }
@@ -1265,14 +1351,18 @@ impl<'a> Verifier<'a> {
 
     /// Read and split one object: either its final answer (unreadable,
     /// malformed, unsigned, too big) or the signature check to run.
-    fn prepare(&self, id: Oid, kind: ObjectType) -> Prepared {
-        if let Err(f) = self.size_check(id) {
-            return Prepared::Done(Checked {
-                subject: Some(String::new()),
-                result: Err((f.code, f.message, f.help)),
-                signed_at: None,
-                parents: None,
-            });
+    /// `read`: its bytes, read already (by the walk, which checked their
+    /// size).
+    fn prepare(&self, id: Oid, kind: ObjectType, read: Option<Box<[u8]>>) -> Prepared {
+        if read.is_none() {
+            if let Err(f) = self.size_check(id) {
+                return Prepared::Done(Checked {
+                    subject: Some(String::new()),
+                    result: Err((f.code, f.message, f.help)),
+                    signed_at: None,
+                    parents: None,
+                });
+            }
         }
         let what = kind_name(kind);
         let fail = |subject: String, code: Code, msg: String, help: &str| {
@@ -1283,37 +1373,44 @@ impl<'a> Verifier<'a> {
                 result: Err((code, msg, help.to_string())),
             })
         };
-        let odb = match self.repo.odb() {
-            Ok(odb) => odb,
-            Err(e) => {
-                return fail(
-                    String::new(),
-                    Code::InternalError,
-                    format!("cannot open the object database: {}", e.message()),
-                    "tell the repository admin",
-                )
+        // Bytes the walk read, or read here.
+        let (odb, obj);
+        let raw: &[u8] = match &read {
+            Some(r) => r,
+            None => {
+                odb = match self.repo.odb() {
+                    Ok(odb) => odb,
+                    Err(e) => {
+                        return fail(
+                            String::new(),
+                            Code::InternalError,
+                            format!("cannot open the object database: {}", e.message()),
+                            "tell the repository admin",
+                        )
+                    }
+                };
+                obj = match odb.read(id) {
+                    Ok(o) if o.kind() == kind => o,
+                    Ok(o) => {
+                        return fail(
+                            String::new(),
+                            Code::MalformedObject,
+                            format!("expected a {what}, found a {}", kind_name(o.kind())),
+                            "push well-formed objects",
+                        )
+                    }
+                    Err(e) => {
+                        return fail(
+                            String::new(),
+                            Code::ObjectMissing,
+                            format!("cannot read {what} {}: {}", short(id), e.message()),
+                            "push the complete history (a shallow or partial clone cannot push to protected refs)",
+                        )
+                    }
+                };
+                obj.data()
             }
         };
-        let obj = match odb.read(id) {
-            Ok(o) if o.kind() == kind => o,
-            Ok(o) => {
-                return fail(
-                    String::new(),
-                    Code::MalformedObject,
-                    format!("expected a {what}, found a {}", kind_name(o.kind())),
-                    "push well-formed objects",
-                )
-            }
-            Err(e) => {
-                return fail(
-                    String::new(),
-                    Code::ObjectMissing,
-                    format!("cannot read {what} {}: {}", short(id), e.message()),
-                    "push the complete history (a shallow or partial clone cannot push to protected refs)",
-                )
-            }
-        };
-        let raw = obj.data();
         let split: Result<Signed, ObjectError> = match kind {
             ObjectType::Tag => object::split_tag(raw),
             _ => object::split_commit_in(raw, self.format()),
