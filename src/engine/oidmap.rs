@@ -20,16 +20,15 @@ pub(crate) struct Key([u8; 32]);
 
 impl Key {
     pub(crate) fn of(id: &Oid) -> Key {
+        Key::of_bytes(id.as_bytes())
+    }
+
+    /// The key of an id given as its bytes.
+    pub(crate) fn of_bytes(b: &[u8]) -> Key {
         let mut k = [0u8; 32];
-        let b = id.as_bytes();
         let n = b.len().min(32);
         k[..n].copy_from_slice(&b[..n]);
         Key(k)
-    }
-
-    /// The id back, given its length in bytes.
-    pub(crate) fn oid(&self, len: usize) -> Option<Oid> {
-        Oid::from_bytes(self.0.get(..len)?).ok()
     }
 }
 

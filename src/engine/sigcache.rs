@@ -38,7 +38,7 @@ use git2::{ObjectType, Oid};
 use sha2::{Digest, Sha256};
 
 use super::hex;
-use super::oidmap::{Key, OidMap};
+use super::oidmap::{self, Key};
 use crate::owner::adopt_parent_owner;
 use crate::policy::keys::Material;
 use crate::policy::Policy;
@@ -95,7 +95,17 @@ pub(crate) struct SigCache {
     context: [u8; 32],
     mac_key: [u8; 32],
     oid_len: usize,
-    entries: OidMap<Entry>,
+    /// The file as read, up to its first damaged chunk.
+    bytes: Vec<u8>,
+    /// Where each entry of `bytes` starts (plus one; 0: an empty slot),
+    /// in an open-addressing table a power of two long, at most half
+    /// full, probed linearly from the id's keyed hash. Entries are
+    /// decoded when asked for: a warm run over 100k commits built a map
+    /// of 100k decoded entries (a third of its time) to look each up once.
+    slots: Vec<u32>,
+    /// Entries in `slots`.
+    count: usize,
+    hasher: oidmap::Keyed,
     fresh: Vec<(Oid, Entry)>,
     /// The file was read (see [`Self::load`]).
     loaded: bool,
@@ -270,7 +280,10 @@ impl SigCache {
             context,
             mac_key,
             oid_len,
-            entries: super::oidmap::map(),
+            bytes: Vec::new(),
+            slots: Vec::new(),
+            count: 0,
+            hasher: oidmap::keyed(),
             fresh: Vec::new(),
             loaded: false,
             rewrite: true,
@@ -326,19 +339,23 @@ impl SigCache {
             return;
         }
         let header = self.header();
-        let Some(mut rest) = bytes.strip_prefix(header.as_slice()) else {
+        if !bytes.starts_with(&header) {
             return;
-        };
+        }
+        // At most one entry per `oid_len + 5` bytes (id, flags, key).
+        let most = (bytes.len() / (self.oid_len + 5)).max(1);
+        self.slots = vec![0; (2 * most).next_power_of_two()];
+        let mut at = header.len();
         let mut damaged = false;
-        self.entries
-            .reserve(rest.len() / (self.oid_len + 14).max(1));
-        while !rest.is_empty() {
-            match self.chunk(rest) {
-                Some((entries, used)) => {
-                    for (id, e) in entries {
-                        self.entries.insert(Key::of(&id), e);
+        let mut starts = Vec::new();
+        while at < bytes.len() {
+            starts.clear();
+            match self.chunk(&bytes[at..], &mut starts) {
+                Some(used) => {
+                    for &start in &starts {
+                        self.index(&bytes, at + start);
                     }
-                    rest = &rest[used..];
+                    at += used;
                 }
                 None => {
                     damaged = true;
@@ -347,12 +364,46 @@ impl SigCache {
             }
         }
         self.size = bytes.len() as u64;
+        bytes.truncate(at);
+        self.bytes = bytes;
         self.rewrite = damaged;
     }
 
+    /// The table slot of `id`: where it is, or the empty one where it
+    /// would go. `None` with no table.
+    fn slot(&self, bytes: &[u8], id: &[u8]) -> Option<usize> {
+        use std::hash::BuildHasher as _;
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut i = self.hasher.hash_one(Key::of_bytes(id)) as usize & mask;
+        loop {
+            let start = *self.slots.get(i)? as usize;
+            if start == 0 || bytes.get(start - 1..start - 1 + self.oid_len) == Some(id) {
+                return Some(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Put the entry starting at `start` of `bytes` in the table (the
+    /// first of an id is kept).
+    fn index(&mut self, bytes: &[u8], start: usize) {
+        let Some(id) = bytes.get(start..start + self.oid_len) else {
+            return;
+        };
+        let (Some(i), Ok(v)) = (self.slot(bytes, id), u32::try_from(start + 1)) else {
+            return;
+        };
+        // Never full: sized for twice the entries the bytes can hold.
+        if self.slots[i] == 0 && 2 * (self.count + 1) <= self.slots.len() {
+            self.slots[i] = v;
+            self.count += 1;
+        }
+    }
+
     /// One chunk: `count u32`, `length u32`, records, HMAC of the context
-    /// and everything before it in the chunk. `None` if damaged.
-    fn chunk(&self, bytes: &[u8]) -> Option<(Vec<(Oid, Entry)>, usize)> {
+    /// and everything before it in the chunk; its length, and in `starts`
+    /// where each record starts in `bytes`. `None` if damaged.
+    fn chunk(&self, bytes: &[u8], starts: &mut Vec<usize>) -> Option<usize> {
         let count = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?) as usize;
         let len = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?) as usize;
         if count > MAX_CHUNK {
@@ -365,9 +416,22 @@ impl SigCache {
         if !constant_eq(mac, &want) {
             return None;
         }
-        let mut out = Vec::with_capacity(count);
         let mut r = Reader(body);
         for _ in 0..count {
+            starts.push(8 + body.len() - r.0.len());
+            let (_, rest) = self.record(r.0)?;
+            r.0 = rest;
+        }
+        if !r.0.is_empty() {
+            return None;
+        }
+        Some(body_end + 32)
+    }
+
+    /// The record at the start of `bytes`, and what follows it.
+    fn record<'b>(&self, bytes: &'b [u8]) -> Option<((Oid, Entry), &'b [u8])> {
+        let mut r = Reader(bytes);
+        {
             let id = Oid::from_bytes(r.take(self.oid_len)?).ok()?;
             let flags = r.take(1)?[0];
             let key = u32::from_le_bytes(r.take(4)?.try_into().ok()?);
@@ -392,23 +456,17 @@ impl SigCache {
             } else {
                 None
             };
-            out.push((
-                id,
-                Entry {
-                    tag: flags & 1 != 0,
-                    key,
-                    created,
-                    expires,
-                    object_time,
-                    signing_key,
-                    parents,
-                },
-            ));
+            let entry = Entry {
+                tag: flags & 1 != 0,
+                key,
+                created,
+                expires,
+                object_time,
+                signing_key,
+                parents,
+            };
+            Some(((id, entry), r.0))
         }
-        if !r.0.is_empty() {
-            return None;
-        }
-        Some((out, body_end + 32))
     }
 
     fn encode_chunk(&self, entries: &[(Oid, Entry)]) -> Vec<u8> {
@@ -451,8 +509,17 @@ impl SigCache {
     }
 
     /// What is remembered of `id`.
-    pub(crate) fn get(&self, id: &Oid) -> Option<&Entry> {
-        self.entries.get(&Key::of(id))
+    pub(crate) fn get(&self, id: &Oid) -> Option<Entry> {
+        let start = *self.slots.get(self.slot(&self.bytes, id.as_bytes())?)? as usize;
+        let ((_, e), _) = self.record(self.bytes.get(start.checked_sub(1)?..)?)?;
+        Some(e)
+    }
+
+    /// Whether `id` has an entry.
+    fn contains(&self, id: &Oid) -> bool {
+        self.slot(&self.bytes, id.as_bytes())
+            .and_then(|i| self.slots.get(i))
+            .is_some_and(|&v| v != 0)
     }
 
     /// Remember a verification (written by [`Self::persist`]).
@@ -460,7 +527,7 @@ impl SigCache {
         if self.fresh.len() >= MAX_FRESH {
             return;
         }
-        if self.entries.contains_key(&Key::of(&id)) {
+        if self.contains(&id) {
             return;
         }
         // Not looked up in this run: the run keeps its own answers (the
@@ -470,7 +537,7 @@ impl SigCache {
 
     /// Entries remembered in all.
     pub(crate) fn len(&self) -> usize {
-        self.entries.len() + self.fresh.len()
+        self.count + self.fresh.len()
     }
 
     /// Write what was learnt: appended as one chunk (under a lock), or
@@ -520,9 +587,13 @@ impl SigCache {
     fn write_whole(&self, fresh: &[u8]) -> Result<(), String> {
         let mut out = self.header();
         let known: Vec<(Oid, Entry)> = self
-            .entries
+            .slots
             .iter()
-            .filter_map(|(k, e)| Some((k.oid(self.oid_len)?, e.clone())))
+            .filter(|&&v| v != 0)
+            .filter_map(|&v| {
+                let ((id, e), _) = self.record(self.bytes.get(v as usize - 1..)?)?;
+                Some((id, e))
+            })
             .collect();
         let mut all = Vec::new();
         for part in known.chunks(MAX_CHUNK) {
@@ -781,7 +852,10 @@ mod tests {
             context: [7; 32],
             mac_key: mac_key(dir).unwrap_or([1; 32]),
             oid_len: 20,
-            entries: crate::engine::oidmap::map(),
+            bytes: Vec::new(),
+            slots: Vec::new(),
+            count: 0,
+            hasher: oidmap::keyed(),
             fresh: Vec::new(),
             loaded: false,
             rewrite: true,
@@ -817,6 +891,49 @@ mod tests {
         d
     }
 
+    /// Thousands of entries in several chunks, ids sharing their first
+    /// bytes, the same id in two chunks (the first is kept): every one is
+    /// found with its own entry, and no other id is.
+    #[test]
+    fn the_table_finds_every_entry_and_nothing_else() {
+        let d = tmpdir("table");
+        let id = |i: u32, salt: u8| {
+            let mut b = [salt; 20];
+            b[16..].copy_from_slice(&i.to_le_bytes());
+            Oid::from_bytes(&b).unwrap_or(Oid::ZERO_SHA1)
+        };
+        let e = |i: u32| Entry {
+            tag: false,
+            key: i,
+            created: None,
+            expires: None,
+            object_time: Some(i64::from(i)),
+            signing_key: None,
+            parents: Some(1),
+        };
+        for round in 0..3u32 {
+            let mut c = cache(&d);
+            for i in round * 2000..(round + 1) * 2000 {
+                c.put(id(i, 9), e(i));
+            }
+            assert!(c.persist().is_ok());
+        }
+        // Two runs that read the file before either wrote: both append.
+        let (mut a, mut b) = (cache(&d), cache(&d));
+        for i in 6000..6010 {
+            a.put(id(i, 9), e(i));
+            b.put(id(i, 9), e(i + 1));
+        }
+        assert!(a.persist().is_ok() && b.persist().is_ok());
+        let c = cache(&d);
+        assert_eq!(c.len(), 6010);
+        for i in 0..6010 {
+            assert_eq!(c.get(&id(i, 9)), Some(e(i)), "{i}");
+            assert!(c.get(&id(i, 8)).is_none());
+        }
+        let _ = fs::remove_dir_all(&d);
+    }
+
     #[test]
     fn entries_survive_a_round_trip_and_appends() {
         let d = tmpdir("round");
@@ -830,7 +947,7 @@ mod tests {
         assert_eq!(c2.len(), 9);
         for i in 1..10 {
             let (id, e) = entry(i);
-            assert_eq!(c2.get(&id), Some(&e));
+            assert_eq!(c2.get(&id).as_ref(), Some(&e));
         }
         // A second run appends.
         let (id, e) = entry(42);
@@ -838,7 +955,7 @@ mod tests {
         assert!(c2.persist().is_ok());
         let c3 = cache(&d);
         assert_eq!(c3.len(), 10);
-        assert_eq!(c3.get(&id), Some(&e));
+        assert_eq!(c3.get(&id).as_ref(), Some(&e));
         let _ = fs::remove_dir_all(&d);
     }
 

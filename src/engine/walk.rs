@@ -191,18 +191,24 @@ impl<'r> Walk<'r> {
 /// The parents and committer time of a raw commit of the plain shape
 /// (`tree`, `parent`s, one `author`, `committer`, each as git writes
 /// them), where libgit2's parse gives the same; `None` for anything else.
+/// libgit2 refuses to walk a commit of more than `u16::MAX` parents, and
+/// takes times from a commit-graph file (when it reads one) in 34 bits: a
+/// commit beyond either is left to libgit2.
 fn parse(raw: &[u8], format: git2::ObjectFormat) -> Option<(Vec<Oid>, i64)> {
     let hash = match format {
         git2::ObjectFormat::Sha1 => HashFormat::Sha1,
         git2::ObjectFormat::Sha256 => HashFormat::Sha256,
     };
-    let time = super::committer_time(raw, hash)?;
+    let time = super::committer_time(raw, hash).filter(|t| (0..1 << 34).contains(t))?;
     let mut parents = Vec::new();
     for line in raw.split(|&b| b == b'\n').skip(1) {
         let Some(hex) = line.strip_prefix(b"parent ") else {
             break;
         };
         parents.push(super::parse_oid(std::str::from_utf8(hex).ok()?, format)?);
+        if parents.len() > usize::from(u16::MAX) {
+            return None;
+        }
     }
     Some((parents, time))
 }

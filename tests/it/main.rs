@@ -38,3 +38,4 @@ mod report;
 mod sshd;
 mod tags;
 mod verify;
+mod walk_attack;
