@@ -280,6 +280,9 @@ pub struct Verifier<'a> {
     walk_memo: bool,
     /// Signer parts by (keyring index, rule's roles), made once.
     signer_parts_memo: std::cell::RefCell<HashMap<(usize, usize, usize), Option<SignerParts>>>,
+    /// Objects prepared for verification so far: the order they were read
+    /// in, which the verification cache writes them in.
+    read_seq: std::cell::Cell<u64>,
     /// Answers taken from the verification cache, signatures verified.
     pub(crate) stats: std::cell::Cell<(usize, usize)>,
     pub(crate) budget: Budget,
@@ -315,6 +318,7 @@ impl<'a> Verifier<'a> {
             asked: 0,
             walk_memo: false,
             signer_parts_memo: std::cell::RefCell::new(HashMap::new()),
+            read_seq: std::cell::Cell::new(0),
             stats: std::cell::Cell::new((0, 0)),
             budget: Budget::new(policy.limits),
             merge_tree: merge::MergeTreeServer::new(),
@@ -1484,6 +1488,11 @@ impl<'a> Verifier<'a> {
             payload: signed.payload,
             object_time,
             parents: (kind == ObjectType::Commit).then(|| parent_count(raw)),
+            seq: {
+                let n = self.read_seq.get();
+                self.read_seq.set(n + 1);
+                n
+            },
         })
     }
 
@@ -1503,6 +1512,7 @@ impl<'a> Verifier<'a> {
                 created = v.created;
                 if let (Some(store), Ok(key)) = (self.store.as_mut(), u32::try_from(v.key)) {
                     store.put(
+                        job.seq,
                         id,
                         sigcache::Entry {
                             tag: job.what == "tag",
@@ -1769,6 +1779,8 @@ pub(crate) struct Job {
     object_time: Option<Timestamp>,
     /// A commit's count of parents.
     parents: Option<u8>,
+    /// The order in which it was read (see [`Verifier::read_seq`]).
+    seq: u64,
 }
 
 /// What is kept of a [`Job`] once its signature is checked.
@@ -1777,6 +1789,7 @@ pub(crate) struct JobMeta {
     subject: String,
     object_time: Option<Timestamp>,
     parents: Option<u8>,
+    seq: u64,
 }
 
 impl Job {
@@ -1786,6 +1799,7 @@ impl Job {
             subject: self.subject.clone(),
             object_time: self.object_time,
             parents: self.parents,
+            seq: self.seq,
         }
     }
 }

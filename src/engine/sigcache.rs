@@ -97,16 +97,23 @@ pub(crate) struct SigCache {
     oid_len: usize,
     /// The file as read, up to its first damaged chunk.
     bytes: Vec<u8>,
-    /// Where each entry of `bytes` starts (plus one; 0: an empty slot),
-    /// in an open-addressing table a power of two long, at most half
-    /// full, probed linearly from the id's keyed hash. Entries are
+    /// Where each record of `bytes` starts, in file order. Entries are
     /// decoded when asked for: a warm run over 100k commits built a map
     /// of 100k decoded entries (a third of its time) to look each up once.
-    slots: Vec<u32>,
-    /// Entries in `slots`.
-    count: usize,
+    starts: Vec<u32>,
+    /// An open-addressing table of indexes into `starts` (plus one; 0: an
+    /// empty slot), a power of two long, at most half full, probed
+    /// linearly from the id's keyed hash; the first record of an id is
+    /// kept. Made when first needed (see `next`).
+    slots: std::cell::OnceCell<Vec<u32>>,
+    /// The index in `starts` after the last record found: a run asks in
+    /// the order of its walk, which is the order it wrote (see
+    /// [`Self::put`]), so the next record is tried before the table
+    /// (random reads over megabytes were a quarter of a warm run).
+    next: std::cell::Cell<usize>,
     hasher: oidmap::Keyed,
-    fresh: Vec<(Oid, Entry)>,
+    /// Entries learnt by this run, with the order they were read in.
+    fresh: Vec<(u64, Oid, Entry)>,
     /// The file was read (see [`Self::load`]).
     loaded: bool,
     /// The file on disk is missing or damaged: write it whole.
@@ -281,8 +288,9 @@ impl SigCache {
             mac_key,
             oid_len,
             bytes: Vec::new(),
-            slots: Vec::new(),
-            count: 0,
+            starts: Vec::new(),
+            slots: std::cell::OnceCell::new(),
+            next: std::cell::Cell::new(0),
             hasher: oidmap::keyed(),
             fresh: Vec::new(),
             loaded: false,
@@ -342,9 +350,6 @@ impl SigCache {
         if !bytes.starts_with(&header) {
             return;
         }
-        // At most one entry per `oid_len + 5` bytes (id, flags, key).
-        let most = (bytes.len() / (self.oid_len + 5)).max(1);
-        self.slots = vec![0; (2 * most).next_power_of_two()];
         let mut at = header.len();
         let mut damaged = false;
         let mut starts = Vec::new();
@@ -352,9 +357,11 @@ impl SigCache {
             starts.clear();
             match self.chunk(&bytes[at..], &mut starts) {
                 Some(used) => {
-                    for &start in &starts {
-                        self.index(&bytes, at + start);
-                    }
+                    self.starts.extend(
+                        starts
+                            .iter()
+                            .filter_map(|&start| u32::try_from(at + start).ok()),
+                    );
                     at += used;
                 }
                 None => {
@@ -369,34 +376,68 @@ impl SigCache {
         self.rewrite = damaged;
     }
 
-    /// The table slot of `id`: where it is, or the empty one where it
-    /// would go. `None` with no table.
-    fn slot(&self, bytes: &[u8], id: &[u8]) -> Option<usize> {
-        use std::hash::BuildHasher as _;
-        let mask = self.slots.len().checked_sub(1)?;
-        let mut i = self.hasher.hash_one(Key::of_bytes(id)) as usize & mask;
-        loop {
-            let start = *self.slots.get(i)? as usize;
-            if start == 0 || bytes.get(start - 1..start - 1 + self.oid_len) == Some(id) {
-                return Some(i);
-            }
-            i = (i + 1) & mask;
-        }
+    /// The id of the record `i` of `starts`.
+    fn id_at(&self, i: usize) -> Option<&[u8]> {
+        let start = *self.starts.get(i)? as usize;
+        self.bytes.get(start..start + self.oid_len)
     }
 
-    /// Put the entry starting at `start` of `bytes` in the table (the
-    /// first of an id is kept).
-    fn index(&mut self, bytes: &[u8], start: usize) {
-        let Some(id) = bytes.get(start..start + self.oid_len) else {
-            return;
-        };
-        let (Some(i), Ok(v)) = (self.slot(bytes, id), u32::try_from(start + 1)) else {
-            return;
-        };
-        // Never full: sized for twice the entries the bytes can hold.
-        if self.slots[i] == 0 && 2 * (self.count + 1) <= self.slots.len() {
-            self.slots[i] = v;
-            self.count += 1;
+    /// The table (made on first use): see `slots`.
+    fn table(&self) -> &[u32] {
+        self.slots.get_or_init(|| {
+            let mut slots = vec![0u32; (2 * self.starts.len()).max(1).next_power_of_two()];
+            let mask = slots.len() - 1;
+            for i in 0..self.starts.len() {
+                let (Some(id), Ok(v)) = (self.id_at(i), u32::try_from(i + 1)) else {
+                    continue;
+                };
+                let mut at = self.hash(id) & mask;
+                // At most half full: an empty slot comes.
+                loop {
+                    match slots[at] {
+                        0 => {
+                            slots[at] = v;
+                            break;
+                        }
+                        j if self.id_at(j as usize - 1) == Some(id) => break,
+                        _ => at = (at + 1) & mask,
+                    }
+                }
+            }
+            slots
+        })
+    }
+
+    fn hash(&self, id: &[u8]) -> usize {
+        use std::hash::BuildHasher as _;
+        self.hasher.hash_one(Key::of_bytes(id)) as usize
+    }
+
+    /// The index in `starts` of the (first) record of `id`.
+    fn find(&self, id: &[u8]) -> Option<usize> {
+        // The record after the last one found, or the first (a second
+        // pass over the same walk).
+        for guess in [self.next.get(), 0] {
+            if self.id_at(guess) == Some(id) {
+                self.next.set(guess + 1);
+                return Some(guess);
+            }
+        }
+        if self.starts.is_empty() {
+            return None;
+        }
+        let slots = self.table();
+        let mask = slots.len() - 1;
+        let mut at = self.hash(id) & mask;
+        loop {
+            match *slots.get(at)? {
+                0 => return None,
+                j if self.id_at(j as usize - 1) == Some(id) => {
+                    self.next.set(j as usize);
+                    return Some(j as usize - 1);
+                }
+                _ => at = (at + 1) & mask,
+            }
         }
     }
 
@@ -510,20 +551,20 @@ impl SigCache {
 
     /// What is remembered of `id`.
     pub(crate) fn get(&self, id: &Oid) -> Option<Entry> {
-        let start = *self.slots.get(self.slot(&self.bytes, id.as_bytes())?)? as usize;
-        let ((_, e), _) = self.record(self.bytes.get(start.checked_sub(1)?..)?)?;
+        let start = *self.starts.get(self.find(id.as_bytes())?)? as usize;
+        let ((_, e), _) = self.record(self.bytes.get(start..)?)?;
         Some(e)
     }
 
     /// Whether `id` has an entry.
     fn contains(&self, id: &Oid) -> bool {
-        self.slot(&self.bytes, id.as_bytes())
-            .and_then(|i| self.slots.get(i))
-            .is_some_and(|&v| v != 0)
+        self.find(id.as_bytes()).is_some()
     }
 
     /// Remember a verification (written by [`Self::persist`]).
-    pub(crate) fn put(&mut self, id: Oid, entry: Entry) {
+    /// `seq`: when it was read; entries are written in that order (the
+    /// order of the walk), which a later run's walk asks them in.
+    pub(crate) fn put(&mut self, seq: u64, id: Oid, entry: Entry) {
         if self.fresh.len() >= MAX_FRESH {
             return;
         }
@@ -532,12 +573,12 @@ impl SigCache {
         }
         // Not looked up in this run: the run keeps its own answers (the
         // engine verifies each object once), so they are kept once, here.
-        self.fresh.push((id, entry));
+        self.fresh.push((seq, id, entry));
     }
 
     /// Entries remembered in all.
     pub(crate) fn len(&self) -> usize {
-        self.count + self.fresh.len()
+        self.table().iter().filter(|&&v| v != 0).count() + self.fresh.len()
     }
 
     /// Write what was learnt: appended as one chunk (under a lock), or
@@ -549,7 +590,9 @@ impl SigCache {
         let lock = open_lock(&self.dir.join("lock")).map_err(|e| e.to_string())?;
         adopt_parent_owner(&self.dir.join("lock"));
         lock.lock().map_err(|e| e.to_string())?;
-        let fresh = std::mem::take(&mut self.fresh);
+        let mut fresh = std::mem::take(&mut self.fresh);
+        fresh.sort_by_key(|(seq, _, _)| *seq);
+        let fresh: Vec<(Oid, Entry)> = fresh.into_iter().map(|(_, id, e)| (id, e)).collect();
         let mut chunks = Vec::new();
         for part in fresh.chunks(MAX_CHUNK) {
             chunks.extend(self.encode_chunk(part));
@@ -586,12 +629,19 @@ impl SigCache {
     /// The file anew: header, every entry known (when it fits), `fresh`.
     fn write_whole(&self, fresh: &[u8]) -> Result<(), String> {
         let mut out = self.header();
-        let known: Vec<(Oid, Entry)> = self
-            .slots
+        // Each id once (the first record of it), in file order.
+        let table = self.table();
+        let mut first: Vec<usize> = table
             .iter()
             .filter(|&&v| v != 0)
-            .filter_map(|&v| {
-                let ((id, e), _) = self.record(self.bytes.get(v as usize - 1..)?)?;
+            .map(|&v| v as usize - 1)
+            .collect();
+        first.sort_unstable();
+        let known: Vec<(Oid, Entry)> = first
+            .into_iter()
+            .filter_map(|i| {
+                let start = *self.starts.get(i)? as usize;
+                let ((id, e), _) = self.record(self.bytes.get(start..)?)?;
                 Some((id, e))
             })
             .collect();
@@ -607,7 +657,10 @@ impl SigCache {
         }
         let tmp = self.dir.join(format!(".tmp.{}", std::process::id()));
         let written = create_fresh(&tmp)
-            .and_then(|mut f| f.write_all(&out).and_then(|()| f.sync_all()))
+            // Not synced: after a crash a cut or empty file fails its
+            // header or a chunk's MAC, and is only written anew (the sync
+            // was most of the hook's cost of writing the cache).
+            .and_then(|mut f| f.write_all(&out))
             .and_then(|()| fs::rename(&tmp, &self.file));
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -853,8 +906,9 @@ mod tests {
             mac_key: mac_key(dir).unwrap_or([1; 32]),
             oid_len: 20,
             bytes: Vec::new(),
-            slots: Vec::new(),
-            count: 0,
+            starts: Vec::new(),
+            slots: std::cell::OnceCell::new(),
+            next: std::cell::Cell::new(0),
             hasher: oidmap::keyed(),
             fresh: Vec::new(),
             loaded: false,
@@ -914,15 +968,15 @@ mod tests {
         for round in 0..3u32 {
             let mut c = cache(&d);
             for i in round * 2000..(round + 1) * 2000 {
-                c.put(id(i, 9), e(i));
+                c.put(0, id(i, 9), e(i));
             }
             assert!(c.persist().is_ok());
         }
         // Two runs that read the file before either wrote: both append.
         let (mut a, mut b) = (cache(&d), cache(&d));
         for i in 6000..6010 {
-            a.put(id(i, 9), e(i));
-            b.put(id(i, 9), e(i + 1));
+            a.put(0, id(i, 9), e(i));
+            b.put(0, id(i, 9), e(i + 1));
         }
         assert!(a.persist().is_ok() && b.persist().is_ok());
         let c = cache(&d);
@@ -934,13 +988,38 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
     }
 
+    /// Entries are written in the order they were read, whatever order
+    /// they were verified in; a run asking in that order finds each as the
+    /// record after the last one, without making the table.
+    #[test]
+    fn entries_are_written_in_reading_order_and_found_in_it() {
+        let d = tmpdir("order");
+        let mut c = cache(&d);
+        for i in [5u8, 1, 4, 2, 3] {
+            let (id, e) = entry(i);
+            c.put(u64::from(i), id, e);
+        }
+        assert!(c.persist().is_ok());
+        let c = cache(&d);
+        for i in 1..=5u8 {
+            let (id, e) = entry(i);
+            assert_eq!(c.get(&id), Some(e));
+        }
+        assert!(c.slots.get().is_none(), "the table was made");
+        // Out of order: through the table.
+        let (id, e) = entry(2);
+        assert_eq!(c.get(&id), Some(e));
+        assert!(c.slots.get().is_some());
+        let _ = fs::remove_dir_all(&d);
+    }
+
     #[test]
     fn entries_survive_a_round_trip_and_appends() {
         let d = tmpdir("round");
         let mut c = cache(&d);
         for i in 1..10 {
             let (id, e) = entry(i);
-            c.put(id, e);
+            c.put(0, id, e);
         }
         assert!(c.persist().is_ok());
         let mut c2 = cache(&d);
@@ -951,7 +1030,7 @@ mod tests {
         }
         // A second run appends.
         let (id, e) = entry(42);
-        c2.put(id, e.clone());
+        c2.put(0, id, e.clone());
         assert!(c2.persist().is_ok());
         let c3 = cache(&d);
         assert_eq!(c3.len(), 10);
@@ -964,7 +1043,7 @@ mod tests {
         let d = tmpdir("forged");
         let mut c = cache(&d);
         let (id1, e1) = entry(1);
-        c.put(id1, e1);
+        c.put(0, id1, e1);
         assert!(c.persist().is_ok());
         // Someone who can write the file but not read the key appends an
         // entry with a MAC under another key: it is not believed.
@@ -1017,7 +1096,7 @@ mod tests {
         link("lock");
         let mut c = cache(&d);
         let (id, e) = entry(1);
-        c.put(id, e);
+        c.put(0, id, e);
         assert!(c.persist().is_ok());
         assert_eq!(fs::read(&victim).ok().as_deref(), Some(&b"precious"[..]));
         assert!(d.join("lock").symlink_metadata().is_ok_and(|m| m.is_file()));
@@ -1025,7 +1104,7 @@ mod tests {
         let mut c = cache(&d);
         link("v1-test");
         let (id, e) = entry(2);
-        c.put(id, e);
+        c.put(0, id, e);
         let _ = c.persist();
         assert_eq!(fs::read(&victim).ok().as_deref(), Some(&b"precious"[..]));
         // A walk, through its temporary name.
