@@ -112,8 +112,11 @@ pub(crate) struct SigCache {
     /// (random reads over megabytes were a quarter of a warm run).
     next: std::cell::Cell<usize>,
     hasher: oidmap::Keyed,
-    /// Entries learnt by this run, with the order they were read in.
-    fresh: Vec<(u64, Oid, Entry)>,
+    /// Records learnt by this run, encoded (a million commits' entries as
+    /// structs were 120 MB), and where each starts, its length and when
+    /// it was read.
+    fresh: Vec<u8>,
+    fresh_at: Vec<(u64, u32, u8)>,
     /// The file was read (see [`Self::load`]).
     loaded: bool,
     /// The file on disk is missing or damaged: write it whole.
@@ -293,6 +296,7 @@ impl SigCache {
             next: std::cell::Cell::new(0),
             hasher: oidmap::keyed(),
             fresh: Vec::new(),
+            fresh_at: Vec::new(),
             loaded: false,
             rewrite: true,
             size: 0,
@@ -513,6 +517,25 @@ impl SigCache {
     fn encode_chunk(&self, entries: &[(Oid, Entry)]) -> Vec<u8> {
         let mut body = Vec::with_capacity(entries.len() * (self.oid_len + 16));
         for (id, e) in entries {
+            Self::encode_record(id, e, &mut body);
+        }
+        self.seal_chunk(entries.len(), body)
+    }
+
+    /// A chunk of `count` records encoded in `body`: counted, sized, MACed.
+    fn seal_chunk(&self, count: usize, body: Vec<u8>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(body.len() + 40);
+        out.extend_from_slice(&(count as u32).to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        let mac = hmac(&self.mac_key, &[&self.context, &out]);
+        out.extend_from_slice(&mac);
+        out
+    }
+
+    /// One record: id, flags, key, the times present, fingerprint, parents.
+    fn encode_record(id: &Oid, e: &Entry, body: &mut Vec<u8>) {
+        {
             let mut flags = u8::from(e.tag);
             let fpr = e.signing_key.as_deref().filter(|s| s.len() <= MAX_FPR);
             for (bit, present) in [
@@ -540,13 +563,6 @@ impl SigCache {
                 body.push(p);
             }
         }
-        let mut out = Vec::with_capacity(body.len() + 40);
-        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        out.extend_from_slice(&body);
-        let mac = hmac(&self.mac_key, &[&self.context, &out]);
-        out.extend_from_slice(&mac);
-        out
     }
 
     /// What is remembered of `id`.
@@ -565,7 +581,7 @@ impl SigCache {
     /// `seq`: when it was read; entries are written in that order (the
     /// order of the walk), which a later run's walk asks them in.
     pub(crate) fn put(&mut self, seq: u64, id: Oid, entry: Entry) {
-        if self.fresh.len() >= MAX_FRESH {
+        if self.fresh_at.len() >= MAX_FRESH {
             return;
         }
         if self.contains(&id) {
@@ -573,29 +589,39 @@ impl SigCache {
         }
         // Not looked up in this run: the run keeps its own answers (the
         // engine verifies each object once), so they are kept once, here.
-        self.fresh.push((seq, id, entry));
+        let start = self.fresh.len();
+        Self::encode_record(&id, &entry, &mut self.fresh);
+        match (u32::try_from(start), u8::try_from(self.fresh.len() - start)) {
+            (Ok(at), Ok(len)) => self.fresh_at.push((seq, at, len)),
+            _ => self.fresh.truncate(start),
+        }
     }
 
     /// Entries remembered in all.
     pub(crate) fn len(&self) -> usize {
-        self.table().iter().filter(|&&v| v != 0).count() + self.fresh.len()
+        self.table().iter().filter(|&&v| v != 0).count() + self.fresh_at.len()
     }
 
     /// Write what was learnt: appended as one chunk (under a lock), or
     /// the whole file written anew when it was missing or damaged.
     pub(crate) fn persist(&mut self) -> Result<(), String> {
-        if self.fresh.is_empty() && !self.rewrite {
+        if self.fresh_at.is_empty() && !self.rewrite {
             return Ok(());
         }
         let lock = open_lock(&self.dir.join("lock")).map_err(|e| e.to_string())?;
         adopt_parent_owner(&self.dir.join("lock"));
         lock.lock().map_err(|e| e.to_string())?;
-        let mut fresh = std::mem::take(&mut self.fresh);
-        fresh.sort_by_key(|(seq, _, _)| *seq);
-        let fresh: Vec<(Oid, Entry)> = fresh.into_iter().map(|(_, id, e)| (id, e)).collect();
+        let fresh = std::mem::take(&mut self.fresh);
+        let mut at = std::mem::take(&mut self.fresh_at);
+        at.sort_by_key(|(seq, _, _)| *seq);
         let mut chunks = Vec::new();
-        for part in fresh.chunks(MAX_CHUNK) {
-            chunks.extend(self.encode_chunk(part));
+        for part in at.chunks(MAX_CHUNK) {
+            let mut body = Vec::new();
+            for &(_, start, len) in part {
+                let start = start as usize;
+                body.extend_from_slice(fresh.get(start..start + usize::from(len)).unwrap_or(&[]));
+            }
+            chunks.extend(self.seal_chunk(part.len(), body));
         }
         let current = fs::symlink_metadata(&self.file)
             .ok()
@@ -911,6 +937,7 @@ mod tests {
             next: std::cell::Cell::new(0),
             hasher: oidmap::keyed(),
             fresh: Vec::new(),
+            fresh_at: Vec::new(),
             loaded: false,
             rewrite: true,
             size: 0,

@@ -781,7 +781,7 @@ fn overall(outcomes: &[RuleOutcome]) -> Status {
 
 /// The signer of `object` across the rules, roles merged.
 fn signed_by(signers: &[Signer], object: &str) -> Option<SignedBy> {
-    let mine: Vec<&Signer> = signers.iter().filter(|s| s.object == object).collect();
+    let mine: Vec<&Signer> = signers.iter().filter(|s| s.object.is(object)).collect();
     let first = mine.first()?;
     let roles: BTreeSet<String> = mine.iter().flat_map(|s| s.roles.iter().cloned()).collect();
     Some(SignedBy {
