@@ -947,15 +947,9 @@ impl<'a> Verifier<'a> {
         // can answer (else libgit2's, from the start).
         if hide.is_empty() && !self.parents_rewritten() {
             if let Some(ids) = self.walk_once(new, cap) {
-                for &id in &ids {
-                    if !self.budget.commit() || self.budget.full(found.len()) {
-                        return;
-                    }
-                    outcome.commits_checked += 1;
-                    let checked = self.check_object(id, ObjectType::Commit);
-                    self.authorize(id, &checked, roles, "commit", outcome, found);
+                if self.judge_commits(&ids, roles, outcome, found) {
+                    self.remember_walk(new, &hide, ids);
                 }
-                self.remember_walk(new, &hide, ids);
                 return;
             }
         }
@@ -1013,18 +1007,33 @@ impl<'a> Verifier<'a> {
             let all = head.into_iter().chain(rest).map(|id| (id, None));
             self.prefetch_iter(all, cap, ObjectType::Commit, true);
         }
-        for &id in &ids {
-            if !self.budget.commit() || self.budget.full(found.len()) {
-                return;
-            }
-            outcome.commits_checked += 1;
-            let checked = self.check_object(id, ObjectType::Commit);
-            self.authorize(id, &checked, roles, "commit", outcome, found);
+        if !self.judge_commits(&ids, roles, outcome, found) {
+            return;
         }
         match walk_error {
             Some(e) => found.push(missing(new, &e)),
             None => self.remember_walk(new, &hide, ids),
         }
+    }
+
+    /// Judge the commits `ids` in order (their signatures verified, or
+    /// cached); false when a budget stopped it.
+    fn judge_commits(
+        &mut self,
+        ids: &[Oid],
+        roles: &[String],
+        outcome: &mut UpdateOutcome,
+        found: &mut Vec<Finding>,
+    ) -> bool {
+        for &id in ids {
+            if !self.budget.commit() || self.budget.full(found.len()) {
+                return false;
+            }
+            outcome.commits_checked += 1;
+            let checked = self.check_object(id, ObjectType::Commit);
+            self.authorize(id, &checked, roles, "commit", outcome, found);
+        }
+        true
     }
 
     /// Whether libgit2 gives some commits other parents than their own

@@ -103,8 +103,9 @@ pub(crate) struct SigCache {
     starts: Vec<u32>,
     /// An open-addressing table of indexes into `starts` (plus one; 0: an
     /// empty slot), a power of two long, at most half full, probed
-    /// linearly from the id's keyed hash; the first record of an id is
-    /// kept. Made when first needed (see `next`).
+    /// linearly from the id's keyed hash; it holds the first record of an
+    /// id (any record of an id answers: records of one id in one context
+    /// state the same verification). Made when first needed (see `next`).
     slots: std::cell::OnceCell<Vec<u32>>,
     /// The index in `starts` after the last record found: a run asks in
     /// the order of its walk, which is the order it wrote (see
@@ -333,6 +334,9 @@ impl SigCache {
             return;
         }
         self.loaded = true;
+        // Nothing found before the file is read stands.
+        self.slots = std::cell::OnceCell::new();
+        self.next.set(0);
         if let Ok(m) = fs::symlink_metadata(&self.file) {
             if m.len() > most {
                 // Not read, but not damaged either: appended to, as it is.
@@ -973,7 +977,8 @@ mod tests {
     }
 
     /// Thousands of entries in several chunks, ids sharing their first
-    /// bytes, the same id in two chunks (the first is kept): every one is
+    /// bytes, the same id in two chunks (asked in order, the first is
+    /// found): every one is
     /// found with its own entry, and no other id is.
     #[test]
     fn the_table_finds_every_entry_and_nothing_else() {

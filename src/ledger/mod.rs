@@ -482,6 +482,24 @@ pub fn lock(git_dir: &Path) -> Result<Lock, String> {
     Ok(Lock(f))
 }
 
+/// Loose objects root wrote (an admin's `log init` or `log ack` as root)
+/// go to the repository's owner with the fan-out directories root made:
+/// a directory of root's would refuse the hook user's next push of any
+/// object whose id falls in it ("unable to migrate objects to permanent
+/// storage").
+fn adopt_objects(w: &Repository, ids: &[Oid]) {
+    let objects = w.path().join("objects");
+    for id in ids {
+        let hex = id.to_string();
+        let (Some(fan), Some(rest)) = (hex.get(..2), hex.get(2..)) else {
+            continue;
+        };
+        let dir = objects.join(fan);
+        audit::adopt_parent_owner(&dir);
+        audit::adopt_parent_owner(&dir.join(rest));
+    }
+}
+
 /// Sign and write one entry after `parent`, move the log ref to it (only
 /// if it is still at `parent`) and remember it in the head file.
 fn write_entry(
@@ -541,6 +559,7 @@ fn write_entry(
     let id = w
         .commit_signed(text, pem.trim_end(), Some(field))
         .map_err(e)?;
+    adopt_objects(w, &[eblob, sblob, tree.id(), id]);
     let log_msg = format!("countersign log entry {}", entry.seq);
     match parent {
         Some(p) => w.reference_matching(LOG_REF, id, true, p, &log_msg),

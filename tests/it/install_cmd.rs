@@ -633,6 +633,31 @@ fn checks_run_as_the_hook_user_and_see_their_global_hooks_path() {
             "{f} made by root belongs to the repository's owner"
         );
     }
+    // Nor any object root wrote, nor a fan-out directory it made: one of
+    // root's would refuse every later push of an object whose id falls in
+    // it (this push failed now and then, when root's log entry made the
+    // directory of the empty tree's id).
+    for dir in fs::read_dir(sb.server.join("objects")).unwrap() {
+        let dir = dir.unwrap().path();
+        let paths = if dir.file_name().is_some_and(|n| n.len() == 2) {
+            let mut v: Vec<_> = fs::read_dir(&dir)
+                .unwrap()
+                .map(|f| f.unwrap().path())
+                .collect();
+            v.push(dir);
+            v
+        } else {
+            vec![dir]
+        };
+        for p in paths {
+            assert_eq!(
+                fs::symlink_metadata(&p).unwrap().uid(),
+                uid,
+                "{} made by root belongs to the repository's owner",
+                p.display()
+            );
+        }
+    }
     fs::set_permissions(sb.root(), fs::Permissions::from_mode(0o755)).unwrap();
     sb.git_ok(["commit", "-q", "--allow-empty", "-m", "topic"]);
     let mut c = Command::new("runuser");
