@@ -43,7 +43,7 @@ fn quiet_library_backtraces() {
 /// object cache keeps its default: at 32 MiB its evictions cost 60% more
 /// CPU over a million commits.
 const MWINDOW_SIZE: usize = 32 << 20;
-const MWINDOW_MAPPED_LIMIT: usize = 128 << 20;
+const MWINDOW_MAPPED_LIMIT: usize = 64 << 20;
 
 fn bound_libgit2_memory() {
     // SAFETY: libgit2's global options are written once, here, before any

@@ -1004,7 +1004,9 @@ fn verify(
         Ok(p) => p,
         Err(f) => return render(&Decision::reject_all(&updates, f), format, max_findings),
     };
-    let mut verifier = Verifier::new(&repo, &policy, time::now()).for_history();
+    let mut verifier = Verifier::new(&repo, &policy, time::now())
+        .for_history()
+        .judging_once();
     if cache {
         verifier = verifier.with_cache().with_walk_memo();
     }

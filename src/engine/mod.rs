@@ -78,17 +78,38 @@ impl Serialize for ObjectId {
     }
 }
 
-/// Who signed one object, and which role let them.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]
+/// Who signed one object, and which role let them. Serialized flat:
+/// `object`, `person`, `key`, `roles`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Signer {
     /// Commit or tag id.
     pub object: ObjectId,
+    /// The signer, shared by every object they signed under one rule: a
+    /// million commits make a million signers, 48 bytes each.
+    pub who: std::sync::Arc<Who>,
+}
+
+/// A person with a key and the roles a rule accepts of theirs.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Who {
     /// Person id.
-    pub person: std::sync::Arc<str>,
+    pub person: String,
     /// Key description.
-    pub key: std::sync::Arc<str>,
+    pub key: String,
     /// The roles of the person that the rule accepts.
-    pub roles: std::sync::Arc<[String]>,
+    pub roles: Vec<String>,
+}
+
+impl Serialize for Signer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Signer", 4)?;
+        st.serialize_field("object", &self.object)?;
+        st.serialize_field("person", &self.who.person)?;
+        st.serialize_field("key", &self.who.key)?;
+        st.serialize_field("roles", &self.who.roles)?;
+        st.end()
+    }
 }
 
 /// A signer compared whole but hashed by its object alone (which nearly
@@ -111,11 +132,7 @@ impl std::hash::Hash for ByObject<'_> {
 }
 
 /// Person, key description and matching roles, shared by many signers.
-type SignerParts = (
-    std::sync::Arc<str>,
-    std::sync::Arc<str>,
-    std::sync::Arc<[String]>,
-);
+type SignerParts = std::sync::Arc<Who>;
 
 /// What happened to one ref update.
 #[derive(Debug, Clone, Serialize)]
@@ -326,6 +343,11 @@ pub struct Verifier<'a> {
     asked: usize,
     /// Remember whole walks in the cache (see [`Self::with_walk_memo`]).
     walk_memo: bool,
+    /// Answers are judged once and dropped when nothing else in the
+    /// decision can ask for them (see [`Self::judging_once`]).
+    judge_once: bool,
+    /// Keep answers in memory once judged (set per decision).
+    keep_answers: bool,
     /// Signer parts by (keyring index, rule's roles), made once.
     signer_parts_memo: std::cell::RefCell<HashMap<(usize, usize, usize), Option<SignerParts>>>,
     /// Objects prepared for verification so far: the order they were read
@@ -365,6 +387,8 @@ impl<'a> Verifier<'a> {
             store: None,
             asked: 0,
             walk_memo: false,
+            judge_once: false,
+            keep_answers: true,
             signer_parts_memo: std::cell::RefCell::new(HashMap::new()),
             read_seq: std::cell::Cell::new(0),
             stats: std::cell::Cell::new((0, 0)),
@@ -400,6 +424,16 @@ impl<'a> Verifier<'a> {
     /// not for `report`, whose walks are one change each.
     pub fn with_walk_memo(mut self) -> Self {
         self.walk_memo = true;
+        self
+    }
+
+    /// For a run that decides once (`verify`): when the decision has one
+    /// update under one rule that only names commit signers, nothing asks
+    /// for a commit's answer after it is judged, so answers are not kept
+    /// (at a million commits, a table of 200 MB). Otherwise, and for any
+    /// later decision of this verifier, they are.
+    pub fn judging_once(mut self) -> Self {
+        self.judge_once = true;
         self
     }
 
@@ -522,6 +556,12 @@ impl<'a> Verifier<'a> {
                 .collect();
             return decision;
         }
+        self.keep_answers = !(self.judge_once && updates.len() == 1 && {
+            let rules = updates.first().map(|u| self.rules_for(&u.refname));
+            matches!(rules.as_deref(), Some([r]) if r.merge.is_none() && r.tag_signers.is_none())
+        });
+        // Once only.
+        self.judge_once = false;
         let mut seen = std::collections::HashSet::new();
         let mut folded: Option<HashMap<String, Oid>> = None;
         for u in updates {
@@ -930,10 +970,11 @@ impl<'a> Verifier<'a> {
             return;
         }
         // The walk is read while a pool verifies the signatures of what it
-        // yields, on every core; each commit is then judged in walk order
-        // (the answers are cached), so the findings are those of judging
-        // one commit after the other. In the hook the walk stops one past
-        // the `commits` budget, where judging stops too.
+        // yields, on every core; each commit is judged in walk order as
+        // soon as its answer and those before it are known, so the
+        // findings are those of judging one commit after the other. In the
+        // hook the walk stops one past the `commits` budget, where judging
+        // stops too.
         let cap = if self.budget.counted {
             self.budget
                 .limits
@@ -943,16 +984,20 @@ impl<'a> Verifier<'a> {
         } else {
             usize::MAX
         };
+        let keep = self.keep_answers;
+        let mut judging = Judging::new(roles, outcome, found, keep);
         // Nothing hidden: the walk that reads each commit once, when it
         // can answer (else libgit2's, from the start).
         if hide.is_empty() && !self.parents_rewritten() {
-            if let Some(ids) = self.walk_once(new, cap) {
-                if self.judge_commits(&ids, roles, outcome, found) {
-                    self.remember_walk(new, &hide, ids);
+            if let Some(ids) = self.walk_once(new, cap, &mut judging) {
+                if !judging.stopped {
+                    let linear = judging.linear();
+                    self.remember_walk(new, &hide, ids, linear);
                 }
                 return;
             }
         }
+        let found = &mut *judging.found;
         let mut walk = match self.repo.revwalk() {
             Ok(w) => w,
             Err(e) => {
@@ -987,7 +1032,15 @@ impl<'a> Verifier<'a> {
         }
         let mut ids = head.clone();
         if walk_error.is_some() || head.len() < PARALLEL_MIN.min(cap) || head.len() >= cap {
-            self.prefetch(&head, ObjectType::Commit);
+            self.asking(head.len());
+            let all = head.iter().map(|id| (*id, None));
+            self.prefetch_iter(
+                all,
+                head.len(),
+                ObjectType::Commit,
+                false,
+                Some(&mut judging),
+            );
         } else {
             let rest = std::iter::from_fn(|| {
                 if ids.len() >= cap || walk_error.is_some() {
@@ -1005,35 +1058,18 @@ impl<'a> Verifier<'a> {
                 }
             });
             let all = head.into_iter().chain(rest).map(|id| (id, None));
-            self.prefetch_iter(all, cap, ObjectType::Commit, true);
+            self.prefetch_iter(all, cap, ObjectType::Commit, true, Some(&mut judging));
         }
-        if !self.judge_commits(&ids, roles, outcome, found) {
+        if judging.stopped {
             return;
         }
         match walk_error {
-            Some(e) => found.push(missing(new, &e)),
-            None => self.remember_walk(new, &hide, ids),
-        }
-    }
-
-    /// Judge the commits `ids` in order (their signatures verified, or
-    /// cached); false when a budget stopped it.
-    fn judge_commits(
-        &mut self,
-        ids: &[Oid],
-        roles: &[String],
-        outcome: &mut UpdateOutcome,
-        found: &mut Vec<Finding>,
-    ) -> bool {
-        for &id in ids {
-            if !self.budget.commit() || self.budget.full(found.len()) {
-                return false;
+            Some(e) => judging.found.push(missing(new, &e)),
+            None => {
+                let linear = judging.linear();
+                self.remember_walk(new, &hide, ids, linear);
             }
-            outcome.commits_checked += 1;
-            let checked = self.check_object(id, ObjectType::Commit);
-            self.authorize(id, &checked, roles, "commit", outcome, found);
         }
-        true
     }
 
     /// Whether libgit2 gives some commits other parents than their own
@@ -1045,21 +1081,27 @@ impl<'a> Verifier<'a> {
     }
 
     /// Every commit from `new` (nothing hidden) in libgit2's walk order,
-    /// up to `cap` of them, their signatures verified on the way (see
-    /// [`walk`]): each commit is read once, its bytes going from the walk
-    /// to the check. `None` when that walk gives up: what it verified is
-    /// kept, and libgit2 walks.
-    fn walk_once(&mut self, new: Oid, cap: usize) -> Option<Vec<Oid>> {
+    /// up to `cap` of them, their signatures verified and judged on the
+    /// way (see [`walk`]): each commit is read once, its bytes going from
+    /// the walk to the check. The commits are listed only when the walk
+    /// may be remembered. `None` when that walk gives up: what it judged
+    /// is taken back (answers kept in memory stay), and libgit2 walks.
+    fn walk_once(&mut self, new: Oid, cap: usize, judging: &mut Judging<'_>) -> Option<Vec<Oid>> {
         let mut w = walk::Walk::new(self.repo, self.budget.limits.object_bytes, new);
+        let listing = self.walk_memo && !self.budget.counted;
         let ids = std::cell::RefCell::new(Vec::new());
+        let pulled = std::cell::Cell::new(0usize);
         let gave_up = std::cell::Cell::new(false);
         let next = || {
-            if ids.borrow().len() >= cap || gave_up.get() {
+            if pulled.get() >= cap || gave_up.get() {
                 return None;
             }
             match w.step() {
                 walk::Step::Commit(id, read) => {
-                    ids.borrow_mut().push(id);
+                    pulled.set(pulled.get() + 1);
+                    if listing {
+                        ids.borrow_mut().push(id);
+                    }
                     Some((id, read))
                 }
                 walk::Step::End => None,
@@ -1069,6 +1111,14 @@ impl<'a> Verifier<'a> {
                 }
             }
         };
+        // What judging has done so far, to take back if the walk gives up.
+        let before = (
+            judging.found.len(),
+            judging.outcome.signers.len(),
+            judging.outcome.commits_checked,
+            self.budget.commits,
+            self.budget.exceeded.is_none(),
+        );
         let mut items = std::iter::from_fn(next);
         // A few first: a short walk is not worth the pool.
         let few = PARALLEL_MIN.min(cap);
@@ -1079,8 +1129,20 @@ impl<'a> Verifier<'a> {
             hint,
             ObjectType::Commit,
             true,
+            Some(&mut *judging),
         );
         if gave_up.get() {
+            let (found, signers, checked, commits, clear) = before;
+            judging.found.truncate(found);
+            judging.outcome.signers.truncate(signers);
+            judging.outcome.commits_checked = checked;
+            self.budget.commits = commits;
+            if clear {
+                self.budget.exceeded = None;
+            }
+            judging.stopped = false;
+            judging.plural = false;
+            judging.unsure = false;
             return None;
         }
         Some(ids.into_inner())
@@ -1136,27 +1198,32 @@ impl<'a> Verifier<'a> {
     /// Remember the walk from `new` hiding `hides` (see
     /// [`Self::remembered_walk`]): whether every commit in it has at most
     /// one parent is known from the cache or read.
-    fn remember_walk(&self, new: Oid, hides: &[Oid], ids: Vec<Oid>) {
+    /// `linear`: whether every commit has at most one parent, when judging
+    /// knew.
+    fn remember_walk(&self, new: Oid, hides: &[Oid], ids: Vec<Oid>, linear: Option<bool>) {
         if !self.walk_memo || self.budget.counted || ids.len() < STORE_AFTER {
             return;
         }
         let Some(store) = self.store.as_ref().filter(|s| s.is_loaded()) else {
             return;
         };
-        // From this run's answers, else the cache's, else read.
-        let linear = ids.iter().all(|id| {
-            let known = self
-                .cache
-                .get(&oidmap::Key::of(id))
-                .and_then(|c| c.parents)
-                .or_else(|| store.get(id).and_then(|e| e.parents));
-            match known {
-                Some(p) => p <= 1,
-                None => self
-                    .repo
-                    .find_commit(*id)
-                    .is_ok_and(|c| c.parent_count() <= 1),
-            }
+        // As judging saw, else from this run's answers, else the cache's,
+        // else read.
+        let linear = linear.unwrap_or_else(|| {
+            ids.iter().all(|id| {
+                let known = self
+                    .cache
+                    .get(&oidmap::Key::of(id))
+                    .and_then(|c| c.parents)
+                    .or_else(|| store.get(id).and_then(|e| e.parents));
+                match known {
+                    Some(p) => p <= 1,
+                    None => self
+                        .repo
+                        .find_commit(*id)
+                        .is_ok_and(|c| c.parent_count() <= 1),
+                }
+            })
         });
         store.remember_walk(
             self.repo.path(),
@@ -1281,7 +1348,7 @@ impl<'a> Verifier<'a> {
                     GIT_NAMESPACE,
                     self.now,
                 );
-                self.finish(id, job.meta(), result)
+                self.finish(id, job.into_meta(), result)
             }
         }
     }
@@ -1294,7 +1361,13 @@ impl<'a> Verifier<'a> {
     /// read, then verifies what is left itself.
     pub(crate) fn prefetch(&mut self, ids: &[Oid], kind: ObjectType) {
         self.asking(ids.len());
-        self.prefetch_iter(ids.iter().map(|id| (*id, None)), ids.len(), kind, false);
+        self.prefetch_iter(
+            ids.iter().map(|id| (*id, None)),
+            ids.len(),
+            kind,
+            false,
+            None,
+        );
     }
 
     /// [`Self::prefetch`] of the objects `ids` yields as it is pulled
@@ -1306,12 +1379,21 @@ impl<'a> Verifier<'a> {
     /// looked at as it goes; past it, nothing more is pulled.
     /// `count`: count each object pulled as asked for (the cache is read
     /// once there are enough, see [`Self::asking`]).
+    ///
+    /// With `judging`, each object is also judged as soon as its answer
+    /// and those of every object pulled before it are known: in the order
+    /// pulled, exactly as judging them one after the other once all were
+    /// verified (the findings do not change), but while the walk and the
+    /// pool go on; a budget that stops judging stops the pulling. Answers
+    /// waiting for their turn are at most those in flight (the pool's
+    /// queue and what it is verifying).
     fn prefetch_iter(
         &mut self,
         ids: impl Iterator<Item = (Oid, Option<Box<[u8]>>)>,
         hint: usize,
         kind: ObjectType,
         count: bool,
+        mut judging: Option<&mut Judging<'_>>,
     ) {
         // Few objects (a change of a report, a small push) are not worth a
         // thread; the count of CPUs is only asked for when it matters.
@@ -1320,9 +1402,17 @@ impl<'a> Verifier<'a> {
         } else {
             verify_threads()
         };
+        let mut turn = Turn::default();
         if threads < 2 {
             for (id, read) in ids {
+                if judging.as_ref().is_some_and(|j| j.stopped) {
+                    break;
+                }
                 self.check_object_read(id, kind, read);
+                if let Some(j) = judging.as_deref_mut() {
+                    turn.window.push_back(Slot::Known(id));
+                    self.judge_ready(&mut turn, kind, j);
+                }
             }
             return;
         }
@@ -1337,12 +1427,7 @@ impl<'a> Verifier<'a> {
                 now,
             )
         };
-        type Answer = (
-            Oid,
-            JobMeta,
-            Result<signature::Verified, signature::SigError>,
-        );
-        let (to_pool, jobs) = std::sync::mpsc::sync_channel::<(Oid, Job)>(QUEUE);
+        let (to_pool, jobs) = std::sync::mpsc::sync_channel::<(u64, Oid, Job)>(QUEUE);
         let (to_main, answers) = std::sync::mpsc::channel::<Answer>();
         let jobs = std::sync::Mutex::new(jobs);
         let next = || match jobs.lock() {
@@ -1350,13 +1435,14 @@ impl<'a> Verifier<'a> {
             Err(p) => p.into_inner().recv().ok(),
         };
         let work = |to_main: std::sync::mpsc::Sender<Answer>| {
-            while let Some((id, job)) = next() {
+            while let Some((pos, id, job)) = next() {
                 let r = verify(&job);
-                if to_main.send((id, job.meta(), r)).is_err() {
+                if to_main.send((pos, id, job.into_meta(), r)).is_err() {
                     break;
                 }
             }
         };
+        let judge = judging.is_some();
         std::thread::scope(|scope| {
             let pool: Vec<_> = (1..threads)
                 .map(|_| {
@@ -1364,8 +1450,12 @@ impl<'a> Verifier<'a> {
                     scope.spawn(move || work(tx))
                 })
                 .collect();
-            let mut pulled = 0usize;
+            let mut pulled = 0u64;
             for (id, read) in ids {
+                if judging.as_ref().is_some_and(|j| j.stopped) {
+                    break;
+                }
+                let pos = pulled;
                 pulled += 1;
                 if count {
                     self.asking(1);
@@ -1374,35 +1464,49 @@ impl<'a> Verifier<'a> {
                     if self.budget.remaining().is_some_and(|d| d.is_zero()) {
                         break;
                     }
-                    while let Ok((id, meta, r)) = answers.try_recv() {
-                        let c = self.finish(id, meta, r);
-                        self.cache.insert(oidmap::Key::of(&id), c);
+                    while let Ok(answer) = answers.try_recv() {
+                        self.take_answer(answer, &mut turn, judge);
                     }
                 }
                 if self.in_store(&id, kind) || self.cache.contains_key(&oidmap::Key::of(&id)) {
-                    continue;
-                }
-                match self.prepare(id, kind, read) {
-                    Prepared::Done(c) => {
-                        self.cache.insert(oidmap::Key::of(&id), c);
+                    if judge {
+                        turn.window.push_back(Slot::Known(id));
                     }
-                    Prepared::Verify(job) => {
-                        // The pool only stops once `to_pool` is dropped; a
-                        // full queue means this thread verifies this one.
-                        if let Err(
-                            std::sync::mpsc::TrySendError::Full((id, job))
-                            | std::sync::mpsc::TrySendError::Disconnected((id, job)),
-                        ) = to_pool.try_send((id, job))
-                        {
-                            let r = verify(&job);
-                            let c = self.finish(id, job.meta(), r);
-                            self.cache.insert(oidmap::Key::of(&id), c);
+                } else {
+                    match self.prepare(id, kind, read) {
+                        Prepared::Done(c) => turn.answered(self, id, c, judge),
+                        Prepared::Verify(job) => {
+                            // The pool only stops once `to_pool` is dropped;
+                            // a full queue means this thread verifies this one.
+                            match to_pool.try_send((pos, id, job)) {
+                                Ok(()) => {
+                                    if judge {
+                                        turn.window.push_back(Slot::Waiting(id));
+                                    }
+                                }
+                                Err(
+                                    std::sync::mpsc::TrySendError::Full((_, id, job))
+                                    | std::sync::mpsc::TrySendError::Disconnected((_, id, job)),
+                                ) => {
+                                    let r = verify(&job);
+                                    let c = self.finish(id, job.into_meta(), r);
+                                    turn.answered(self, id, c, judge);
+                                }
+                            }
                         }
                     }
                 }
+                if let Some(j) = judging.as_deref_mut() {
+                    self.judge_ready(&mut turn, kind, j);
+                }
             }
             drop(to_pool);
-            work(to_main.clone());
+            if judging.as_ref().is_some_and(|j| j.stopped) {
+                // Nothing more will be judged: what waits is not verified.
+                while next().is_some() {}
+            } else {
+                work(to_main.clone());
+            }
             drop(to_main);
             for h in pool {
                 if let Err(panic) = h.join() {
@@ -1412,9 +1516,78 @@ impl<'a> Verifier<'a> {
                 }
             }
         });
-        for (id, meta, r) in answers.try_iter() {
-            let c = self.finish(id, meta, r);
-            self.cache.insert(oidmap::Key::of(&id), c);
+        for answer in answers.try_iter() {
+            self.take_answer(answer, &mut turn, judge);
+        }
+        if let Some(j) = judging {
+            self.judge_ready(&mut turn, kind, j);
+            // An answer that never came (none should: every job sent is
+            // answered) is asked for here rather than skipped.
+            while let Some(slot) = turn.window.front_mut() {
+                if let Slot::Waiting(id) = *slot {
+                    *slot = Slot::Known(id);
+                }
+                self.judge_ready(&mut turn, kind, j);
+                if j.stopped {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// An answer of the pool: to its place in the turn when judging,
+    /// else to the answers kept.
+    fn take_answer(&mut self, (pos, id, meta, r): Answer, turn: &mut Turn, judge: bool) {
+        let c = self.finish(id, meta, r);
+        let slot = pos
+            .checked_sub(turn.judged)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| turn.window.get_mut(i));
+        match slot {
+            Some(s) if judge && matches!(&*s, Slot::Waiting(w) if *w == id) => {
+                *s = Slot::Ready(id, c);
+            }
+            _ => {
+                self.cache.insert(oidmap::Key::of(&id), c);
+            }
+        }
+    }
+
+    /// Judge the objects at the front of the turn whose answers are known,
+    /// in order, until one is still being verified or a budget stops it.
+    fn judge_ready(&mut self, turn: &mut Turn, kind: ObjectType, j: &mut Judging<'_>) {
+        while !j.stopped {
+            if matches!(turn.window.front(), None | Some(Slot::Waiting(_))) {
+                return;
+            }
+            let Some(slot) = turn.window.pop_front() else {
+                return;
+            };
+            turn.judged += 1;
+            let (id, checked, fresh) = match slot {
+                Slot::Ready(id, c) => (id, c, true),
+                Slot::Known(id) => {
+                    let c = match self.cache.get(&oidmap::Key::of(&id)) {
+                        Some(c) => c.clone(),
+                        None => self.check_object(id, kind),
+                    };
+                    (id, c, false)
+                }
+                Slot::Waiting(_) => return,
+            };
+            if !self.budget.commit() || self.budget.full(j.found.len()) {
+                j.stopped = true;
+            } else {
+                j.outcome.commits_checked += 1;
+                match checked.parents {
+                    Some(p) => j.plural |= p > 1,
+                    None => j.unsure = true,
+                }
+                self.authorize(id, &checked, j.roles, "commit", j.outcome, j.found);
+            }
+            if fresh && j.keep {
+                self.cache.insert(oidmap::Key::of(&id), checked);
+            }
         }
     }
 
@@ -1719,8 +1892,7 @@ impl<'a> Verifier<'a> {
             found.push(f.at_object(id, subject()));
             return None;
         }
-        let Some((who, described, matching)) = self.signer_parts(key_idx, key, person, roles)
-        else {
+        let Some(who) = self.signer_parts(key_idx, key, person, roles) else {
             found.push(
                 diags::signer_lacks_role(what, person, &key.describe(), roles)
                     .at_object(id, subject()),
@@ -1731,9 +1903,7 @@ impl<'a> Verifier<'a> {
         // are shared, not copied: a million commits make a million signers.
         let signer = Signer {
             object: ObjectId(id),
-            person: who,
-            key: described,
-            roles: matching,
+            who,
         };
         // Duplicates (one object under several rules) are removed once per
         // update in `decide`: a `contains` here was quadratic in commits.
@@ -1761,11 +1931,11 @@ impl<'a> Verifier<'a> {
                     .cloned()
                     .collect();
                 (!matching.is_empty()).then(|| {
-                    (
-                        std::sync::Arc::from(person.id.as_str()),
-                        std::sync::Arc::from(key.describe()),
-                        std::sync::Arc::from(matching),
-                    )
+                    std::sync::Arc::new(Who {
+                        person: person.id.clone(),
+                        key: key.describe(),
+                        roles: matching,
+                    })
                 })
             })
             .clone()
@@ -1859,13 +2029,101 @@ pub(crate) struct JobMeta {
 }
 
 impl Job {
-    fn meta(&self) -> JobMeta {
+    /// What is kept once the signature is checked (the signed bytes are
+    /// dropped where they were checked).
+    fn into_meta(self) -> JobMeta {
         JobMeta {
             what: self.what,
-            subject: self.subject.clone(),
+            subject: self.subject,
             object_time: self.object_time,
             parents: self.parents,
             seq: self.seq,
+        }
+    }
+}
+
+/// An answer of the verifying pool: the place of its object among those
+/// pulled, the object, and its signature check.
+type Answer = (
+    u64,
+    Oid,
+    JobMeta,
+    Result<signature::Verified, signature::SigError>,
+);
+
+/// One object pulled and not yet judged.
+enum Slot {
+    /// Its signature is being verified by the pool.
+    Waiting(Oid),
+    /// Its answer, from this run.
+    Ready(Oid, Checked),
+    /// Its answer is in memory or in the verification cache.
+    Known(Oid),
+}
+
+/// The objects pulled and not yet judged, in the order pulled, and how
+/// many were judged before them.
+#[derive(Default)]
+struct Turn {
+    window: std::collections::VecDeque<Slot>,
+    judged: u64,
+}
+
+impl Turn {
+    /// The answer for `id` is known now: it waits for its turn when
+    /// judging, else it is kept.
+    fn answered(&mut self, v: &mut Verifier<'_>, id: Oid, c: Checked, judge: bool) {
+        if judge {
+            self.window.push_back(Slot::Ready(id, c));
+        } else {
+            v.cache.insert(oidmap::Key::of(&id), c);
+        }
+    }
+}
+
+/// Commits judged against a rule's commit signers as their answers come
+/// (see [`Verifier::prefetch_iter`]).
+pub(crate) struct Judging<'j> {
+    roles: &'j [String],
+    outcome: &'j mut UpdateOutcome,
+    found: &'j mut Vec<Finding>,
+    /// Keep each answer in memory once judged: something later in the
+    /// run may ask for it again (another rule or update, a merge rule).
+    keep: bool,
+    /// A budget stopped judging.
+    stopped: bool,
+    /// Some commit judged has more than one parent.
+    plural: bool,
+    /// Some commit judged has a count of parents not known.
+    unsure: bool,
+}
+
+impl<'j> Judging<'j> {
+    fn new(
+        roles: &'j [String],
+        outcome: &'j mut UpdateOutcome,
+        found: &'j mut Vec<Finding>,
+        keep: bool,
+    ) -> Self {
+        Judging {
+            roles,
+            outcome,
+            found,
+            keep,
+            stopped: false,
+            plural: false,
+            unsure: false,
+        }
+    }
+
+    /// Whether every commit judged has at most one parent, when known.
+    fn linear(&self) -> Option<bool> {
+        if self.plural {
+            Some(false)
+        } else if self.unsure {
+            None
+        } else {
+            Some(true)
         }
     }
 }

@@ -81,6 +81,40 @@ impl Ord for Queued {
 /// A commit read: its parents, committer time and (when kept) bytes.
 type Parsed = (Vec<Oid>, i64, Option<Box<[u8]>>);
 
+/// The commits met so far, by their whole id: 20 bytes a SHA-1 id (a
+/// million commits: a table of 44 MB, not 67 MB of 32-byte keys).
+enum Seen {
+    Sha1(HashSet<[u8; 20], oidmap::Keyed>),
+    Other(HashSet<Key, oidmap::Keyed>),
+}
+
+impl Seen {
+    fn new(format: git2::ObjectFormat) -> Self {
+        match format {
+            git2::ObjectFormat::Sha1 => Seen::Sha1(HashSet::with_hasher(oidmap::keyed())),
+            _ => Seen::Other(HashSet::with_hasher(oidmap::keyed())),
+        }
+    }
+
+    /// Whether `id` was not met before.
+    fn insert(&mut self, id: &Oid) -> bool {
+        match self {
+            Seen::Sha1(set) => match <[u8; 20]>::try_from(id.as_bytes()) {
+                Ok(b) => set.insert(b),
+                // Not a SHA-1 id after all: kept whole.
+                Err(_) => {
+                    let mut other = HashSet::with_hasher(oidmap::keyed());
+                    other.extend(set.iter().map(|b| Key::of_bytes(b)));
+                    let new = other.insert(Key::of(id));
+                    *self = Seen::Other(other);
+                    new
+                }
+            },
+            Seen::Other(set) => set.insert(Key::of(id)),
+        }
+    }
+}
+
 /// A walk from one tip over every ancestor (nothing hidden).
 pub(crate) struct Walk<'r> {
     main: &'r Repository,
@@ -88,7 +122,7 @@ pub(crate) struct Walk<'r> {
     reads: usize,
     format: git2::ObjectFormat,
     object_bytes: usize,
-    seen: HashSet<Key, oidmap::Keyed>,
+    seen: Seen,
     queue: BinaryHeap<Queued>,
     seq: u64,
     held: usize,
@@ -105,13 +139,13 @@ impl<'r> Walk<'r> {
             reads: 0,
             format: main.object_format(),
             object_bytes,
-            seen: HashSet::with_hasher(oidmap::keyed()),
+            seen: Seen::new(main.object_format()),
             queue: BinaryHeap::new(),
             seq: 0,
             held: 0,
             failed: false,
         };
-        w.seen.insert(Key::of(&tip));
+        w.seen.insert(&tip);
         if !w.enqueue(tip) {
             w.failed = true;
         }
@@ -179,7 +213,7 @@ impl<'r> Walk<'r> {
             self.held -= r.len();
         }
         for p in &q.parents {
-            if self.seen.insert(Key::of(p)) && !self.enqueue(*p) {
+            if self.seen.insert(p) && !self.enqueue(*p) {
                 self.failed = true;
                 return Step::GiveUp;
             }

@@ -874,9 +874,11 @@ mod tests {
         use std::sync::Arc;
         let signer = |i: usize| crate::engine::Signer {
             object: crate::engine::ObjectId(git2::Oid::from_str(&format!("{i:040x}")).unwrap()),
-            person: Arc::from("dev"),
-            key: Arc::from("ssh key SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"),
-            roles: Arc::from(vec!["developer".to_string()]),
+            who: Arc::new(crate::engine::Who {
+                person: "dev".into(),
+                key: "ssh key SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".into(),
+                roles: vec!["developer".to_string()],
+            }),
         };
         let decision = Decision {
             updates: vec![crate::engine::UpdateOutcome {

@@ -783,9 +783,12 @@ fn overall(outcomes: &[RuleOutcome]) -> Status {
 fn signed_by(signers: &[Signer], object: &str) -> Option<SignedBy> {
     let mine: Vec<&Signer> = signers.iter().filter(|s| s.object.is(object)).collect();
     let first = mine.first()?;
-    let roles: BTreeSet<String> = mine.iter().flat_map(|s| s.roles.iter().cloned()).collect();
+    let roles: BTreeSet<String> = mine
+        .iter()
+        .flat_map(|s| s.who.roles.iter().cloned())
+        .collect();
     Some(SignedBy {
-        person: first.person.to_string(),
+        person: first.who.person.clone(),
         roles: roles.into_iter().collect(),
     })
 }

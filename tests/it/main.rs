@@ -37,6 +37,7 @@ mod policy;
 mod push;
 mod report;
 mod sshd;
+mod streaming;
 mod tags;
 mod verify;
 mod walk_attack;
