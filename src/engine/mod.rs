@@ -1265,7 +1265,7 @@ impl<'a> Verifier<'a> {
 
     /// [`Self::check_object`] of an object whose bytes were read already,
     /// without handing back the answer.
-    fn check_object_read(&mut self, id: Oid, kind: ObjectType, read: Option<Box<[u8]>>) {
+    fn check_object_read(&mut self, id: Oid, kind: ObjectType, read: Option<walk::Read>) {
         if self.cache.contains_key(&oidmap::Key::of(&id)) {
             return;
         }
@@ -1336,7 +1336,7 @@ impl<'a> Verifier<'a> {
         &mut self,
         id: Oid,
         kind: ObjectType,
-        read: Option<Box<[u8]>>,
+        read: Option<walk::Read>,
     ) -> Checked {
         match self.prepare(id, kind, read) {
             Prepared::Done(c) => c,
@@ -1389,7 +1389,7 @@ impl<'a> Verifier<'a> {
     /// queue and what it is verifying).
     fn prefetch_iter(
         &mut self,
-        ids: impl Iterator<Item = (Oid, Option<Box<[u8]>>)>,
+        ids: impl Iterator<Item = (Oid, Option<walk::Read>)>,
         hint: usize,
         kind: ObjectType,
         count: bool,
@@ -1593,9 +1593,9 @@ impl<'a> Verifier<'a> {
 
     /// Read and split one object: either its final answer (unreadable,
     /// malformed, unsigned, too big) or the signature check to run.
-    /// `read`: its bytes, read already (by the walk, which checked their
-    /// size).
-    fn prepare(&self, id: Oid, kind: ObjectType, read: Option<Box<[u8]>>) -> Prepared {
+    /// `read`: its bytes and committer time, read already (by the walk,
+    /// which checked their size and parsed the time).
+    fn prepare(&self, id: Oid, kind: ObjectType, read: Option<walk::Read>) -> Prepared {
         if read.is_none() {
             if let Err(f) = self.size_check(id) {
                 return Prepared::Done(Checked {
@@ -1618,7 +1618,7 @@ impl<'a> Verifier<'a> {
         // Bytes the walk read, or read here.
         let (odb, obj);
         let raw: &[u8] = match &read {
-            Some(r) => r,
+            Some(r) => &r.raw,
             None => {
                 odb = match self.repo.odb() {
                     Ok(odb) => odb,
@@ -1704,7 +1704,10 @@ impl<'a> Verifier<'a> {
         // OpenPGP signature's, else this one); the hook's hot path does
         // not look for it beyond the bytes already read (kept for the
         // verification cache, which history mode shares).
+        // The walk parsed a commit's time already.
+        let walked = read.as_ref().map(|r| r.time);
         let object_time = match kind {
+            ObjectType::Commit if walked.is_some() => walked,
             ObjectType::Commit if !self.history => committer_time(raw, self.format()),
             _ if !self.history => None,
             ObjectType::Tag => self

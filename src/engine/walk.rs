@@ -43,11 +43,18 @@ const CHUNK: usize = 4096;
 /// What the walk gives next.
 pub(crate) enum Step {
     /// A commit, with its bytes when they were kept.
-    Commit(Oid, Option<Box<[u8]>>),
+    Commit(Oid, Option<Read>),
     /// The walk is over.
     End,
     /// This walk cannot answer like libgit2's: walk with libgit2.
     GiveUp,
+}
+
+/// A commit's bytes as the walk read them, and its committer time (what
+/// the engine's `committer_time` gives for them).
+pub(crate) struct Read {
+    pub(crate) raw: Box<[u8]>,
+    pub(crate) time: i64,
 }
 
 struct Queued {
@@ -218,7 +225,8 @@ impl<'r> Walk<'r> {
                 return Step::GiveUp;
             }
         }
-        Step::Commit(q.id, q.raw)
+        let time = q.time;
+        Step::Commit(q.id, q.raw.map(|raw| Read { raw, time }))
     }
 }
 
@@ -273,7 +281,17 @@ mod tests {
         let mut out = Vec::new();
         loop {
             match w.step() {
-                Step::Commit(id, _) => out.push(id),
+                Step::Commit(id, read) => {
+                    // The time handed on is the one the engine would parse
+                    // from the bytes (and libgit2 reads).
+                    if let Some(read) = read {
+                        let time = crate::engine::committer_time(&read.raw, HashFormat::Sha1);
+                        assert_eq!(Some(read.time), time);
+                        let libgit2 = r.find_commit(id).unwrap().committer().when().seconds();
+                        assert_eq!(read.time, libgit2);
+                    }
+                    out.push(id);
+                }
                 Step::End => return Some(out),
                 Step::GiveUp => return None,
             }
