@@ -987,17 +987,22 @@ impl<'a> Verifier<'a> {
         let keep = self.keep_answers;
         let mut judging = Judging::new(roles, outcome, found, keep);
         // Nothing hidden: the walk that reads each commit once, when it
-        // can answer (else libgit2's, from the start).
+        // can answer; else libgit2's, after what that walk judged.
+        let mut judged = None;
         if hide.is_empty() && !self.parents_rewritten() {
-            if let Some(ids) = self.walk_once(new, cap, &mut judging) {
-                if !judging.stopped {
-                    let linear = judging.linear();
-                    self.remember_walk(new, &hide, ids, linear);
+            match self.walk_once(new, cap, &mut judging) {
+                Ok(ids) => {
+                    if !judging.stopped {
+                        let linear = judging.linear();
+                        self.remember_walk(new, &hide, ids, linear);
+                    }
+                    return;
                 }
-                return;
+                // Judging stopped where it would have stopped anyway.
+                Err(_) if judging.stopped => return,
+                Err(j) => judged = Some(j),
             }
         }
-        let found = &mut *judging.found;
         let mut walk = match self.repo.revwalk() {
             Ok(w) => w,
             Err(e) => {
@@ -1006,32 +1011,58 @@ impl<'a> Verifier<'a> {
             }
         };
         if let Err(e) = walk.push(new) {
-            found.push(missing(new, &e));
+            judging.found.push(missing(new, &e));
             return;
         }
         for &h in &hide {
             if let Err(e) = walk.hide(h) {
-                found.push(missing(h, &e));
+                judging.found.push(missing(h, &e));
                 return;
             }
         }
         let mut walk = walk.fuse();
-        let mut head: Vec<Oid> = Vec::new();
+        // Every commit the walk gives, in order; the first `skip` were
+        // judged by the engine's walk before it gave up, when libgit2's
+        // walk gives exactly those first (it does: the same order up to
+        // the commit the engine's walk could not read; checked here
+        // rather than trusted). Otherwise what was judged is taken back
+        // and everything is judged from the start.
+        let mut ids: Vec<Oid> = Vec::new();
         let mut walk_error = None;
-        for r in walk.by_ref() {
-            match r {
-                Ok(id) => head.push(id),
-                Err(e) => {
-                    walk_error = Some(e);
-                    break;
+        let mut skip = 0;
+        if let Some(j) = judged {
+            let mut digest = sha2::Sha256::default();
+            for r in walk.by_ref().take(j.count) {
+                match r {
+                    Ok(id) => {
+                        sha2::Digest::update(&mut digest, id.as_bytes());
+                        ids.push(id);
+                    }
+                    Err(e) => {
+                        walk_error = Some(e);
+                        break;
+                    }
                 }
             }
-            if head.len() >= PARALLEL_MIN.min(cap) {
-                break;
+            let same: [u8; 32] = sha2::Digest::finalize(digest).into();
+            if walk_error.is_none() && ids.len() == j.count && same == j.digest {
+                skip = ids.len();
+            } else {
+                j.before.restore(self, &mut judging);
             }
         }
-        let mut ids = head.clone();
-        if walk_error.is_some() || head.len() < PARALLEL_MIN.min(cap) || head.len() >= cap {
+        let cap_rest = cap.saturating_sub(skip);
+        let mut head: Vec<Oid> = ids.split_off(skip);
+        while walk_error.is_none() && head.len() < PARALLEL_MIN.min(cap_rest) {
+            match walk.next() {
+                Some(Ok(id)) => head.push(id),
+                Some(Err(e)) => walk_error = Some(e),
+                None => break,
+            }
+        }
+        ids.extend_from_slice(&head);
+        if walk_error.is_some() || head.len() < PARALLEL_MIN.min(cap_rest) || head.len() >= cap_rest
+        {
             self.asking(head.len());
             let all = head.iter().map(|id| (*id, None));
             self.prefetch_iter(
@@ -1084,13 +1115,20 @@ impl<'a> Verifier<'a> {
     /// up to `cap` of them, their signatures verified and judged on the
     /// way (see [`walk`]): each commit is read once, its bytes going from
     /// the walk to the check. The commits are listed only when the walk
-    /// may be remembered. `None` when that walk gives up: what it judged
-    /// is taken back (answers kept in memory stay), and libgit2 walks.
-    fn walk_once(&mut self, new: Oid, cap: usize, judging: &mut Judging<'_>) -> Option<Vec<Oid>> {
+    /// may be remembered. When that walk gives up, what it judged stays
+    /// judged and the commits it gave are described ([`Judged`]), for
+    /// libgit2's walk to go on from there.
+    fn walk_once(
+        &mut self,
+        new: Oid,
+        cap: usize,
+        judging: &mut Judging<'_>,
+    ) -> Result<Vec<Oid>, Judged> {
         let mut w = walk::Walk::new(self.repo, self.budget.limits.object_bytes, new);
         let listing = self.walk_memo && !self.budget.counted;
         let ids = std::cell::RefCell::new(Vec::new());
         let pulled = std::cell::Cell::new(0usize);
+        let digest = std::cell::RefCell::new(sha2::Sha256::default());
         let gave_up = std::cell::Cell::new(false);
         let next = || {
             if pulled.get() >= cap || gave_up.get() {
@@ -1099,6 +1137,7 @@ impl<'a> Verifier<'a> {
             match w.step() {
                 walk::Step::Commit(id, read) => {
                     pulled.set(pulled.get() + 1);
+                    sha2::Digest::update(&mut *digest.borrow_mut(), id.as_bytes());
                     if listing {
                         ids.borrow_mut().push(id);
                     }
@@ -1111,14 +1150,7 @@ impl<'a> Verifier<'a> {
                 }
             }
         };
-        // What judging has done so far, to take back if the walk gives up.
-        let before = (
-            judging.found.len(),
-            judging.outcome.signers.len(),
-            judging.outcome.commits_checked,
-            self.budget.commits,
-            self.budget.exceeded.is_none(),
-        );
+        let before = Rollback::of(self, judging);
         let mut items = std::iter::from_fn(next);
         // A few first: a short walk is not worth the pool.
         let few = PARALLEL_MIN.min(cap);
@@ -1132,20 +1164,13 @@ impl<'a> Verifier<'a> {
             Some(&mut *judging),
         );
         if gave_up.get() {
-            let (found, signers, checked, commits, clear) = before;
-            judging.found.truncate(found);
-            judging.outcome.signers.truncate(signers);
-            judging.outcome.commits_checked = checked;
-            self.budget.commits = commits;
-            if clear {
-                self.budget.exceeded = None;
-            }
-            judging.stopped = false;
-            judging.plural = false;
-            judging.unsure = false;
-            return None;
+            return Err(Judged {
+                count: pulled.get(),
+                digest: sha2::Digest::finalize(digest.into_inner()).into(),
+                before,
+            });
         }
-        Some(ids.into_inner())
+        Ok(ids.into_inner())
     }
 
     /// The commits a walk from `new` hiding `hides` gives, in its order,
@@ -1385,8 +1410,10 @@ impl<'a> Verifier<'a> {
     /// pulled, exactly as judging them one after the other once all were
     /// verified (the findings do not change), but while the walk and the
     /// pool go on; a budget that stops judging stops the pulling. Answers
-    /// waiting for their turn are at most those in flight (the pool's
-    /// queue and what it is verifying).
+    /// wait for their turn behind the oldest signature still being
+    /// verified: usually the pool's queue and the pulls between two looks
+    /// at the answers (256); at most every object pulled (what was kept
+    /// before judging streamed) if a verifying thread is held up.
     fn prefetch_iter(
         &mut self,
         ids: impl Iterator<Item = (Oid, Option<walk::Read>)>,
@@ -1519,6 +1546,9 @@ impl<'a> Verifier<'a> {
         for answer in answers.try_iter() {
             self.take_answer(answer, &mut turn, judge);
         }
+        // Time spent verifying since judging last looked counts, as it did
+        // when all was verified before judging began.
+        self.budget.remaining();
         if let Some(j) = judging {
             self.judge_ready(&mut turn, kind, j);
             // An answer that never came (none should: every job sent is
@@ -2082,6 +2112,48 @@ impl Turn {
             v.cache.insert(oidmap::Key::of(&id), c);
         }
     }
+}
+
+/// What judging had done before a walk, to take it back.
+struct Rollback {
+    found: usize,
+    signers: usize,
+    checked: usize,
+    commits: usize,
+    exceeded: bool,
+}
+
+impl Rollback {
+    fn of(v: &Verifier<'_>, j: &Judging<'_>) -> Self {
+        Rollback {
+            found: j.found.len(),
+            signers: j.outcome.signers.len(),
+            checked: j.outcome.commits_checked,
+            commits: v.budget.commits,
+            exceeded: v.budget.exceeded.is_some(),
+        }
+    }
+
+    fn restore(self, v: &mut Verifier<'_>, j: &mut Judging<'_>) {
+        j.found.truncate(self.found);
+        j.outcome.signers.truncate(self.signers);
+        j.outcome.commits_checked = self.checked;
+        v.budget.commits = self.commits;
+        if !self.exceeded {
+            v.budget.exceeded = None;
+        }
+        j.stopped = false;
+        j.plural = false;
+        j.unsure = false;
+    }
+}
+
+/// The commits the engine's walk gave and judged before it gave up: how
+/// many, and the SHA-256 of their ids in order.
+struct Judged {
+    count: usize,
+    digest: [u8; 32],
+    before: Rollback,
 }
 
 /// Commits judged against a rule's commit signers as their answers come

@@ -203,3 +203,61 @@ fn a_walk_that_gives_up_is_judged_once() {
     let out = sb.push(&[&format!("{tip}:refs/heads/main")]);
     assert_accepted(&out);
 }
+
+/// Was a finding (review of the streaming judge): `verify`, which keeps
+/// no answer once judged, verified every signature judged before its walk
+/// gave up a second time in libgit2's walk (twice the CPU; the cache got
+/// each record twice). Now libgit2's walk goes on after the commits
+/// already judged (checked to be the same, in the same order): each
+/// signature is verified once.
+#[test]
+fn a_walk_that_gives_up_verifies_each_signature_once() {
+    let mut sb = Sandbox::new();
+    let dev = sb.ssh_key("dev");
+    sb.write_policy(&standard_policy(&[simple_person(
+        "dev",
+        &["developer"],
+        &dev,
+    )]));
+    sb.git_ok(["mktree"]);
+    let mut parent: Option<String> = None;
+    for i in 0..40u64 {
+        // The root is dated 2^34: the engine's walk gives up when it reads
+        // it, having judged the 38 commits above c1.
+        let time = if i == 0 { 1 << 34 } else { 1000 + i };
+        let parents: Vec<&str> = parent.iter().map(String::as_str).collect();
+        parent = Some(commit(&sb, Some(&dev), &parents, time, &format!("c{i}")));
+    }
+    let tip = parent.unwrap();
+    let policy = sb.policy.to_str().unwrap().to_string();
+    let mut c = sb.cmd(BIN);
+    c.current_dir(&sb.work)
+        .env("COUNTERSIGN_CACHE_STATS", "1")
+        .args([
+            "verify",
+            tip.as_str(),
+            "--ref",
+            MAIN,
+            "--policy",
+            policy.as_str(),
+        ])
+        .args(["--no-cache", "--format", "json"]);
+    let out = run(c, None);
+    assert!(out.success, "{out}");
+    assert!(
+        out.stdout.contains("\"commits_checked\": 40"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(
+        out.stdout.matches("\"object\": ").count(),
+        40,
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stderr.contains("0 from the cache, 40 verified"),
+        "each signature verified once: {}",
+        out.stderr
+    );
+}
