@@ -3,36 +3,64 @@
 //! before it in walk order, are known. Commits without a signature are
 //! answered at once on the reading thread while signed ones wait for the
 //! verifying pool, so a judge that took answers as they came would report
-//! out of order; and a walk that gives up half way must take back what it
-//! judged before libgit2 walks again.
+//! out of order; and a walk that gives up half way must neither judge
+//! twice nor verify twice what it judged before libgit2 walks on.
 
 use std::path::Path;
 
 use crate::common::MAIN;
 use crate::util::*;
-
-const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
-
-fn payload(parents: &[&str], time: u64, msg: &str) -> String {
-    let mut s = format!("tree {EMPTY_TREE}\n");
-    for p in parents {
-        s.push_str(&format!("parent {p}\n"));
-    }
-    s.push_str(&format!(
-        "author A <a@x> {time} +0000\ncommitter C <c@x> {time} +0000\n\n{msg}\n"
-    ));
-    s
-}
+use crate::walk_attack::raw_commit;
 
 /// A commit on `parents`, signed by `key` (or not), written to the work
 /// repository.
 fn commit(sb: &Sandbox, key: Option<&Key>, parents: &[&str], time: u64, msg: &str) -> String {
-    let p = payload(parents, time, msg);
+    let p = raw_commit(parents, time, msg);
     let raw = match key {
         Some(k) => insert_gpgsig(&p, &sb.ssh_sign(k, "git", p.as_bytes())),
         None => p,
     };
     sb.write_commit(&raw)
+}
+
+/// A line of `n` commits from a root, each signed by `key`, the one at
+/// `odd` (from the root) dated 2^34, which the engine's walk leaves to
+/// libgit2's. Returns the tip.
+fn line_with_odd_date(sb: &Sandbox, key: &Key, n: u64, odd: u64) -> String {
+    sb.git_ok(["mktree"]); // the empty tree, written
+    let mut parent: Option<String> = None;
+    for i in 0..n {
+        let time = if i == odd { 1 << 34 } else { 1000 + i };
+        let parents: Vec<&str> = parent.iter().map(String::as_str).collect();
+        parent = Some(commit(sb, Some(key), &parents, time, &format!("c{i}")));
+    }
+    parent.unwrap()
+}
+
+/// `verify <tip> --no-cache --format json` in the work clone, with the
+/// cache statistics on stderr.
+fn verify_json(sb: &Sandbox, tip: &str) -> Out {
+    let policy = sb.policy.to_str().unwrap().to_string();
+    let mut c = sb.cmd(BIN);
+    c.current_dir(&sb.work)
+        .env("COUNTERSIGN_CACHE_STATS", "1")
+        .args(["verify", tip, "--ref", MAIN, "--policy", policy.as_str()])
+        .args(["--no-cache", "--format", "json"]);
+    run(c, None)
+}
+
+/// `verify`'s JSON accepted `n` commits, each checked and signed once.
+#[track_caller]
+fn accepted_once(out: &Out, n: usize) {
+    assert!(out.success, "{out}");
+    let checked = format!("\"commits_checked\": {n}");
+    assert!(out.stdout.contains(&checked), "{}", out.all());
+    assert_eq!(
+        out.stdout.matches("\"object\": ").count(),
+        n,
+        "{}",
+        out.all()
+    );
 }
 
 /// libgit2's walk from `tip`, hiding `hide`.
@@ -95,22 +123,7 @@ fn verify_judges_in_walk_order_while_the_pool_verifies() {
     let tip = ids.last().unwrap().clone();
     let want = libgit2_order(&sb.work, &tip, None);
     assert_eq!(want.len(), 48);
-    let policy = sb.policy.to_str().unwrap().to_string();
-    let work = sb.work.clone();
-    let out = sb.countersign(
-        &work,
-        [
-            "verify",
-            tip.as_str(),
-            "--ref",
-            MAIN,
-            "--policy",
-            policy.as_str(),
-            "--no-cache",
-            "--format",
-            "json",
-        ],
-    );
+    let out = verify_json(&sb, &tip);
     assert!(!out.success, "{out}");
     assert_eq!(named_order(&out.stdout, &ids), want, "{}", out.all());
     assert!(
@@ -163,43 +176,10 @@ fn a_walk_that_gives_up_is_judged_once() {
     let policy = standard_policy(&[simple_person("dev", &["developer"], &dev)])
         + "\n[limits]\ncommits = 45\n";
     sb.install(&policy);
-    sb.git_ok(["mktree"]);
-    let mut parent: Option<String> = None;
-    for i in 0..40u64 {
-        // The 11th from the tip: the walk has judged ten when it reads it.
-        let time = if i == 29 { 1 << 34 } else { 1000 + i };
-        let parents: Vec<&str> = parent.iter().map(String::as_str).collect();
-        parent = Some(commit(&sb, Some(&dev), &parents, time, &format!("c{i}")));
-    }
-    let tip = parent.unwrap();
-    let policy_path = sb.policy.to_str().unwrap().to_string();
-    let work = sb.work.clone();
-    let out = sb.countersign(
-        &work,
-        [
-            "verify",
-            tip.as_str(),
-            "--ref",
-            MAIN,
-            "--policy",
-            policy_path.as_str(),
-            "--no-cache",
-            "--format",
-            "json",
-        ],
-    );
-    assert!(out.success, "{out}");
-    assert!(
-        out.stdout.contains("\"commits_checked\": 40"),
-        "{}",
-        out.all()
-    );
-    assert_eq!(
-        out.stdout.matches("\"object\": ").count(),
-        40,
-        "{}",
-        out.all()
-    );
+    // The 11th from the tip: the walk has judged ten when it reads it.
+    let tip = line_with_odd_date(&sb, &dev, 40, 29);
+    let out = verify_json(&sb, &tip);
+    accepted_once(&out, 40);
     let out = sb.push(&[&format!("{tip}:refs/heads/main")]);
     assert_accepted(&out);
 }
@@ -219,42 +199,11 @@ fn a_walk_that_gives_up_verifies_each_signature_once() {
         &["developer"],
         &dev,
     )]));
-    sb.git_ok(["mktree"]);
-    let mut parent: Option<String> = None;
-    for i in 0..40u64 {
-        // The root is dated 2^34: the engine's walk gives up when it reads
-        // it, having judged the 38 commits above c1.
-        let time = if i == 0 { 1 << 34 } else { 1000 + i };
-        let parents: Vec<&str> = parent.iter().map(String::as_str).collect();
-        parent = Some(commit(&sb, Some(&dev), &parents, time, &format!("c{i}")));
-    }
-    let tip = parent.unwrap();
-    let policy = sb.policy.to_str().unwrap().to_string();
-    let mut c = sb.cmd(BIN);
-    c.current_dir(&sb.work)
-        .env("COUNTERSIGN_CACHE_STATS", "1")
-        .args([
-            "verify",
-            tip.as_str(),
-            "--ref",
-            MAIN,
-            "--policy",
-            policy.as_str(),
-        ])
-        .args(["--no-cache", "--format", "json"]);
-    let out = run(c, None);
-    assert!(out.success, "{out}");
-    assert!(
-        out.stdout.contains("\"commits_checked\": 40"),
-        "{}",
-        out.all()
-    );
-    assert_eq!(
-        out.stdout.matches("\"object\": ").count(),
-        40,
-        "{}",
-        out.all()
-    );
+    // The root is dated 2^34: the engine's walk gives up when it reads it,
+    // having judged the 38 commits above c1.
+    let tip = line_with_odd_date(&sb, &dev, 40, 0);
+    let out = verify_json(&sb, &tip);
+    accepted_once(&out, 40);
     assert!(
         out.stderr.contains("0 from the cache, 40 verified"),
         "each signature verified once: {}",

@@ -12,7 +12,7 @@ use crate::util::*;
 const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 /// A raw unsigned commit with the given parents and committer time.
-fn raw_commit(parents: &[&str], time: u64, msg: &str) -> String {
+pub(crate) fn raw_commit(parents: &[&str], time: u64, msg: &str) -> String {
     let mut s = format!("tree {EMPTY_TREE}\n");
     for p in parents {
         s.push_str(&format!("parent {p}\n"));
