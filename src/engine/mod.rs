@@ -1003,10 +1003,25 @@ impl<'a> Verifier<'a> {
                 Err(j) => judged = Some(j),
             }
         }
+        self.judge_libgit2_walk(new, &hide, cap, &mut judging, judged);
+    }
+
+    /// Judge the commits libgit2's walk gives from `new`, hiding `hide`,
+    /// up to `cap`, after those `judged` by the engine's walk before it
+    /// gave up (when libgit2's walk gives those first; else from the
+    /// start, what was judged taken back).
+    fn judge_libgit2_walk(
+        &mut self,
+        new: Oid,
+        hide: &[Oid],
+        cap: usize,
+        judging: &mut Judging<'_>,
+        judged: Option<Judged>,
+    ) {
         let mut walk = match self.repo.revwalk() {
             Ok(w) => w,
             Err(e) => {
-                found.push(internal(&e));
+                judging.found.push(internal(&e));
                 return;
             }
         };
@@ -1014,7 +1029,7 @@ impl<'a> Verifier<'a> {
             judging.found.push(missing(new, &e));
             return;
         }
-        for &h in &hide {
+        for &h in hide {
             if let Err(e) = walk.hide(h) {
                 judging.found.push(missing(h, &e));
                 return;
@@ -1048,7 +1063,7 @@ impl<'a> Verifier<'a> {
             if walk_error.is_none() && ids.len() == j.count && same == j.digest {
                 skip = ids.len();
             } else {
-                j.before.restore(self, &mut judging);
+                j.before.restore(self, judging);
             }
         }
         let cap_rest = cap.saturating_sub(skip);
@@ -1070,7 +1085,7 @@ impl<'a> Verifier<'a> {
                 head.len(),
                 ObjectType::Commit,
                 false,
-                Some(&mut judging),
+                Some(&mut *judging),
             );
         } else {
             let rest = std::iter::from_fn(|| {
@@ -1089,7 +1104,7 @@ impl<'a> Verifier<'a> {
                 }
             });
             let all = head.into_iter().chain(rest).map(|id| (id, None));
-            self.prefetch_iter(all, cap, ObjectType::Commit, true, Some(&mut judging));
+            self.prefetch_iter(all, cap, ObjectType::Commit, true, Some(&mut *judging));
         }
         if judging.stopped {
             return;
@@ -1098,7 +1113,7 @@ impl<'a> Verifier<'a> {
             Some(e) => judging.found.push(missing(new, &e)),
             None => {
                 let linear = judging.linear();
-                self.remember_walk(new, &hide, ids, linear);
+                self.remember_walk(new, hide, ids, linear);
             }
         }
     }
@@ -1441,6 +1456,8 @@ impl<'a> Verifier<'a> {
                     self.judge_ready(&mut turn, kind, j);
                 }
             }
+            // As below: the time spent verifying counts.
+            self.budget.remaining();
             return;
         }
         let policy: &'a Policy = self.policy;
@@ -2139,7 +2156,14 @@ impl Rollback {
         j.outcome.signers.truncate(self.signers);
         j.outcome.commits_checked = self.checked;
         v.budget.commits = self.commits;
-        if !self.exceeded {
+        // A limit judging exceeded is taken back with the judging, except
+        // time: what was spent stays spent.
+        if !self.exceeded
+            && v.budget
+                .exceeded
+                .as_ref()
+                .is_some_and(|f| f.code != Code::LimitTime)
+        {
             v.budget.exceeded = None;
         }
         j.stopped = false;
@@ -2313,6 +2337,87 @@ mod tests {
         assert!(!id.is("zz23456789abcdef0123456789abcdef01234567"));
         assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{hex}\""));
         assert_eq!(id.to_string(), hex);
+    }
+
+    /// libgit2's walk goes on after what the engine's walk judged only
+    /// when it gives exactly those commits first: a description that does
+    /// not match (here one commit short) takes the judging back and judges
+    /// everything again, each commit once.
+    #[test]
+    fn libgit2_walk_goes_on_only_after_the_same_commits() {
+        let dir = std::env::temp_dir().join(format!("cs-engine-goon-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let repo = Repository::init_bare(&dir).unwrap();
+        let odb = repo.odb().unwrap();
+        let tree = odb.write(ObjectType::Tree, b"").unwrap();
+        let mut parent: Option<Oid> = None;
+        for i in 0..40 {
+            // The root is dated 2^34: the engine's walk leaves it to
+            // libgit2's after handing on the 38 commits above its child.
+            let time: i64 = if i == 0 { 1 << 34 } else { 1000 + i };
+            let parent_line = parent.map(|p| format!("parent {p}\n")).unwrap_or_default();
+            let raw = format!("tree {tree}\n{parent_line}author A <a@x> {time} +0000\ncommitter C <c@x> {time} +0000\n\nc{i}\n");
+            parent = Some(odb.write(ObjectType::Commit, raw.as_bytes()).unwrap());
+        }
+        let tip = parent.unwrap();
+        let text = "[repository]\nid = \"t\"\n\n[roles]\ndeveloper = \"d\"\n\n[[rule]]\nname = \"b\"\nrefs = [\"refs/heads/main\"]\ncommit-signers = [\"developer\"]\n";
+        let policy = crate::policy::parse(text, &dir).unwrap();
+        let roles = vec!["developer".to_string()];
+        for tamper in [false, true] {
+            let mut v = Verifier::new(&repo, &policy, 2_000_000_000).for_history();
+            let update = RefUpdate {
+                old: Oid::ZERO_SHA1,
+                new: tip,
+                refname: "refs/heads/main".into(),
+            };
+            let mut outcome = outcome_for(&update, Vec::new());
+            let mut found = Vec::new();
+            let mut j = Judging::new(&roles, &mut outcome, &mut found, false);
+            let Err(mut judged) = v.walk_once(tip, usize::MAX, &mut j) else {
+                panic!("the engine's walk did not give up")
+            };
+            assert_eq!(judged.count, 38);
+            if tamper {
+                judged.count -= 1;
+            }
+            v.judge_libgit2_walk(tip, &[], usize::MAX, &mut j, Some(judged));
+            assert_eq!(outcome.commits_checked, 40, "tampered: {tamper}");
+            let mut commits: Vec<_> = found.iter().map(|f| f.commit.clone()).collect();
+            assert_eq!(commits.len(), 40, "tampered: {tamper}");
+            commits.sort();
+            commits.dedup();
+            assert_eq!(commits.len(), 40, "tampered: {tamper}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Taking judging back takes back a limit it exceeded, but not time.
+    #[test]
+    fn a_rollback_keeps_a_time_overrun() {
+        let dir = std::env::temp_dir().join(format!("cs-engine-rollback-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let repo = Repository::init_bare(&dir).unwrap();
+        let text = "[repository]\nid = \"t\"\n\n[roles]\ndeveloper = \"d\"\n";
+        let policy = crate::policy::parse(text, &dir).unwrap();
+        let roles = vec!["developer".to_string()];
+        let update = RefUpdate {
+            old: Oid::ZERO_SHA1,
+            new: Oid::ZERO_SHA1,
+            refname: "refs/heads/main".into(),
+        };
+        for (code, kept) in [(Code::LimitCommits, false), (Code::LimitTime, true)] {
+            let mut v = Verifier::new(&repo, &policy, 0);
+            let mut outcome = outcome_for(&update, Vec::new());
+            let mut found = Vec::new();
+            let mut j = Judging::new(&roles, &mut outcome, &mut found, true);
+            let before = Rollback::of(&v, &j);
+            v.budget.exceeded = Some(Finding::new(code, "m", "h"));
+            j.stopped = true;
+            before.restore(&mut v, &mut j);
+            assert_eq!(v.budget.exceeded.is_some(), kept, "{code:?}");
+            assert!(!j.stopped);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// `committer_time` gives libgit2's committer time, or `None` (then
