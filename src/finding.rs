@@ -74,6 +74,8 @@ codes! {
     TagNameMismatch => "tag-name-mismatch",
     /// A push to refs/replace/*.
     ReplaceRef => "replace-ref",
+    /// The repository gives commits other parents than they name (grafts, a shallow server).
+    ParentsRewritten => "parents-rewritten",
     /// A ref that must hold a commit points at another kind of object.
     NotACommit => "not-a-commit",
     /// An object named by the push or its history cannot be read.

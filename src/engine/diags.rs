@@ -29,6 +29,17 @@ pub(crate) fn replace_ref() -> Finding {
     )
 }
 
+pub(crate) fn parents_rewritten(what: &str, path: &std::path::Path) -> Finding {
+    Finding::new(
+        Code::ParentsRewritten,
+        format!(
+            "this repository has {what} ({}): git and libgit2 give some commits other parents than the commits name, so a history walk could pass over commits that were never checked",
+            path.display()
+        ),
+        "ask the repository admin to remove it (a protected repository must hold the whole history: `git fetch --unshallow` into a shallow one); nothing is accepted on protected refs until then",
+    )
+}
+
 pub(crate) fn ref_deletion(was: Oid) -> Finding {
     Finding::new(
         Code::RefDeletion,

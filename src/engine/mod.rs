@@ -691,6 +691,17 @@ impl<'a> Verifier<'a> {
                 }
             },
         };
+        // Grafts (git and libgit2 both honour `info/grafts`) or a shallow
+        // server would let a walk follow parents the commits do not name,
+        // past commits never checked: nothing that walks history is judged
+        // there. A shallow clone may still be verified (`verify` judges
+        // the history it has).
+        if rule.commit_signers.is_some() || rule.merge.is_some() {
+            if let Some(f) = self.rewritten_parents() {
+                found.push(f);
+                return;
+            }
+        }
         if rule.tag_signers.is_some() && !u.old.is_zero() {
             found.push(diags::tag_moved(u.old));
         }
@@ -1116,6 +1127,20 @@ impl<'a> Verifier<'a> {
                 self.remember_walk(new, hide, ids, linear);
             }
         }
+    }
+
+    /// Why history cannot be walked here, if it cannot: `info/grafts`
+    /// (always), or a shallow repository when judging a push.
+    fn rewritten_parents(&self) -> Option<Finding> {
+        let grafts = self.repo.path().join("info").join("grafts");
+        if std::fs::symlink_metadata(&grafts).is_ok() {
+            return Some(diags::parents_rewritten("info/grafts", &grafts));
+        }
+        if !self.history && self.repo.is_shallow() {
+            let shallow = self.repo.path().join("shallow");
+            return Some(diags::parents_rewritten("a `shallow` file", &shallow));
+        }
+        None
     }
 
     /// Whether libgit2 gives some commits other parents than their own
