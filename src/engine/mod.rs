@@ -967,16 +967,16 @@ impl<'a> Verifier<'a> {
                 .map(|(id, _)| *id)
                 .collect();
             self.prefetch(&unknown, ObjectType::Commit);
+            let mut judging = Judging::new(roles, outcome, found, true);
             for (id, answer) in ids.into_iter().zip(answers) {
-                if !self.budget.commit() || self.budget.full(found.len()) {
-                    return;
-                }
-                outcome.commits_checked += 1;
                 let checked = match answer {
                     Some(c) => c,
                     None => self.check_object(id, ObjectType::Commit),
                 };
-                self.authorize(id, &checked, roles, "commit", outcome, found);
+                self.judge_commit(id, &checked, &mut judging);
+                if judging.stopped {
+                    return;
+                }
             }
             return;
         }
@@ -1000,7 +1000,10 @@ impl<'a> Verifier<'a> {
         // Nothing hidden: the walk that reads each commit once, when it
         // can answer; else libgit2's, after what that walk judged.
         let mut judged = None;
-        if hide.is_empty() && !self.parents_rewritten() {
+        // Not in a shallow repository (`verify` of a shallow clone), whose
+        // cut only libgit2's walk knows; grafts never get here (refused by
+        // `check_rule`).
+        if hide.is_empty() && !self.repo.is_shallow() {
             match self.walk_once(new, cap, &mut judging) {
                 Ok(ids) => {
                     if !judging.stopped {
@@ -1141,14 +1144,6 @@ impl<'a> Verifier<'a> {
             return Some(diags::parents_rewritten("a `shallow` file", &shallow));
         }
         None
-    }
-
-    /// Whether libgit2 gives some commits other parents than their own
-    /// (`info/grafts`, or the cut of a shallow repository): then only
-    /// libgit2's walk answers as it always did.
-    fn parents_rewritten(&self) -> bool {
-        self.repo.is_shallow()
-            || std::fs::symlink_metadata(self.repo.path().join("info").join("grafts")).is_ok()
     }
 
     /// Every commit from `new` (nothing hidden) in libgit2's walk order,
@@ -1647,20 +1642,26 @@ impl<'a> Verifier<'a> {
                 }
                 Slot::Waiting(_) => return,
             };
-            if !self.budget.commit() || self.budget.full(j.found.len()) {
-                j.stopped = true;
-            } else {
-                j.outcome.commits_checked += 1;
-                match checked.parents {
-                    Some(p) => j.plural |= p > 1,
-                    None => j.unsure = true,
-                }
-                self.authorize(id, &checked, j.roles, "commit", j.outcome, j.found);
-            }
+            self.judge_commit(id, &checked, j);
             if fresh && j.keep {
                 self.cache.insert(oidmap::Key::of(&id), checked);
             }
         }
+    }
+
+    /// Judge one commit against the rule's commit signers, unless a budget
+    /// stops judging here.
+    fn judge_commit(&mut self, id: Oid, checked: &Checked, j: &mut Judging<'_>) {
+        if !self.budget.commit() || self.budget.full(j.found.len()) {
+            j.stopped = true;
+            return;
+        }
+        j.outcome.commits_checked += 1;
+        match checked.parents {
+            Some(p) => j.plural |= p > 1,
+            None => j.unsure = true,
+        }
+        self.authorize(id, checked, j.roles, "commit", j.outcome, j.found);
     }
 
     /// Read and split one object: either its final answer (unreadable,
