@@ -144,8 +144,8 @@ pub fn run(dir: Option<&Path>, now: Timestamp) -> Result<Report, String> {
     let uid = current_uid();
     let user = describe_user(uid);
     let opened = match dir {
-        Some(d) => Repository::open(d),
-        None => Repository::open_from_env(),
+        Some(d) => crate::repository::open(d),
+        None => crate::repository::open_from_env(),
     };
     let mut checks = Vec::new();
     let repo = match opened {

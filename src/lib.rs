@@ -18,7 +18,8 @@
 //! Beside the push path: [`admin`] (policy edits as a library) and
 //! [`workflow`] (approve, merge, status). The library never prints and
 //! never exits; the `countersign` binary (`src/cli/`) renders what it
-//! returns.
+//! returns. Underneath all: [`repository`], the one place a repository is
+//! opened (without libgit2's commit graph).
 
 #![forbid(unsafe_code)]
 #![warn(clippy::missing_errors_doc)]
@@ -36,6 +37,7 @@ mod mutate;
 pub mod owner;
 pub mod policy;
 pub mod report;
+pub mod repository;
 pub mod sanitize;
 pub mod signing;
 pub mod time;

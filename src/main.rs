@@ -6,6 +6,7 @@ mod cli;
 fn main() {
     quiet_library_backtraces();
     bound_libgit2_memory();
+    countersign::repository::set_graph_dropper(drop_commit_graph);
     // libgit2's check that every object read hashes to its id stays on
     // (15% of a hook deciding known commits): without it, someone who can
     // write the object store but not move a protected ref unseen (a group
@@ -46,6 +47,41 @@ fn quiet_library_backtraces() {
 /// 60% more CPU over a million commits.
 const MWINDOW_SIZE: usize = 32 << 20;
 const MWINDOW_MAPPED_LIMIT: usize = 64 << 20;
+
+// Declared in libgit2's `git2/odb.h` (1.9), which libgit2-sys builds and
+// links but does not bind: `int git_odb_set_commit_graph(git_odb *odb,
+// git_commit_graph *cgraph)`. It frees the odb's commit graph and puts
+// `cgraph` in its place; with NULL, libgit2's revwalk, merge bases and
+// `graph_descendant_of` read every commit instead (`commit_list.c`).
+extern "C" {
+    fn git_odb_set_commit_graph(
+        odb: *mut std::ffi::c_void,
+        cgraph: *mut std::ffi::c_void,
+    ) -> std::ffi::c_int;
+}
+
+/// Make `repo` ignore its commit-graph file, which libgit2 trusts for
+/// parents and times without reading the commits (see
+/// `countersign::repository`). Installed before any repository is opened.
+fn drop_commit_graph(repo: &git2::Repository) -> Result<(), git2::Error> {
+    use git2::Binding;
+    // Loads the odb with every alternate: the graph is attached then, and
+    // only then (libgit2 attaches one while adding an object directory).
+    let odb = repo.odb()?;
+    // SAFETY: `odb.raw()` is a live `git_odb` (held by `odb` for the
+    // call); the function takes the odb's own lock, frees the old graph
+    // (nothing else holds it: nothing has walked this repository yet, and
+    // libgit2 looks the graph up again under the lock on every use) and
+    // accepts NULL.
+    #[allow(unsafe_code)]
+    let rc = unsafe { git_odb_set_commit_graph(odb.raw().cast(), std::ptr::null_mut()) };
+    if rc < 0 {
+        return Err(git2::Error::from_str(
+            "libgit2 could not drop the repository's commit graph",
+        ));
+    }
+    Ok(())
+}
 
 fn bound_libgit2_memory() {
     // SAFETY: libgit2's global options are written once, here, before any

@@ -843,6 +843,11 @@ pub fn clean_merge(
     one_shot(std::ffi::OsStr::new("git"), repo, ours, theirs, timeout)
 }
 
+/// Before git's subcommand: read every commit, never a commit-graph file
+/// (git also reads the graphs of alternates, so the server's own one in
+/// the hook's quarantine), which nothing checks against the objects.
+const NO_COMMIT_GRAPH: [&str; 2] = ["-c", "core.commitGraph=false"];
+
 /// One `git merge-tree --write-tree --no-messages <ours> <theirs>` child,
 /// once the merge bases are known to be one.
 fn one_shot(
@@ -856,8 +861,12 @@ fn one_shot(
     use std::process::{Command, Stdio};
     // libgit2 (the engine's walks) ignores replace refs; git must too, or
     // a planted `refs/replace/*` would change what "the clean merge" is.
+    // Nor may git take parents and trees from a commit-graph file (see
+    // `crate::repository`): one with a forged root tree for main's tip
+    // made an evil merge git's clean merge (tests/it/graph_attack.rs).
     let mut child = Command::new(program)
         .env("GIT_NO_REPLACE_OBJECTS", "1")
+        .args(NO_COMMIT_GRAPH)
         .arg("--git-dir")
         .arg(repo.path())
         .args(["merge-tree", "--write-tree", "--no-messages"])
@@ -1279,9 +1288,11 @@ impl MergeTreeServer {
         } else {
             Command::new(&self.program)
         };
-        // As in the one-shot path: no replace refs, as libgit2 sees it.
+        // As in the one-shot path: no replace refs, as libgit2 sees it,
+        // and no commit graph.
         let mut child = command
             .env("GIT_NO_REPLACE_OBJECTS", "1")
+            .args(NO_COMMIT_GRAPH)
             .arg("--git-dir")
             .arg(repo.path())
             .args([
@@ -1560,6 +1571,74 @@ mod tests {
         assert!(out.status.success(), "{out:?}");
         let text = String::from_utf8(out.stdout).unwrap();
         CleanMerge::Tree(Oid::from_str(text.lines().next().unwrap()).unwrap())
+    }
+
+    /// git, run as countersign runs it, does not take a commit's tree from
+    /// a commit-graph file. Here the graph gives the merge base (which git
+    /// finds itself in the one-process-per-merge path, reading what it
+    /// does not name from the graph) the tree of the change main merged:
+    /// git then merges as if the topic took that change back.
+    #[test]
+    fn a_forged_tree_in_a_commit_graph_is_not_read() {
+        use sha2::Digest as _;
+        let r = temp_repo("graph");
+        let lines = |first: &str| format!("{first}\n2\n3\n4\n5\n6\n7\n8\n");
+        let base = commit(&r.repo, &[], &[("f", &lines("vulnerable"))]);
+        let fix = commit(&r.repo, &[base], &[("f", &lines("fixed"))]);
+        let main = commit(&r.repo, &[base, fix], &[("f", &lines("fixed"))]);
+        let topic = commit(
+            &r.repo,
+            &[base],
+            &[("f", &lines("vulnerable")), ("g", "g\n")],
+        );
+        let want = commit(&r.repo, &[], &[("f", &lines("fixed")), ("g", "g\n")]);
+        let want = r.repo.find_commit(want).unwrap().tree_id();
+        let mut write = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&r.dir)
+            .args(["-c", "commitGraph.generationVersion=1"])
+            .args(["commit-graph", "write", "--stdin-commits", "--no-progress"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let ids = format!("{main}\n{topic}\n");
+        std::io::Write::write_all(&mut write.stdin.take().unwrap(), ids.as_bytes()).unwrap();
+        assert!(write.wait().unwrap().success());
+        // The base's root tree in the graph becomes the fix's.
+        let path = r.dir.join("objects/info/commit-graph");
+        let mut graph = std::fs::read(&path).unwrap();
+        let chunk = |name: &[u8]| {
+            (0..usize::from(graph[6]))
+                .map(|i| 8 + 12 * i)
+                .find(|at| &graph[*at..*at + 4] == name)
+                .map(|at| u64::from_be_bytes(graph[at + 4..at + 12].try_into().unwrap()) as usize)
+                .unwrap()
+        };
+        let (oidl, cdat) = (chunk(b"OIDL"), chunk(b"CDAT"));
+        let index = (0..(cdat - oidl) / 20)
+            .find(|i| graph[oidl + 20 * i..oidl + 20 * i + 20] == *base.as_bytes())
+            .unwrap();
+        let fix_tree = r.repo.find_commit(fix).unwrap().tree_id();
+        let at = cdat + index * 36;
+        graph[at..at + 20].copy_from_slice(fix_tree.as_bytes());
+        let end = graph.len() - 20;
+        let sum = sha1collisiondetection::Sha1CD::digest(&graph[..end]);
+        graph[end..].copy_from_slice(&sum);
+        std::fs::write(&path, &graph).unwrap();
+        // git by hand believes it.
+        assert_eq!(
+            by_hand(&r.dir, main, topic),
+            CleanMerge::Tree(r.repo.find_commit(topic).unwrap().tree_id())
+        );
+        assert_eq!(
+            clean_merge(&r.repo, main, topic, LONG).unwrap(),
+            CleanMerge::Tree(want)
+        );
+        let mut server = MergeTreeServer::new();
+        assert_eq!(
+            server.clean_merge(&r.repo, main, topic, LONG).unwrap(),
+            CleanMerge::Tree(want)
+        );
     }
 
     /// Every case with the answer it must give.

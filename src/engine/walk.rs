@@ -165,7 +165,7 @@ impl<'r> Walk<'r> {
     /// open does not give the same repository.
     fn source(&mut self) -> &Repository {
         if self.reads.is_multiple_of(CHUNK) {
-            self.own = Repository::open_from_env()
+            self.own = crate::repository::open_from_env()
                 .ok()
                 .filter(|r| r.path() == self.main.path());
         }

@@ -219,7 +219,7 @@ pub fn load_policy(path: &Path) -> Result<Policy, Finding> {
 ///
 /// An `unsupported-object-format` or `internal-error` finding when git's environment names no repository countersign can open.
 pub fn open_repo() -> Result<Repository, Finding> {
-    Repository::open_from_env().map_err(|e| diags::repo_unopenable(&e))
+    crate::repository::open_from_env().map_err(|e| diags::repo_unopenable(&e))
 }
 
 /// The repository here, if there is one (for commands that also work
@@ -231,7 +231,7 @@ pub fn open_repo() -> Result<Repository, Finding> {
 /// git's safe.directory check refuses: hiding it would report "no
 /// repository" and send the admin looking in the wrong place.
 pub fn find_repo() -> Result<Option<Repository>, Finding> {
-    match Repository::open_from_env() {
+    match crate::repository::open_from_env() {
         Ok(r) => Ok(Some(r)),
         Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
         Err(e) => Err(diags::repo_unopenable(&e)),

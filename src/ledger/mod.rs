@@ -368,7 +368,7 @@ pub fn init(
     fs::write(&pub_path, format!("{public_key}\n"))
         .map_err(|e| format!("cannot write {}: {e}", pub_path.display()))?;
     audit::adopt_parent_owner(&pub_path);
-    let w = Repository::open(&git_dir).map_err(|e| e.message().to_string())?;
+    let w = crate::repository::open(&git_dir).map_err(|e| e.message().to_string())?;
     let _lock = lock(&git_dir)?;
     let started = if w.refname_to_id(LOG_REF).is_ok() {
         None
@@ -1025,7 +1025,7 @@ pub fn sync(
         .with_detail(format!("the ref-state log cannot be written: {m}"))
     };
     // Objects go to the real object store, never the push's quarantine.
-    let w = Repository::open(&git_dir).map_err(|e| io(e.message().to_string()))?;
+    let w = crate::repository::open(&git_dir).map_err(|e| io(e.message().to_string()))?;
     let _lock = lock(&git_dir).map_err(io)?;
     let Some(Tip { read, key }) = open_tip(&w, policy)? else {
         return Ok(None);
@@ -1403,7 +1403,7 @@ pub fn statement_for(
     policy: &Policy,
     entry: u64,
 ) -> Result<(String, Vec<Observation>), String> {
-    let w = Repository::open(repo.path()).map_err(|e| e.message().to_string())?;
+    let w = crate::repository::open(repo.path()).map_err(|e| e.message().to_string())?;
     let tip = open_tip(&w, policy)
         .map_err(|f| f.message)?
         .ok_or("this repository has no ref-state log (`countersign log init`)")?;
@@ -1572,7 +1572,7 @@ fn write_ack(
     now: Timestamp,
 ) -> Result<u64, String> {
     let git_dir = repo.path().to_path_buf();
-    let w = Repository::open(&git_dir).map_err(|e| e.message().to_string())?;
+    let w = crate::repository::open(&git_dir).map_err(|e| e.message().to_string())?;
     let _lock = lock(&git_dir)?;
     let tip = open_tip(&w, policy)
         .map_err(|f| f.message)?

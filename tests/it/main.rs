@@ -25,6 +25,7 @@ mod gov_attack2;
 mod gov_attack3;
 mod governance;
 mod grafts_attack;
+mod graph_attack;
 mod hardening;
 mod hash_attack;
 mod hosting;
