@@ -7,42 +7,24 @@
 //!     cargo run --release --example ed25519_rate [-- SECONDS]
 
 use ed25519_dalek::{Signer, SigningKey, Verifier};
-use std::time::{Duration, Instant};
 
+#[path = "shared/rate.rs"]
+mod shared;
+
+/// ed25519 verifications per second on `threads` threads.
 fn rate(threads: usize, secs: f64) -> f64 {
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let vk = key.verifying_key();
     // Distinct messages, so nothing is cached anywhere.
-    let msgs: Vec<Vec<u8>> = (0..256u32)
+    let signed: Vec<(Vec<u8>, ed25519_dalek::Signature)> = (0..256u32)
         .map(|i| {
             let mut m = vec![b'x'; 140];
             m.extend_from_slice(&i.to_le_bytes());
-            m
+            let sig = key.sign(&m);
+            (m, sig)
         })
         .collect();
-    let sigs: Vec<_> = msgs.iter().map(|m| key.sign(m)).collect();
-    let deadline = Duration::from_secs_f64(secs);
-    let counts: Vec<u64> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let t0 = Instant::now();
-                    let mut n = 0u64;
-                    while t0.elapsed() < deadline {
-                        for (m, sig) in msgs.iter().zip(&sigs) {
-                            if vk.verify(m, sig).is_err() {
-                                return 0;
-                            }
-                            n += 1;
-                        }
-                    }
-                    n
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap_or(0)).collect()
-    });
-    counts.iter().sum::<u64>() as f64 / secs
+    shared::rate(&signed, threads, secs, |(m, sig)| vk.verify(m, sig).is_ok())
 }
 
 fn main() {

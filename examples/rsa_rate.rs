@@ -10,37 +10,9 @@
 //! `dev-rsa`, or one from `ssh-keygen -t rsa -b 3072 -N '' -f KEY`).
 
 use ssh_key::{PrivateKey, SshSig};
-use std::time::{Duration, Instant};
 
-fn rate(
-    public: &ssh_key::PublicKey,
-    signed: &[(Vec<u8>, SshSig)],
-    threads: usize,
-    secs: f64,
-) -> f64 {
-    let deadline = Duration::from_secs_f64(secs);
-    let counts: Vec<u64> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let t0 = Instant::now();
-                    let mut n = 0u64;
-                    while t0.elapsed() < deadline {
-                        for (m, sig) in signed {
-                            if public.verify("git", m, sig).is_err() {
-                                return 0;
-                            }
-                            n += 1;
-                        }
-                    }
-                    n
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap_or(0)).collect()
-    });
-    counts.iter().sum::<u64>() as f64 / secs
-}
+#[path = "shared/rate.rs"]
+mod shared;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -94,8 +66,9 @@ fn main() {
     });
     let public = key.public_key();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let one = rate(public, &signed, 1, secs);
-    let all = rate(public, &signed, cores, secs);
+    let check = |(m, sig): &(Vec<u8>, SshSig)| public.verify("git", m, sig).is_ok();
+    let one = shared::rate(&signed, 1, secs, check);
+    let all = shared::rate(&signed, cores, secs, check);
     println!(
         "RSA-{bits} SshSig verify, 1 core: {one:.0}/s ({:.0} us each)",
         1e6 / one

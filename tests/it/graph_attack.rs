@@ -188,14 +188,7 @@ fn a_forged_tree_in_the_servers_commit_graph_is_not_believed() {
 /// its parent (libgit2's walk checked one commit and passed).
 #[test]
 fn forged_parents_in_a_commit_graph_hide_nothing_from_verify() {
-    let mut sb = Sandbox::new();
-    let dev = sb.ssh_key("dev");
-    sb.install(&standard_policy(&[simple_person(
-        "dev",
-        &["developer"],
-        &dev,
-    )]));
-    let base = sb.commit_as(Some(&dev), "base");
+    let (mut sb, dev, base) = with_dev(|_| Vec::new());
     let unsigned = sb.commit_as(None, "unsigned");
     let top = sb.commit_as(Some(&dev), "top");
     let git_dir = sb.work.join(".git");
