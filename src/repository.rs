@@ -69,15 +69,35 @@ fn without_graph(repo: Repository) -> Result<Repository, git2::Error> {
     Ok(repo)
 }
 
-/// The commit-graph file libgit2 would read for `repo`, if there is one:
-/// in the primary object directory (`GIT_OBJECT_DIRECTORY` when set, as
-/// libgit2 opens it; libgit2 reads no other).
+/// A commit-graph file libgit2 could read for `repo`, if there is one.
+/// libgit2 attaches the graph of the first object directory it adds: in a
+/// push's quarantine that is the first of `GIT_ALTERNATE_OBJECT_DIRECTORIES`
+/// (the repository's own objects), else `GIT_OBJECT_DIRECTORY` or the
+/// repository's `objects`. All of them are looked at.
 fn graph_file(repo: &Repository) -> Option<PathBuf> {
-    let objects = std::env::var_os("GIT_OBJECT_DIRECTORY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.path().join("objects"));
-    let file = objects.join("info").join("commit-graph");
-    file.symlink_metadata().is_ok().then_some(file)
+    graph_file_in(
+        repo.path(),
+        std::env::var_os("GIT_OBJECT_DIRECTORY").as_deref(),
+        std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES").as_deref(),
+    )
+}
+
+fn graph_file_in(
+    git_dir: &Path,
+    objects: Option<&std::ffi::OsStr>,
+    alternates: Option<&std::ffi::OsStr>,
+) -> Option<PathBuf> {
+    let mut dirs = vec![git_dir.join("objects")];
+    dirs.extend(objects.map(PathBuf::from));
+    if let Some(list) = alternates {
+        // Split as git does (`:`); a quoted entry stays whole and is
+        // looked at both ways.
+        dirs.extend(std::env::split_paths(list));
+        dirs.push(PathBuf::from(list));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("info").join("commit-graph"))
+        .find(|f| f.symlink_metadata().is_ok())
 }
 
 #[cfg(test)]
@@ -102,6 +122,35 @@ mod tests {
         std::fs::write(info.join("commit-graph"), b"CGPH").unwrap();
         let e = open(&dir).err().unwrap();
         assert!(e.message().contains("commit-graph"), "{}", e.message());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// In a push's quarantine libgit2 takes the graph of the first
+    /// alternate (the repository's own objects), not of
+    /// `GIT_OBJECT_DIRECTORY`: a graph there is found too.
+    #[test]
+    fn a_graph_in_an_alternate_object_directory_is_found() {
+        let dir = std::env::temp_dir().join(format!(
+            "countersign-graph-alt-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let git_dir = dir.join("repo.git");
+        let quarantine = dir.join("incoming");
+        let main = dir.join("main-objects");
+        for d in [&git_dir, &quarantine, &main] {
+            std::fs::create_dir_all(d.join("objects").join("info")).unwrap();
+            std::fs::create_dir_all(d.join("info")).unwrap();
+        }
+        let alternates = std::env::join_paths([dir.join("other"), main.clone()]).unwrap();
+        let find = || graph_file_in(&git_dir, Some(quarantine.as_os_str()), Some(&alternates));
+        assert_eq!(find(), None);
+        std::fs::write(main.join("info").join("commit-graph"), b"CGPH").unwrap();
+        assert_eq!(find(), Some(main.join("info").join("commit-graph")));
+        std::fs::remove_file(main.join("info").join("commit-graph")).unwrap();
+        std::fs::write(quarantine.join("info").join("commit-graph"), b"CGPH").unwrap();
+        assert_eq!(find(), Some(quarantine.join("info").join("commit-graph")));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
