@@ -217,6 +217,7 @@ pub fn run(dir: Option<&Path>, now: Timestamp) -> Result<Report, String> {
         redirected.then_some(default_hooks.as_path()),
         &mut checks,
     );
+    checks.push(file_writers(&git_dir, &hooks));
     if let Some(repo) = &repo {
         let in_force = policy(repo, now, &mut checks);
         audit_log(repo, &mut checks);
@@ -263,6 +264,86 @@ fn ownership(git_dir: &Path, uid: Option<u32>, user: &str) -> Check {
                 ),
             )
         }
+    }
+}
+
+/// Who besides the owner can write what decides whether countersign runs
+/// and what it believes: the git directory (a file in it can be replaced),
+/// `config` (`core.hooksPath`, the trust root), the hooks directory and its
+/// shims, the object directory and `countersign/` (the audit log, the
+/// policy trust file). Such a person is an operator: no check on the
+/// server holds them (README, "Who can write the server's files").
+fn file_writers(git_dir: &Path, hooks: &Path) -> Check {
+    use std::os::unix::fs::MetadataExt;
+    let mut paths = vec![
+        git_dir.to_path_buf(),
+        git_dir.join("config"),
+        git_dir.join("objects"),
+        git_dir.join("countersign"),
+        hooks.to_path_buf(),
+    ];
+    for name in ["pre-receive", "post-receive"] {
+        paths.push(hooks.join(name));
+    }
+    let mut world = Vec::new();
+    let mut group = Vec::new();
+    for p in &paths {
+        let Ok(m) = std::fs::metadata(p) else {
+            continue;
+        };
+        let shown = format!("{} ({:o})", p.display(), m.mode() & 0o7777);
+        if m.mode() & 0o002 != 0 {
+            world.push(shown);
+        } else if m.mode() & 0o020 != 0 {
+            group.push((shown, m.gid()));
+        }
+    }
+    if !world.is_empty() {
+        return Check::problem(
+            "file writers",
+            format!(
+                "writable by every user of this host: {}; anyone with a shell here can switch countersign off (core.hooksPath, the shims) or change what it believes",
+                world.join(", ")
+            ),
+            "`chmod o-w` each of them",
+        );
+    }
+    if group.is_empty() {
+        return Check::ok(
+            "file writers",
+            "only the owner (and root) can write the repository's config, hooks, objects and countersign/",
+        );
+    }
+    let mut gids: Vec<u32> = group.iter().map(|(_, g)| *g).collect();
+    gids.sort_unstable();
+    gids.dedup();
+    let names: Vec<String> = gids.iter().map(|g| describe_group(*g)).collect();
+    Check::warning(
+        "file writers",
+        format!(
+            "writable by the group ({}): {}; every member with a shell on this host is an operator: they can switch countersign off, and make the server accept what clones' `countersign verify` then rejects",
+            names.join(", "),
+            group.into_iter().map(|(p, _)| p).collect::<Vec<_>>().join(", ")
+        ),
+        "give pushers `git-shell` as their login shell (they can push, not write files), or push through one account (sshd with one user and keys, gitolite, a forge); where only the owner pushes, `chmod g-w` them",
+    )
+}
+
+/// A group's name from /etc/group.
+fn describe_group(gid: u32) -> String {
+    let name = std::fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|groups| {
+            groups.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id = f.nth(1)?.parse::<u32>().ok()?;
+                (id == gid).then(|| name.to_string())
+            })
+        });
+    match name {
+        Some(n) => format!("{n}, gid {gid}"),
+        None => format!("gid {gid}"),
     }
 }
 

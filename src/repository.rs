@@ -5,8 +5,9 @@
 //! the repository's object directory (`objects/info/commit-graph`, which
 //! `git gc` writes by default) without reading the commit: in its revwalk,
 //! its merge bases and `graph_descendant_of`. Nothing checks that file
-//! against the objects. Whoever can write the repository's files (the
-//! README's adversary) could make an unsigned commit vanish from `verify
+//! against the objects. Whoever can write the repository's files (an
+//! operator: README, "Who can write the server's files"; on a clone, any
+//! tool that wrote a graph) could make an unsigned commit vanish from `verify
 //! --baseline` or `report`, or a rewritten ref-state log look as if it
 //! followed the last entry the server wrote. So every repository opened
 //! here drops its commit graph: libgit2 then reads each commit, whose id

@@ -218,10 +218,13 @@ enum Command {
     /// sees that user's git config and permissions. Checks: the
     /// repository's owner; core.hooksPath at every config level; the
     /// pre-receive shim (countersign's, executable, naming an existing
-    /// binary that runs) and a chained hook; the policy in force (file or
-    /// policy ref) and the protected refs; the audit log (writable,
-    /// intact, shared as the repository is); signed-push settings. Paths
-    /// the pusher is never shown are shown here.
+    /// binary that runs) and a chained hook; who besides the owner can
+    /// write the repository's config, hooks, objects and countersign/
+    /// (they are operators: they can switch the hook off); the policy in
+    /// force (file or policy ref) and the protected refs; the audit log
+    /// (writable, intact, shared as the repository is); the ref-state log
+    /// and its key; signed-push settings. Paths the pusher is never shown
+    /// are shown here.
     Doctor {
         /// The repository (default: GIT_DIR, else the current directory).
         #[arg(long, value_name = "DIR")]

@@ -715,6 +715,51 @@ fn doctor_finds_a_server_key_others_can_read() {
     assert!(fix.contains("chmod 640"), "{fix}");
 }
 
+/// Whoever can write the repository's config, hooks, objects or
+/// countersign/ is an operator (they can switch the hook off): doctor says
+/// who that is beyond the owner, as a problem when it is everyone.
+#[test]
+fn doctor_names_who_else_can_write_the_repository() {
+    let (sb, _dev, _base) = with_dev(|_| vec![]);
+    let tight = [
+        sb.server.clone(),
+        sb.server.join("config"),
+        sb.server.join("objects"),
+        sb.server.join("hooks"),
+        sb.server.join("hooks/pre-receive"),
+    ];
+    for p in &tight {
+        set_mode(p, if p.ends_with("config") { 0o644 } else { 0o755 });
+    }
+    if sb.server.join("countersign").exists() {
+        set_mode(&sb.server.join("countersign"), 0o755);
+    }
+    let (m, _) = assert_check(&sb, "file writers", "ok");
+    assert!(m.contains("only the owner"), "{m}");
+    // A shared repository: git makes the directory and config group-writable.
+    sb.server_git_ok(["config", "core.sharedRepository", "group"]);
+    set_mode(&sb.server.join("config"), 0o664);
+    set_mode(&sb.server.join("hooks"), 0o2775);
+    let (m, fix) = assert_check(&sb, "file writers", "warning");
+    assert!(
+        m.contains("config (664)") && m.contains("hooks (2775)"),
+        "{m}"
+    );
+    assert!(m.contains("operator"), "{m}");
+    assert!(fix.contains("git-shell"), "{fix}");
+    let (_, problems) = doctor_json(&sb, "problem");
+    assert!(
+        !problems.iter().any(|p| p.starts_with("file writers")),
+        "a warning, not a problem: {problems:?}"
+    );
+    // Writable by everyone: anyone with a shell replaces the shim.
+    set_mode(&sb.server.join("hooks/pre-receive"), 0o757);
+    let (m, fix) = assert_check(&sb, "file writers", "problem");
+    assert!(m.contains("pre-receive (757)"), "{m}");
+    assert!(fix.contains("chmod o-w"), "{fix}");
+    assert_eq!(doctor(&sb, &[]).code, Some(1));
+}
+
 #[test]
 fn doctor_reports_a_move_waiting_for_acknowledgement() {
     let (mut sb, dev, base) = with_dev(|_| vec![]);
