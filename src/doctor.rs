@@ -219,6 +219,18 @@ pub fn run(dir: Option<&Path>, now: Timestamp) -> Result<Report, String> {
     );
     checks.push(file_writers(&git_dir, &hooks));
     if let Some(repo) = &repo {
+        if let Err(e) = crate::engine::merge::attributes_check(repo) {
+            checks.push(Check::problem(
+                "merge attributes",
+                format!(
+                    "every merge that needs git's clean merge is rejected (internal-error): {e}"
+                ),
+                format!(
+                    "edit `{}`: drop every `merge` attribute (and the word from comments)",
+                    repo.path().join("info").join("attributes").display()
+                ),
+            ));
+        }
         let in_force = policy(repo, now, &mut checks);
         audit_log(repo, &mut checks);
         ref_log(repo, &hooks, in_force.as_ref(), &mut checks);

@@ -220,7 +220,8 @@ enum Command {
     /// pre-receive shim (countersign's, executable, naming an existing
     /// binary that runs) and a chained hook; who besides the owner can
     /// write the repository's config, hooks, objects and countersign/
-    /// (they are operators: they can switch the hook off); the policy in
+    /// (they are operators: they can switch the hook off); merge
+    /// attributes in info/attributes (every merge is rejected); the policy in
     /// force (file or policy ref) and the protected refs; the audit log
     /// (writable, intact, shared as the repository is); the ref-state log
     /// and its key; signed-push settings. Paths the pusher is never shown

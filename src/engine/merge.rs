@@ -765,6 +765,10 @@ pub enum MergeTreeError {
     /// git failed in a way other than a conflict.
     #[error("`git merge-tree --write-tree` failed ({0}): {1} (countersign needs git 2.38 or later on the server)")]
     Failed(std::process::ExitStatus, String),
+    /// The repository's `info/attributes` could change what git's merge
+    /// is (a `merge` attribute: `merge=union` makes conflicts "clean").
+    #[error("the repository's info/attributes {0}, which would change what git's clean merge is (`merge=union` turns a conflict into a clean merge); remove the merge attributes from it: countersign checks merges against git's default merge")]
+    Attributes(&'static str),
 }
 
 /// Bytes of `git merge-tree` output kept: of the one-shot child's output
@@ -840,13 +844,85 @@ pub fn clean_merge(
     if timeout.is_some_and(|t| t.is_zero()) {
         return Ok(CleanMerge::TimedOut);
     }
+    attributes_check(repo)?;
     one_shot(std::ffi::OsStr::new("git"), repo, ours, theirs, timeout)
 }
 
 /// Before git's subcommand: read every commit, never a commit-graph file
 /// (git also reads the graphs of alternates, so the server's own one in
-/// the hook's quarantine), which nothing checks against the objects.
-const NO_COMMIT_GRAPH: [&str; 2] = ["-c", "core.commitGraph=false"];
+/// the hook's quarantine), which nothing checks against the objects. And
+/// git's default merge, whatever the server's config and attribute files
+/// say: renames found as by default, no renormalizing, no attributes from
+/// the hook user's `core.attributesFile` (`GIT_ATTR_NOSYSTEM` and
+/// `GIT_ATTR_SOURCE` in [`git_env`] do the system file and `attr.tree`;
+/// `info/attributes` cannot be turned off, see [`attributes_check`]).
+const GIT_PINS: [&str; 14] = [
+    "-c",
+    "core.commitGraph=false",
+    "-c",
+    "core.attributesFile=/dev/null",
+    "-c",
+    "merge.renames=true",
+    "-c",
+    "merge.directoryRenames=conflict",
+    "-c",
+    "merge.renameLimit=7000",
+    "-c",
+    "merge.renormalize=false",
+    "-c",
+    "diff.renames=true",
+];
+
+/// The environment of git's merge: no replace refs (libgit2 ignores them
+/// too), no system attributes file, and attributes read from the empty
+/// tree rather than from `attr.tree` (a pushed ref could name a tree with
+/// `* merge=union`).
+fn git_env(command: &mut std::process::Command, repo: &git2::Repository) {
+    let empty_tree = if repo.object_format() == git2::ObjectFormat::Sha256 {
+        "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321"
+    } else {
+        "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+    };
+    command
+        .env("GIT_NO_REPLACE_OBJECTS", "1")
+        .env("GIT_ATTR_NOSYSTEM", "1")
+        .env("GIT_ATTR_SOURCE", empty_tree);
+}
+
+/// Bytes of `info/attributes` read to look for merge attributes.
+const ATTRIBUTES_BYTES: u64 = 1 << 20;
+
+/// git always reads the repository's `info/attributes`, and a `merge`
+/// attribute there changes what its merge is: refuse to ask git while one
+/// could be there (the word `merge` anywhere, or a file too large to read).
+///
+/// # Errors
+///
+/// [`MergeTreeError::Attributes`] saying what was found.
+pub fn attributes_check(repo: &git2::Repository) -> Result<(), MergeTreeError> {
+    use std::io::Read;
+    let path = repo.path().join("info").join("attributes");
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => return Err(MergeTreeError::Attributes("cannot be read")),
+    };
+    let mut text = Vec::new();
+    if file
+        .take(ATTRIBUTES_BYTES + 1)
+        .read_to_end(&mut text)
+        .is_err()
+    {
+        return Err(MergeTreeError::Attributes("cannot be read"));
+    }
+    if text.len() as u64 > ATTRIBUTES_BYTES {
+        return Err(MergeTreeError::Attributes("is larger than 1 MiB"));
+    }
+    if text.windows(5).any(|w| w == b"merge") {
+        return Err(MergeTreeError::Attributes("names the `merge` attribute"));
+    }
+    Ok(())
+}
 
 /// One `git merge-tree --write-tree --no-messages <ours> <theirs>` child,
 /// once the merge bases are known to be one.
@@ -864,9 +940,10 @@ fn one_shot(
     // Nor may git take parents and trees from a commit-graph file (see
     // `crate::repository`): one with a forged root tree for main's tip
     // made an evil merge git's clean merge (tests/it/graph_attack.rs).
-    let mut child = Command::new(program)
-        .env("GIT_NO_REPLACE_OBJECTS", "1")
-        .args(NO_COMMIT_GRAPH)
+    let mut command = Command::new(program);
+    git_env(&mut command, repo);
+    let mut child = command
+        .args(GIT_PINS)
         .arg("--git-dir")
         .arg(repo.path())
         .args(["merge-tree", "--write-tree", "--no-messages"])
@@ -1083,6 +1160,7 @@ impl MergeTreeServer {
         if timeout.is_some_and(|t| t.is_zero()) {
             return Ok(CleanMerge::TimedOut);
         }
+        attributes_check(repo)?;
         let deadline = timeout.and_then(|t| started.checked_add(t));
         if self.mode == Mode::Unknown {
             self.mode = if STDIN_UNUSABLE.load(std::sync::atomic::Ordering::Relaxed) {
@@ -1290,9 +1368,9 @@ impl MergeTreeServer {
         };
         // As in the one-shot path: no replace refs, as libgit2 sees it,
         // and no commit graph.
+        git_env(&mut command, repo);
         let mut child = command
-            .env("GIT_NO_REPLACE_OBJECTS", "1")
-            .args(NO_COMMIT_GRAPH)
+            .args(GIT_PINS)
             .arg("--git-dir")
             .arg(repo.path())
             .args([
@@ -1642,6 +1720,93 @@ mod tests {
     }
 
     /// Every case with the answer it must give.
+    /// The first line git prints for `merge-tree --write-tree` run by hand
+    /// with `config`, and whether it exited 0 (clean).
+    fn by_hand_with(dir: &Path, config: &[&str], ours: Oid, theirs: Oid) -> bool {
+        let mut c = std::process::Command::new("git");
+        for kv in config {
+            c.args(["-c", kv]);
+        }
+        let out = c
+            .arg("--git-dir")
+            .arg(dir)
+            .args(["merge-tree", "--write-tree"])
+            .arg(ours.to_string())
+            .arg(theirs.to_string())
+            .output()
+            .unwrap();
+        out.status.success()
+    }
+
+    /// The clean merge is git's default merge, whatever the repository's
+    /// config and attribute files say: `merge=union` from
+    /// `core.attributesFile` or from `attr.tree` (a tree a pusher could
+    /// name) would make a conflict "clean"; in `info/attributes`, which git
+    /// always reads, it is refused.
+    #[test]
+    fn attribute_files_do_not_change_the_clean_merge() {
+        let r = temp_repo("attrs");
+        let union = "* merge=union\n";
+        let base = commit(&r.repo, &[], &[("f", "a\nb\nc\n")]);
+        let ours = commit(
+            &r.repo,
+            &[base],
+            &[("f", "a\nY\nc\n"), (".gitattributes", union)],
+        );
+        let theirs = commit(&r.repo, &[base], &[("f", "a\nX\nc\n")]);
+        let mut server = MergeTreeServer::new();
+        let both = |server: &mut MergeTreeServer| {
+            (
+                clean_merge(&r.repo, ours, theirs, LONG).map_err(|e| e.to_string()),
+                server
+                    .clean_merge(&r.repo, ours, theirs, LONG)
+                    .map_err(|e| e.to_string()),
+            )
+        };
+        let conflicts = (Ok(CleanMerge::Conflicts), Ok(CleanMerge::Conflicts));
+        assert_eq!(both(&mut server), conflicts);
+        // The hook user's attributes file, named in the repository's config.
+        let file = r.dir.join("union-attributes");
+        std::fs::write(&file, union).unwrap();
+        let set = format!("core.attributesFile={}", file.display());
+        assert!(
+            by_hand_with(&r.dir, &[&set], ours, theirs),
+            "git by hand unions"
+        );
+        let mut config = r.repo.config().unwrap();
+        config
+            .set_str("core.attributesFile", &file.display().to_string())
+            .unwrap();
+        let mut fresh = MergeTreeServer::new();
+        assert_eq!(both(&mut fresh), conflicts);
+        config.remove("core.attributesFile").unwrap();
+        // attr.tree naming a commit whose tree has `.gitattributes`.
+        r.repo
+            .reference("refs/heads/attrs", ours, true, "t")
+            .unwrap();
+        assert!(by_hand_with(
+            &r.dir,
+            &["attr.tree=refs/heads/attrs"],
+            ours,
+            theirs
+        ));
+        config.set_str("attr.tree", "refs/heads/attrs").unwrap();
+        let mut fresh = MergeTreeServer::new();
+        assert_eq!(both(&mut fresh), conflicts);
+        config.remove("attr.tree").unwrap();
+        // info/attributes cannot be turned off: refused.
+        std::fs::create_dir_all(r.dir.join("info")).unwrap();
+        std::fs::write(r.dir.join("info/attributes"), union).unwrap();
+        assert!(by_hand_with(&r.dir, &[], ours, theirs));
+        let (one, served) = both(&mut server);
+        for answer in [one, served] {
+            let e = answer.unwrap_err();
+            assert!(e.contains("info/attributes") && e.contains("merge"), "{e}");
+        }
+        std::fs::write(r.dir.join("info/attributes"), "*.png binary\n").unwrap();
+        assert_eq!(both(&mut server), conflicts);
+    }
+
     fn by_hand_all(r: &Repo) -> Vec<(Oid, Oid, CleanMerge)> {
         cases(&r.repo)
             .into_iter()

@@ -510,6 +510,54 @@ fn conflicted_merge() -> (Team, String, String, String) {
     (t, main, two, m)
 }
 
+/// git's merge reads the server's `info/attributes`, and `merge=union`
+/// there makes a conflict git's "clean" merge: a merger could land both
+/// sides' lines together, a result no one reviewed, on the topic's
+/// approvals alone. The hook refuses to ask git while that file names a
+/// merge attribute (fails without `attributes_check`).
+#[test]
+fn approvals_a_union_attribute_on_the_server_does_not_make_a_conflict_clean() {
+    let t = Team::usual(Kind::Ssh, Kind::Ssh, Kind::Ssh, Kind::Ssh);
+    let one = t.commit_on("alice", "topic-1", "shared.txt");
+    let two = t.commit_on("dave", "topic-2", "shared.txt");
+    t.usual_approvals(&one);
+    t.on_main("mia");
+    let out = t.cs("mia", &["merge", "origin/topic-1"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_accepted(&t.push_from("mia", &["main"]));
+    let union = "shared.txt merge=union\n";
+    let server_attributes = t.sb.server.join("info/attributes");
+    fs::create_dir_all(t.sb.server.join("info")).unwrap();
+    fs::write(&server_attributes, union).unwrap();
+    // mia merges topic-2 with the same attribute: git unions the lines.
+    let trailers = t.usual_approvals(&two);
+    let dir = t.on_main("mia");
+    fs::write(dir.join(".git/info/attributes"), union).unwrap();
+    let main = t.sb.git_ok_in(&dir, ["rev-parse", "HEAD"]);
+    t.hand_merge("mia", &["origin/topic-2"], &trailers);
+    let out = t.push_from("mia", &["main"]);
+    assert_rejected_with(&out, "internal-error");
+    assert!(
+        out.stderr.contains("info/attributes") && out.stderr.contains("merge=union"),
+        "{out}"
+    );
+    t.sb.assert_server_ref(MAIN, Some(&main));
+    // doctor names it.
+    let mut c = t.sb.cmd(BIN);
+    c.args(["doctor", "--repo"]).arg(&t.sb.server);
+    let doctor = run(c, None);
+    assert_eq!(doctor.code, Some(1), "{doctor}");
+    assert!(
+        doctor.stdout.contains("merge attributes") && doctor.stdout.contains("info/attributes"),
+        "{doctor}"
+    );
+    // Without the file, the union is not git's clean merge: a resolution
+    // the topic's approvals do not cover.
+    fs::remove_file(&server_attributes).unwrap();
+    assert_rejected_with(&t.push_from("mia", &["main"]), "evil-merge");
+    t.sb.assert_server_ref(MAIN, Some(&main));
+}
+
 /// mia amends the merge's message to carry `trailers`; parents and tree
 /// stay. Returns the new id.
 fn amend_merge_with(t: &Team, merge: &str, trailers: &[String]) -> String {
