@@ -35,6 +35,7 @@ mod install_cmd;
 mod ledger;
 mod ledger_attack;
 mod merge_server;
+mod operator_attack;
 mod policy;
 mod push;
 mod report;
