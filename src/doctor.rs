@@ -115,12 +115,18 @@ fn current_uid() -> Option<u32> {
 
 /// A user's name from /etc/passwd.
 fn user_name(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
+    name_in("/etc/passwd", uid)
+}
+
+/// The name of the entry with `id` in a passwd- or group-style file
+/// (`name:password:id:...`).
+fn name_in(file: &str, id: u32) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|l| {
         let mut f = l.split(':');
         let name = f.next()?;
-        let id = f.nth(1)?.parse::<u32>().ok()?;
-        (id == uid).then(|| name.to_string())
+        let this = f.nth(1)?.parse::<u32>().ok()?;
+        (this == id).then(|| name.to_string())
     })
 }
 
@@ -343,16 +349,7 @@ fn file_writers(git_dir: &Path, hooks: &Path) -> Check {
 
 /// A group's name from /etc/group.
 fn describe_group(gid: u32) -> String {
-    let name = std::fs::read_to_string("/etc/group")
-        .ok()
-        .and_then(|groups| {
-            groups.lines().find_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                let id = f.nth(1)?.parse::<u32>().ok()?;
-                (id == gid).then(|| name.to_string())
-            })
-        });
+    let name = name_in("/etc/group", gid);
     match name {
         Some(n) => format!("{n}, gid {gid}"),
         None => format!("gid {gid}"),

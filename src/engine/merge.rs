@@ -1638,17 +1638,25 @@ mod tests {
     /// `git merge-tree --write-tree` run by hand: the tree it prints, which
     /// must be a clean merge (exit 0).
     fn by_hand(dir: &Path, ours: Oid, theirs: Oid) -> CleanMerge {
-        let out = std::process::Command::new("git")
-            .arg("--git-dir")
+        let out = git_merge_tree(dir, &[], ours, theirs);
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        CleanMerge::Tree(Oid::from_str(text.lines().next().unwrap()).unwrap())
+    }
+
+    /// `git -c <config>... merge-tree --write-tree ours theirs`, run by hand.
+    fn git_merge_tree(dir: &Path, config: &[&str], ours: Oid, theirs: Oid) -> std::process::Output {
+        let mut c = std::process::Command::new("git");
+        for kv in config {
+            c.args(["-c", kv]);
+        }
+        c.arg("--git-dir")
             .arg(dir)
             .args(["merge-tree", "--write-tree"])
             .arg(ours.to_string())
             .arg(theirs.to_string())
             .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let text = String::from_utf8(out.stdout).unwrap();
-        CleanMerge::Tree(Oid::from_str(text.lines().next().unwrap()).unwrap())
+            .unwrap()
     }
 
     /// git, run as countersign runs it, does not take a commit's tree from
@@ -1720,22 +1728,9 @@ mod tests {
     }
 
     /// Every case with the answer it must give.
-    /// The first line git prints for `merge-tree --write-tree` run by hand
-    /// with `config`, and whether it exited 0 (clean).
+    /// Whether git, run by hand with `config`, merges cleanly.
     fn by_hand_with(dir: &Path, config: &[&str], ours: Oid, theirs: Oid) -> bool {
-        let mut c = std::process::Command::new("git");
-        for kv in config {
-            c.args(["-c", kv]);
-        }
-        let out = c
-            .arg("--git-dir")
-            .arg(dir)
-            .args(["merge-tree", "--write-tree"])
-            .arg(ours.to_string())
-            .arg(theirs.to_string())
-            .output()
-            .unwrap();
-        out.status.success()
+        git_merge_tree(dir, config, ours, theirs).status.success()
     }
 
     /// The clean merge is git's default merge, whatever the repository's

@@ -2,26 +2,19 @@
 //! walks) and git (the merge-tree child) both honour `info/grafts` and a
 //! `shallow` file in the server repository, which give commits other
 //! parents than they name. A group member who can write repository files
-//! (the README's adversary) could plant one so that a push's walk passes
+//! (an operator: README, "Who can write the server's files") could plant one so that a push's walk passes
 //! over an unsigned commit: a signed commit on top of an unsigned one was
 //! accepted with "1 commit(s) verified". Now a repository with grafts, or
 //! a shallow server judging a push, refuses every update that walks
 //! history (`parents-rewritten`), saying what to remove.
 
+use crate::common::*;
 use crate::util::*;
 
 /// A server with `main` at a signed base, and in the work clone an
 /// unsigned commit with a signed one on top. Returns (sandbox, base, top).
 fn unsigned_under_signed() -> (Sandbox, String, String) {
-    let mut sb = Sandbox::new();
-    let dev = sb.ssh_key("dev");
-    sb.install(&standard_policy(&[simple_person(
-        "dev",
-        &["developer"],
-        &dev,
-    )]));
-    let base = sb.commit_as(Some(&dev), "base");
-    assert_accepted(&sb.push(&["HEAD:refs/heads/main"]));
+    let (mut sb, dev, base) = with_dev(|_| Vec::new());
     sb.commit_as(None, "unsigned");
     let top = sb.commit_as(Some(&dev), "top");
     (sb, base, top)

@@ -55,6 +55,22 @@ const V_TOPIC: &str = "l1\nl2\nl3\nl4\nl5\nl6\nl7\nL8 topic\n";
 const V_FORGED: &str = "l1\nl2\nl3\nEVIL never approved\nl5\nl6\nl7\nL8 topic\n";
 const V_EVIL_MERGE: &str = "L1 main\nl2\nl3\nEVIL never approved\nl5\nl6\nl7\nL8 topic\n";
 
+/// An unsigned commit of `tree` on `parent`, made on the server.
+fn unsigned_commit(sb: &Sandbox, tree: &str, parent: &str, message: &str) -> String {
+    sb.server_git_ok([
+        "-c",
+        "user.name=E",
+        "-c",
+        "user.email=e@x",
+        "commit-tree",
+        tree,
+        "-p",
+        parent,
+        "-m",
+        message,
+    ])
+}
+
 /// Append to the server's audit log a copy of its last accepted push,
 /// next in the chain (`prev` is the SHA-256 of the line before, which
 /// anyone can compute), claiming the move of `refname` from `old` to `new`.
@@ -169,18 +185,7 @@ fn a_forged_accepted_record_launders_a_move_around_the_hook() {
     assert_accepted(&sb.push(&["main"]));
     // The group member, on the server.
     let tree = sb.server_git_ok(["rev-parse", &format!("{second}^{{tree}}")]);
-    let evil = sb.server_git_ok([
-        "-c",
-        "user.name=E",
-        "-c",
-        "user.email=e@x",
-        "commit-tree",
-        &tree,
-        "-p",
-        &second,
-        "-m",
-        "unsigned, never checked",
-    ]);
+    let evil = unsigned_commit(&sb, &tree, &second, "unsigned, never checked");
     sb.server_git_ok(["update-ref", MAIN, &evil]);
     forge_accepted_record(&sb.server, MAIN, &second, &evil);
     let chain = sb.countersign(&sb.server.clone(), ["audit", "verify"]);
@@ -226,18 +231,7 @@ fn a_forged_trust_file_puts_an_unsigned_policy_in_force() {
         &["mktree"],
         format!("100644 blob {blob}\tcountersign.toml\n").as_bytes(),
     );
-    let forged = g.sb.server_git_ok([
-        "-c",
-        "user.name=E",
-        "-c",
-        "user.email=e@x",
-        "commit-tree",
-        &tree,
-        "-p",
-        &old,
-        "-m",
-        "unsigned policy",
-    ]);
+    let forged = unsigned_commit(&g.sb, &tree, &old, "unsigned policy");
     g.sb.server_git_ok(["update-ref", pref, &forged]);
     let trust_path = server.join("countersign/policy-trust");
     let trust = std::fs::read_to_string(&trust_path).unwrap();
